@@ -1,0 +1,578 @@
+//! The `scs-e2e` command line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DeletePolicy, EnvKind, Settings};
+use crate::engine::{self, RunOptions};
+use crate::env::Environment;
+use crate::env::lab::{self, LabEnv, LabOptions, build};
+use crate::error::{Exit, Fatal, InputError};
+use crate::report::console::{Console, Verbosity};
+use crate::suite::loader::{self, LoadedSuite};
+use crate::suite::plan::{Filters, Plan, build_plan};
+
+const EXIT_CODES: &str = "Exit codes:
+  0    all tests passed
+  1    at least one test failed
+  2    usage, suite or config error (nothing was touched)
+  3    infrastructure error: the environment could not come up
+  130  interrupted (SIGINT/SIGTERM); reports are still written
+
+Settings: flags > environment (SCS_E2E_*, KUBECONFIG) > --config file > defaults.";
+
+#[derive(Parser, Debug)]
+#[command(name = "scs-e2e", version, about = "End-to-end conformance and testing harness for SCS Cluster Stacks", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Only failures and the summary.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Step starts and debug logs too.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run suites (default: the quickstart suite in the lab).
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// List the scenarios and steps a run would execute, after filters.
+    List {
+        #[command(flatten)]
+        select: Select,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check suite and config files without running anything.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the suite format (or of the config file).
+    Schema {
+        #[arg(long)]
+        config: bool,
+    },
+    /// The local lab: a real control plane from Go modules, no Docker.
+    Lab {
+        #[command(subcommand)]
+        command: LabCmd,
+    },
+    /// Work with results.json files.
+    Report {
+        #[command(subcommand)]
+        command: ReportCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabCmd {
+    /// Build the lab's binaries (cached; skipped when present).
+    Install(LabAssetArgs),
+    /// Start a lab that keeps running; prints how to reach it.
+    Up {
+        #[command(flatten)]
+        assets: LabAssetArgs,
+        #[arg(long, env = "SCS_E2E_LAB_DIR")]
+        dir: Option<PathBuf>,
+        /// Fixed API server port (default: a free one).
+        #[arg(long)]
+        apiserver_port: Option<u16>,
+    },
+    /// Stop a lab and remove its data.
+    Down {
+        #[arg(long, env = "SCS_E2E_LAB_DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Show whether a lab's processes run and its API server is ready.
+    Status {
+        #[arg(long, env = "SCS_E2E_LAB_DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct LabAssetArgs {
+    /// Use prebuilt binaries from this directory (KUBEBUILDER_ASSETS layout) instead of building.
+    #[arg(long, env = "SCS_E2E_LAB_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Cache for built binaries (default: $XDG_CACHE_HOME/scs-e2e/lab).
+    #[arg(long, env = "SCS_E2E_LAB_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCmd {
+    /// Merge the results.json of several shards into one results.json and JUnit file.
+    Merge {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// Which scenarios: shared by `run` and `list`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Select {
+    /// Suite name (from suites/ or built in) or file; repeatable. Default: quickstart.
+    #[arg(long = "suite", env = "SCS_E2E_SUITE", value_delimiter = ',')]
+    pub suites: Vec<String>,
+    /// Config file.
+    #[arg(long, env = "SCS_E2E_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Only scenarios whose `suite.scenario` matches this regular expression.
+    #[arg(long, env = "SCS_E2E_FOCUS")]
+    pub focus: Option<String>,
+    /// Leave out scenarios whose `suite.scenario` matches this regular expression.
+    #[arg(long, env = "SCS_E2E_SKIP")]
+    pub skip: Option<String>,
+    /// Run shard I of N (stable round-robin over sorted scenario names), like 2/4.
+    #[arg(long, env = "SCS_E2E_SHARD")]
+    pub shard: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: Select,
+    /// Where the cluster comes from (default: lab).
+    #[arg(long, value_enum, env = "SCS_E2E_ENV")]
+    pub env: Option<EnvKind>,
+    /// Kubeconfig for --env kubeconfig.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<String>,
+    /// Scenarios at once (default 4).
+    #[arg(long, env = "SCS_E2E_PARALLEL")]
+    pub parallel: Option<usize>,
+    /// What to delete afterwards: always, success (keep failures; default) or never.
+    #[arg(long, value_enum, env = "SCS_E2E_DELETE")]
+    pub delete: Option<DeletePolicy>,
+    /// Artifacts directory (default: reports).
+    #[arg(long, env = "SCS_E2E_ARTIFACTS")]
+    pub artifacts: Option<PathBuf>,
+    /// JUnit file (default: <artifacts>/junit_scs-e2e.xml).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// JSON results (default: <artifacts>/results.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print the expanded plan and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub lab: LabAssetArgs,
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => Exit::Usage as i32,
+            };
+        }
+    };
+    init_tracing(cli.verbose);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code as i32,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            f.exit as i32
+        }
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    let default = if verbose { "scs_e2e=debug,kube=warn" } else { "scs_e2e=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCS_E2E_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn verbosity(cli: &Cli) -> Verbosity {
+    if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<Exit, Fatal> {
+    let v = verbosity(&cli);
+    match cli.command {
+        Cmd::Run(args) => run(args, v).await,
+        Cmd::List { select, json } => {
+            let (_, plan) = plan_from(&select)?;
+            print_plan(&plan, json, false);
+            Ok(Exit::Passed)
+        }
+        Cmd::Validate { files } => validate(&files),
+        Cmd::Schema { config } => {
+            let schema = if config {
+                schemars::schema_for!(crate::config::ConfigFile)
+            } else {
+                crate::suite::model::suite_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&schema).expect("schema serializes"));
+            Ok(Exit::Passed)
+        }
+        Cmd::Lab { command } => lab_cmd(command).await,
+        Cmd::Report {
+            command: ReportCmd::Merge { files, output },
+        } => {
+            let reports = files
+                .iter()
+                .map(|f| crate::report::json::read(f))
+                .collect::<anyhow::Result<Vec<_>>>()
+                .map_err(Fatal::usage)?;
+            let merged = crate::report::json::merge(reports).map_err(Fatal::usage)?;
+            crate::report::write_atomic(
+                &output.join(crate::report::json::FILE_NAME),
+                crate::report::json::render(&merged).as_bytes(),
+            )?;
+            crate::report::write_atomic(
+                &output.join(crate::report::junit::FILE_NAME),
+                crate::report::junit::render(&merged).as_bytes(),
+            )?;
+            eprintln!("{}", crate::report::console::summary_text(&merged));
+            Ok(merged.exit())
+        }
+    }
+}
+
+/// Loads the config and suites and builds the plan; every problem is a usage error.
+pub fn plan_from(select: &Select) -> Result<(Settings, Plan), Fatal> {
+    let settings = Settings::from_file(select.config.as_deref()).map_err(Fatal::usage)?;
+    let filters = Filters::parse(select.focus.as_deref(), select.skip.as_deref(), select.shard.as_deref()).map_err(Fatal::usage)?;
+    let mut names = select.suites.clone();
+    if names.is_empty() {
+        names = settings.file.as_ref().map(|f| f.suites.clone()).unwrap_or_default();
+    }
+    if names.is_empty() {
+        names.push("quickstart".into());
+    }
+    let suites: Vec<LoadedSuite> = names
+        .iter()
+        .map(|n| loader::find_suite(n))
+        .collect::<Result<_, InputError>>()
+        .map_err(Fatal::usage)?;
+    let plan = build_plan(suites, &settings, &filters).map_err(Fatal::usage)?;
+    Ok((settings, plan))
+}
+
+fn print_plan(plan: &Plan, json: bool, dry_run: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan.scenarios).expect("plan serializes"));
+        return;
+    }
+    for sc in &plan.scenarios {
+        let matrix: Vec<String> = sc.matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{}{}  ({})",
+            sc.id(),
+            if matrix.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", matrix.join(", "))
+            },
+            sc.suite_file
+        );
+        for (i, st) in sc.steps.iter().enumerate() {
+            let attempts = if st.attempts > 1 {
+                format!(", {} attempts", st.attempts)
+            } else {
+                String::new()
+            };
+            println!(
+                "  {:>2}. {:<8} {}  (timeout {} from {}{attempts})",
+                i + 1,
+                st.operation,
+                st.name,
+                humantime::format_duration(st.timeout),
+                st.timeout_from
+            );
+        }
+        if dry_run {
+            for c in &sc.on_failure {
+                println!("      on failure: collect {}", c.label());
+            }
+            for c in &sc.finally {
+                println!("      finally: collect {}", c.label());
+            }
+        }
+    }
+    println!(
+        "{} scenarios, {} steps",
+        plan.scenarios.len(),
+        plan.scenarios.iter().map(|s| s.steps.len()).sum::<usize>()
+    );
+}
+
+fn validate(files: &[PathBuf]) -> Result<Exit, Fatal> {
+    let settings = Settings::default();
+    let mut bad = 0;
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let kind = serde_saphyr::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        let res: Result<String, InputError> = if kind == "Config" {
+            crate::config::load_config(f).map(|_| "config".to_string())
+        } else {
+            loader::load_suite_file(f).and_then(|ls| {
+                let n = crate::suite::plan::expand_suite(&ls, &settings).and_then(|v| {
+                    loader::validate(&ls, &settings)?;
+                    Ok(v.len())
+                })?;
+                Ok(format!("suite {} ({n} scenarios)", ls.name()))
+            })
+        };
+        match res {
+            Ok(what) => println!("ok: {} ({what})", f.display()),
+            Err(e) => {
+                bad += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(if bad > 0 { Exit::Usage } else { Exit::Passed })
+}
+
+async fn run(args: RunArgs, v: Verbosity) -> Result<Exit, Fatal> {
+    let (settings, plan) = plan_from(&args.select)?;
+    let file = settings.file.clone();
+    let f = file.as_ref();
+    let env_kind = args.env.or(f.and_then(|c| c.env)).unwrap_or(EnvKind::Lab);
+    let parallel = args.parallel.or(f.and_then(|c| c.parallel)).unwrap_or(4);
+    if parallel == 0 {
+        return Err(Fatal::usage(anyhow::anyhow!("--parallel must be at least 1")));
+    }
+    let delete = args.delete.or(f.and_then(|c| c.delete)).unwrap_or(DeletePolicy::Success);
+    let artifacts = args
+        .artifacts
+        .clone()
+        .or(f.and_then(|c| c.artifacts.clone()))
+        .unwrap_or_else(|| PathBuf::from("reports"));
+    for s in &plan.suites {
+        if !s.suite.environments.is_empty() && !s.suite.environments.iter().any(|e| e == env_kind.as_str()) {
+            return Err(Fatal::usage(anyhow::anyhow!(
+                "suite {} runs in {} only, not in --env {}",
+                s.name(),
+                s.suite.environments.join(", "),
+                env_kind.as_str()
+            )));
+        }
+    }
+    let mut opts = RunOptions::new(artifacts.clone());
+    opts.parallel = parallel;
+    opts.delete = delete;
+    if let Some(j) = &args.junit {
+        opts.junit = j.clone();
+    }
+    if let Some(j) = &args.json {
+        opts.json = j.clone();
+    }
+    if let Some(s) = &args.select.shard {
+        opts.properties.insert("shard".into(), s.clone());
+    }
+    opts.properties.insert("delete_policy".into(), format!("{delete:?}").to_lowercase());
+
+    // Resolve the environment before touching anything, so bad input still exits 2 untouched.
+    let mut env: Box<dyn Environment> = match env_kind {
+        EnvKind::Kubeconfig => {
+            let kc = args
+                .kubeconfig
+                .clone()
+                .map(|k| first_kubeconfig(&k))
+                .or(f.and_then(|c| c.kubeconfig.clone()))
+                .ok_or_else(|| {
+                    Fatal::usage(anyhow::anyhow!(
+                        "--env kubeconfig needs a kubeconfig: pass --kubeconfig FILE or set KUBECONFIG"
+                    ))
+                })?;
+            check_kubeconfig(&kc).map_err(Fatal::usage)?;
+            Box::new(crate::env::kubeconfig::KubeconfigEnv::new(kc))
+        }
+        EnvKind::Lab => {
+            let cfg_lab = f.and_then(|c| c.lab.clone()).unwrap_or_default();
+            let assets = build::Assets::locate(
+                args.lab.bin_dir.clone().or(cfg_lab.bin_dir),
+                args.lab.cache_dir.clone().or(cfg_lab.cache_dir),
+            );
+            let mut lo = LabOptions::new(lab::default_dir().with_file_name(format!("lab-run-{}", opts.run_id)), assets);
+            // A lab that may be kept must outlive this process; one always deleted dies with it.
+            lo.detached = delete != DeletePolicy::Always;
+            Box::new(LabEnv::new(lo, v != Verbosity::Quiet))
+        }
+        EnvKind::Kind => Box::new(crate::env::unsupported::Unsupported { name: "kind" }),
+        EnvKind::Openstack => Box::new(crate::env::unsupported::Unsupported { name: "openstack" }),
+    };
+
+    if args.dry_run {
+        println!(
+            "plan (dry run: nothing is touched) — env {}, parallel {parallel}, delete {delete:?}",
+            env_kind.as_str()
+        );
+        print_plan(&plan, false, true);
+        return Ok(Exit::Passed);
+    }
+
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let console = Console::new(v);
+    let report = engine::run(&plan, env.as_mut(), &opts, cancel, &console).await;
+    engine::write_reports(&report, &opts)?;
+    drop(env);
+    eprintln!("{}", crate::report::console::summary_text(&report));
+    eprintln!("reports: {} {}", opts.junit.display(), opts.json.display());
+    Ok(report.exit())
+}
+
+/// KUBECONFIG may list several files; the first existing one is used.
+fn first_kubeconfig(v: &str) -> PathBuf {
+    std::env::split_paths(v).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(v))
+}
+
+fn check_kubeconfig(p: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}; check --kubeconfig or KUBECONFIG", p.display()))?;
+    kube::config::Kubeconfig::from_yaml(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a kubeconfig: {}; check --kubeconfig or KUBECONFIG",
+            p.display(),
+            e.to_string().lines().next().unwrap_or("")
+        )
+    })?;
+    Ok(())
+}
+
+/// First SIGINT/SIGTERM: cancel (steps stop, collectors and clean-up run, reports are written).
+/// Second: exit at once with 130.
+fn spawn_signal_handler(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("interrupted: stopping steps, collecting, cleaning up and writing reports (interrupt again to exit now)");
+        cancel.cancel();
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("interrupted twice: exiting now");
+        std::process::exit(Exit::Interrupted as i32);
+    });
+}
+
+async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
+    match cmd {
+        LabCmd::Install(a) => {
+            let assets = build::Assets::locate(a.bin_dir, a.cache_dir);
+            let t0 = std::time::Instant::now();
+            let built = tokio::task::spawn_blocking(move || build::install(&assets, &build::ConsoleProgress::new()).map(|b| (b, assets)))
+                .await
+                .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
+                .map_err(Fatal::infra)?;
+            if built.0.is_empty() {
+                eprintln!("lab binaries present in {}", built.1.bin_dir.display());
+            } else {
+                eprintln!(
+                    "built {} in {:.0}s into {}",
+                    built.0.join(", "),
+                    t0.elapsed().as_secs_f64(),
+                    built.1.bin_dir.display()
+                );
+            }
+            println!("{}", built.1.bin_dir.display());
+            Ok(Exit::Passed)
+        }
+        LabCmd::Up {
+            assets,
+            dir,
+            apiserver_port,
+        } => {
+            let assets = build::Assets::locate(assets.bin_dir, assets.cache_dir);
+            let a2 = assets.clone();
+            tokio::task::spawn_blocking(move || build::install(&a2, &build::ConsoleProgress::new()))
+                .await
+                .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
+                .map_err(Fatal::infra)?;
+            let dir = dir.unwrap_or_else(lab::default_dir);
+            let mut opts = LabOptions::new(dir.clone(), assets);
+            opts.apiserver_port = apiserver_port;
+            opts.detached = true;
+            let t0 = std::time::Instant::now();
+            let lab = lab::Lab::start(opts).await.map_err(|e| match e {
+                lab::LabError::Running { .. } | lab::LabError::Stale { .. } | lab::LabError::PortInUse { .. } => Fatal::usage(e),
+                other => Fatal::infra(other),
+            })?;
+            let kc = lab.kubeconfig();
+            let st = lab.detach();
+            eprintln!(
+                "lab ready in {:.1}s: Kubernetes {} at https://127.0.0.1:{}",
+                t0.elapsed().as_secs_f64(),
+                st.kubernetes_version,
+                st.ports.apiserver
+            );
+            eprintln!("stop it with: scs-e2e lab down --dir {}", dir.display());
+            println!("export KUBECONFIG={}", kc.display());
+            Ok(Exit::Passed)
+        }
+        LabCmd::Down { dir } => {
+            let dir = dir.unwrap_or_else(lab::default_dir);
+            let n = tokio::task::spawn_blocking(move || lab::down_dir(&dir))
+                .await
+                .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
+                .map_err(|e| match e {
+                    lab::LabError::NoLab { .. } => Fatal::usage(e),
+                    other => Fatal::infra(other),
+                })?;
+            eprintln!("lab stopped ({n} processes) and removed");
+            Ok(Exit::Passed)
+        }
+        LabCmd::Status { dir } => {
+            let dir = dir.unwrap_or_else(lab::default_dir);
+            let (state, procs, ready) = lab::status_dir(&dir).await.map_err(Fatal::usage)?;
+            println!("lab {} (Kubernetes {})", dir.display(), state.kubernetes_version);
+            for (name, alive) in &procs {
+                println!(
+                    "  {name:<26} {} (pid {})",
+                    if *alive { "running" } else { "NOT RUNNING" },
+                    state.pids[name]
+                );
+            }
+            match &ready {
+                Ok(()) => println!("  api server https://127.0.0.1:{} ready", state.ports.apiserver),
+                Err(e) => println!("  api server https://127.0.0.1:{} NOT READY: {e}", state.ports.apiserver),
+            }
+            println!("  export KUBECONFIG={}", state.kubeconfig.display());
+            Ok(if ready.is_ok() && procs.values().all(|a| *a) {
+                Exit::Passed
+            } else {
+                Exit::Infra
+            })
+        }
+    }
+}
+
+/// How long `lab up` waits for readiness by default.
+pub const LAB_READY: Duration = Duration::from_secs(60);

@@ -1,0 +1,213 @@
+//! The config file (`apiVersion: scs-e2e/v1alpha1`, `kind: Config`) and the settings a run uses.
+//! Precedence: flags > environment (`SCS_E2E_*`, `KUBECONFIG`) > config file > defaults.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::error::InputError;
+use crate::suite::duration::{HumanDuration, is_interval_name};
+use crate::suite::model::API_VERSION;
+
+/// Which environment provides the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvKind {
+    /// A local control plane built from Go modules (no Docker).
+    Lab,
+    /// An existing cluster (`--kubeconfig` or `KUBECONFIG`).
+    Kubeconfig,
+    /// A kind management cluster with CAPD (needs Docker).
+    Kind,
+    /// OpenStack via CAPO (kind or an existing management cluster).
+    Openstack,
+}
+
+impl EnvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvKind::Lab => "lab",
+            EnvKind::Kubeconfig => "kubeconfig",
+            EnvKind::Kind => "kind",
+            EnvKind::Openstack => "openstack",
+        }
+    }
+}
+
+impl FromStr for EnvKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <EnvKind as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| format!("unknown environment `{s}`: use lab, kubeconfig, kind or openstack"))
+    }
+}
+
+/// What to delete when a scenario (or the run) ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletePolicy {
+    /// Always clean up.
+    Always,
+    /// Clean up what passed; keep what failed for debugging.
+    Success,
+    /// Keep everything (print how to reach it).
+    Never,
+}
+
+impl DeletePolicy {
+    pub fn should_delete(self, passed: bool) -> bool {
+        match self {
+            DeletePolicy::Always => true,
+            DeletePolicy::Success => passed,
+            DeletePolicy::Never => false,
+        }
+    }
+}
+
+/// The config file.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    #[schemars(with = "String")]
+    pub api_version: Spanned<String>,
+    /// Always `Config`.
+    #[schemars(with = "String")]
+    pub kind: Spanned<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeletePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<PathBuf>,
+    /// Default step timeout and attempts, below suite and scenario defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_timeout: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_attempts: Option<u32>,
+    /// Named timeouts suites refer to (`timeout: wait-cluster`); these override the built-in ones.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, HumanDuration>")]
+    pub intervals: HashMap<Spanned<String>, HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabConfig {
+    /// Where built lab binaries are cached (default `$XDG_CACHE_HOME/scs-e2e/lab`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use these binaries instead of building (a `KUBEBUILDER_ASSETS`-style directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Built-in intervals: generous for clouds; the lab finishes far inside them.
+pub fn builtin_intervals() -> BTreeMap<String, Duration> {
+    [
+        ("default", 300),
+        ("wait-crd", 60),
+        ("wait-controllers", 600),
+        ("wait-cluster-stack-release", 900),
+        ("wait-cluster", 1800),
+        ("wait-upgrade", 2700),
+        ("wait-delete", 1200),
+    ]
+    .into_iter()
+    .map(|(k, s)| (k.to_string(), Duration::from_secs(s)))
+    .collect()
+}
+
+/// Settings every run and listing uses, after precedence is applied.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub default_timeout: Duration,
+    pub default_attempts: u32,
+    pub intervals: BTreeMap<String, Duration>,
+    pub config_file: Option<PathBuf>,
+    pub file: Option<ConfigFile>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_timeout: Duration::from_secs(300),
+            default_attempts: 1,
+            intervals: builtin_intervals(),
+            config_file: None,
+            file: None,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_file(path: Option<&Path>) -> Result<Settings, InputError> {
+        let mut s = Settings::default();
+        let Some(path) = path else { return Ok(s) };
+        let cfg = load_config(path)?;
+        if let Some(t) = cfg.default_timeout {
+            s.default_timeout = t.0;
+        }
+        if let Some(a) = cfg.default_attempts {
+            s.default_attempts = a.max(1);
+        }
+        for (k, v) in &cfg.intervals {
+            s.intervals.insert(k.value.clone(), v.0);
+        }
+        s.config_file = Some(path.to_path_buf());
+        s.file = Some(cfg);
+        Ok(s)
+    }
+}
+
+pub fn load_config(path: &Path) -> Result<ConfigFile, InputError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::new(format!("cannot read config: {e}; check the --config path")).in_file(&file))?;
+    let cfg: ConfigFile = serde_saphyr::from_str(&text).map_err(|e| InputError::from_yaml(&e, &file, &text))?;
+    let loc = |s: &Spanned<String>| (s.referenced.line(), s.referenced.column());
+    if cfg.api_version.value != API_VERSION {
+        let (l, c) = loc(&cfg.api_version);
+        return Err(InputError::new(format!(
+            "apiVersion is `{}`; write `apiVersion: {API_VERSION}`",
+            cfg.api_version.value
+        ))
+        .in_file(&file)
+        .at(&text, l, c));
+    }
+    if cfg.kind.value != "Config" {
+        let (l, c) = loc(&cfg.kind);
+        return Err(
+            InputError::new(format!("kind is `{}`; a config file has `kind: Config`", cfg.kind.value))
+                .in_file(&file)
+                .at(&text, l, c),
+        );
+    }
+    for k in cfg.intervals.keys() {
+        if !is_interval_name(&k.value) {
+            let (l, c) = loc(k);
+            return Err(InputError::new(format!(
+                "interval name `{}` must be lowercase letters, digits and dashes, like `wait-cluster`",
+                k.value
+            ))
+            .in_file(&file)
+            .at(&text, l, c));
+        }
+    }
+    if cfg.parallel == Some(0) {
+        return Err(InputError::new("parallel: must be at least 1").in_file(&file));
+    }
+    Ok(cfg)
+}

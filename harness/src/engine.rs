@@ -1,0 +1,548 @@
+//! The run engine: environment up, scenarios concurrently (steps in order, each under its
+//! timeout, with attempts), collectors, clean-up per the delete policy, environment down.
+//! Cancellation stops running steps but still runs collectors and clean-up, and yields a report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DeletePolicy;
+use crate::env::Environment;
+use crate::kube::Resolver;
+use crate::report::console::{Event, Observer};
+use crate::report::{self, Attempt, CollectedRecord, RunReport, ScenarioResult, Status, StepResult, SuiteRecord};
+use crate::steps::{FailureKind, StepCtx, StepFailure, StepLog};
+use crate::suite::plan::{Plan, PlannedScenario, PlannedStep};
+
+/// Collectors and clean-up get this long each, even after cancellation.
+const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(120);
+const LOG_TAIL_LINES: usize = 40;
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub parallel: usize,
+    pub delete: DeletePolicy,
+    pub artifacts: PathBuf,
+    pub junit: PathBuf,
+    pub json: PathBuf,
+    pub run_id: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl RunOptions {
+    pub fn new(artifacts: PathBuf) -> Self {
+        RunOptions {
+            parallel: 4,
+            delete: DeletePolicy::Success,
+            junit: artifacts.join(report::junit::FILE_NAME),
+            json: artifacts.join(report::json::FILE_NAME),
+            artifacts,
+            run_id: new_run_id(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// A short id, unique enough to tell runs (and their namespaces) apart.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mixed = (nanos as u64) ^ ((std::process::id() as u64) << 32);
+    format!("{:08x}", (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32)
+}
+
+/// Everything scenarios share during a run.
+struct Shared<'a> {
+    resolver: Arc<Resolver>,
+    kubeconfig: PathBuf,
+    env: &'a dyn Environment,
+    opts: &'a RunOptions,
+    cancel: CancellationToken,
+    obs: &'a dyn Observer,
+    extra_path: Vec<PathBuf>,
+    partial: Mutex<Vec<(usize, ScenarioResult)>>,
+    base: RunReport,
+}
+
+/// Runs the plan and writes the reports (also when interrupted or when the environment fails).
+pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, cancel: CancellationToken, obs: &dyn Observer) -> RunReport {
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let mut base = RunReport {
+        schema: report::SCHEMA.to_string(),
+        run_id: opts.run_id.clone(),
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at,
+        duration_secs: 0.0,
+        environment: env.name().to_string(),
+        phases: Vec::new(),
+        properties: opts.properties.clone(),
+        suites: plan
+            .suites
+            .iter()
+            .map(|s| SuiteRecord {
+                name: s.name().to_string(),
+                file: s.display_path.clone(),
+                sha256: s.sha256.clone(),
+                content: s.source.clone(),
+            })
+            .collect(),
+        scenarios: Vec::new(),
+        interrupted: false,
+    };
+
+    let up = phase("up", obs, &cancel, env.up()).await;
+    let up_ok = up.status == Status::Passed;
+    base.phases.push(up);
+    base.properties.extend(env.properties());
+
+    let mut scenarios: Vec<ScenarioResult> = Vec::new();
+    let client = match (up_ok, env.kubeconfig()) {
+        (true, Some(kc)) => match crate::kube::client_from_kubeconfig(&kc).await {
+            Ok(c) => Some((c, kc)),
+            Err(e) => {
+                let p = base.phases.last_mut().unwrap();
+                p.status = Status::Error;
+                p.message = Some(e.to_string());
+                None
+            }
+        },
+        _ => None,
+    };
+    match client {
+        Some((client, kubeconfig)) => {
+            let shared = Shared {
+                resolver: Arc::new(Resolver::new(client)),
+                kubeconfig,
+                env: &*env,
+                opts,
+                cancel: cancel.clone(),
+                obs,
+                extra_path: env.bin_dirs(),
+                partial: Mutex::new(Vec::new()),
+                base: base.clone(),
+            };
+            let mut done: Vec<(usize, ScenarioResult)> = futures::stream::iter(plan.scenarios.iter().enumerate())
+                .map(|(i, sc)| {
+                    let shared = &shared;
+                    async move { (i, run_scenario(sc, shared).await) }
+                })
+                .buffer_unordered(opts.parallel.max(1))
+                .collect()
+                .await;
+            done.sort_by_key(|(i, _)| *i);
+            scenarios = done.into_iter().map(|(_, r)| r).collect();
+        }
+        None => {
+            let why = base.phases[0]
+                .message
+                .clone()
+                .unwrap_or_else(|| "environment did not come up".into());
+            for sc in &plan.scenarios {
+                scenarios.push(skipped_scenario(sc, &format!("not run: the environment did not come up ({why})")));
+            }
+        }
+    }
+
+    let all_passed = up_ok && !cancel.is_cancelled() && scenarios.iter().all(|s| !s.status.is_bad());
+    if !all_passed {
+        let dir = opts.artifacts.join("environment").join("logs");
+        match env.collect_logs(&dir).await {
+            Ok(n) if n > 0 => obs.on(Event::Note(&format!("environment logs: {}", dir.display()))),
+            Ok(_) => {}
+            Err(e) => obs.on(Event::Note(&format!("could not collect environment logs: {e}"))),
+        }
+    }
+    if opts.delete.should_delete(all_passed) {
+        // Tear-down runs even after Ctrl-C: a fresh token, so only a second Ctrl-C stops it.
+        let down = phase("down", obs, &CancellationToken::new(), env.down()).await;
+        base.phases.push(down);
+    } else {
+        let hint = env.keep_hint().unwrap_or_default();
+        let mut p = instant_result("down", "down", Status::Skipped);
+        p.message = Some(
+            format!(
+                "kept (--delete {:?}){}",
+                opts.delete,
+                if hint.is_empty() { String::new() } else { format!(": {hint}") }
+            )
+            .to_lowercase(),
+        );
+        obs.on(Event::PhaseFinished { result: &p });
+        if !hint.is_empty() {
+            obs.on(Event::Note(&hint));
+        }
+        base.phases.push(p);
+    }
+    base.scenarios = scenarios;
+    base.interrupted = cancel.is_cancelled();
+    base.duration_secs = report::secs(t0.elapsed());
+    base
+}
+
+/// Writes JSON and JUnit atomically.
+pub fn write_reports(r: &RunReport, opts: &RunOptions) -> std::io::Result<()> {
+    report::write_atomic(&opts.json, report::json::render(r).as_bytes())?;
+    report::write_atomic(&opts.junit, report::junit::render(r).as_bytes())
+}
+
+async fn phase(
+    name: &str,
+    obs: &dyn Observer,
+    cancel: &CancellationToken,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> StepResult {
+    obs.on(Event::PhaseStarted { name });
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let res = tokio::select! {
+        r = fut => r.map_err(|e| format!("{e:#}")),
+        _ = cancel.cancelled() => Err("interrupted".to_string()),
+    };
+    let mut r = instant_result(name, name, if res.is_ok() { Status::Passed } else { Status::Error });
+    r.started_at = started_at;
+    r.duration_secs = report::secs(t0.elapsed());
+    if let Err(e) = res {
+        let mut lines = e.lines();
+        r.message = lines.next().map(str::to_string);
+        let rest: Vec<&str> = lines.collect();
+        if !rest.is_empty() {
+            r.details = Some(rest.join("\n"));
+        }
+    }
+    obs.on(Event::PhaseFinished { result: &r });
+    r
+}
+
+fn instant_result(name: &str, op: &str, status: Status) -> StepResult {
+    StepResult {
+        name: name.to_string(),
+        operation: op.to_string(),
+        status,
+        started_at: Utc::now(),
+        duration_secs: 0.0,
+        timeout_secs: 0.0,
+        message: None,
+        details: None,
+        log_tail: None,
+        log: None,
+        attempts: Vec::new(),
+    }
+}
+
+fn skipped_scenario(sc: &PlannedScenario, why: &str) -> ScenarioResult {
+    ScenarioResult {
+        suite: sc.suite.clone(),
+        name: sc.name.clone(),
+        file: sc.suite_file.clone(),
+        matrix: sc.matrix.clone(),
+        namespace: None,
+        status: Status::Skipped,
+        started_at: Utc::now(),
+        duration_secs: 0.0,
+        steps: sc
+            .steps
+            .iter()
+            .map(|s| {
+                let mut r = instant_result(&s.name, s.operation, Status::Skipped);
+                r.timeout_secs = s.timeout.as_secs_f64();
+                r.message = Some(why.to_string());
+                r
+            })
+            .collect(),
+        collected: Vec::new(),
+        artifacts: None,
+    }
+}
+
+/// A file-system friendly form of a name.
+pub fn slug(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// `e2e-<scenario>-<hash>`: readable, unique per run, a valid DNS label.
+pub fn namespace_for(sc: &PlannedScenario, run_id: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("{run_id}/{}", sc.id()).as_bytes());
+    let s: String = slug(&sc.name).replace(['.', '_'], "-").chars().take(48).collect();
+    format!("e2e-{}-{:02x}{:02x}{:02x}", s.trim_end_matches('-'), h[0], h[1], h[2])
+}
+
+fn scenario_status(steps: &[StepResult]) -> Status {
+    if steps.iter().any(|s| s.status == Status::Failed) {
+        Status::Failed
+    } else if steps.iter().any(|s| s.status == Status::Error) {
+        Status::Error
+    } else if steps.iter().all(|s| s.status == Status::Skipped) {
+        Status::Skipped
+    } else {
+        Status::Passed
+    }
+}
+
+async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
+    let id = sc.id();
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    sh.obs.on(Event::ScenarioStarted {
+        id: &id,
+        steps: sc.steps.len(),
+    });
+    let rel_dir = PathBuf::from(slug(&sc.suite)).join(slug(&sc.name));
+    let dir = sh.opts.artifacts.join(&rel_dir);
+    let _ = std::fs::create_dir_all(&dir);
+    let namespace = sc.namespace.clone().unwrap_or_else(|| namespace_for(sc, &sh.opts.run_id));
+    let mut vars = sc.vars.clone();
+    vars.insert("NAMESPACE".into(), namespace.clone());
+    vars.insert("SCENARIO".into(), id.clone());
+    vars.insert("ARTIFACTS".into(), dir.display().to_string());
+    vars.insert("RUN_ID".into(), sh.opts.run_id.clone());
+    vars.insert("KUBECONFIG".into(), sh.kubeconfig.display().to_string());
+    let ctx_for = |deadline: Instant, cancel: CancellationToken| StepCtx {
+        resolver: sh.resolver.clone(),
+        namespace: namespace.clone(),
+        kubeconfig: sh.kubeconfig.clone(),
+        base_dir: sc.suite_dir.clone(),
+        artifacts: dir.clone(),
+        vars: vars.clone(),
+        extra_path: sh.extra_path.clone(),
+        log: StepLog::default(),
+        deadline,
+        cancel,
+    };
+
+    let owns_namespace = sc.namespace.is_none();
+    let setup_error = if owns_namespace {
+        create_namespace(sh, &namespace, &id).await.err()
+    } else {
+        None
+    };
+
+    let mut steps = Vec::with_capacity(sc.steps.len());
+    let mut stop: Option<String> = setup_error.map(|e| format!("namespace {namespace} could not be created: {e}"));
+    for (i, step) in sc.steps.iter().enumerate() {
+        let result = if let Some(why) = &stop {
+            let mut r = instant_result(
+                &step.name,
+                step.operation,
+                if i == 0 && steps.is_empty() && why.starts_with("namespace") {
+                    Status::Error
+                } else {
+                    Status::Skipped
+                },
+            );
+            r.timeout_secs = step.timeout.as_secs_f64();
+            r.message = Some(if r.status == Status::Error {
+                why.clone()
+            } else {
+                format!("skipped: {why}")
+            });
+            r
+        } else if sh.cancel.is_cancelled() {
+            let mut r = instant_result(&step.name, step.operation, Status::Skipped);
+            r.message = Some("skipped: interrupted".into());
+            r
+        } else {
+            sh.obs.on(Event::StepStarted {
+                id: &id,
+                index: i,
+                steps: sc.steps.len(),
+                name: &step.name,
+                timeout: step.timeout,
+            });
+            run_step(step, i, &dir, &rel_dir, &ctx_for, &sh.cancel).await
+        };
+        if result.status != Status::Skipped {
+            sh.obs.on(Event::StepFinished { id: &id, result: &result });
+        }
+        if result.status.is_bad() && stop.is_none() {
+            stop = Some(if sh.cancel.is_cancelled() {
+                "interrupted".into()
+            } else {
+                format!("step `{}` did not pass", step.name)
+            });
+        }
+        steps.push(result);
+    }
+    let status = scenario_status(&steps);
+
+    // Collectors: on failure first, then finally; they run after Ctrl-C too, under their own timeout.
+    let mut collected = Vec::new();
+    let phases: [(&str, &Vec<crate::collect::Collector>, bool); 2] =
+        [("on-failure", &sc.on_failure, status.is_bad()), ("finally", &sc.finally, true)];
+    for (phase_name, collectors, wanted) in phases {
+        if !wanted {
+            continue;
+        }
+        for (i, c) in collectors.iter().enumerate() {
+            let cdir = crate::collect::collector_dir(&dir, phase_name, i, c);
+            let ctx = ctx_for(Instant::now() + COLLECTOR_TIMEOUT, CancellationToken::new());
+            let res = tokio::time::timeout(COLLECTOR_TIMEOUT, c.collect(&ctx, sh.env, &cdir)).await;
+            let (ok, summary) = match res {
+                Ok(Ok(s)) => (true, s),
+                Ok(Err(e)) => (false, format!("{e:#}")),
+                Err(_) => (false, "timed out".into()),
+            };
+            let rel = cdir.strip_prefix(&sh.opts.artifacts).unwrap_or(&cdir).display().to_string();
+            collected.push(CollectedRecord {
+                collector: format!("{phase_name}/{}", c.label()),
+                path: rel,
+                ok,
+                summary,
+            });
+        }
+    }
+
+    if owns_namespace && sh.opts.delete.should_delete(status == Status::Passed && !sh.cancel.is_cancelled()) {
+        let api: Api<Namespace> = Api::all(sh.resolver.client().clone());
+        let _ = api.delete(&namespace, &DeleteParams::background()).await;
+    }
+
+    let result = ScenarioResult {
+        suite: sc.suite.clone(),
+        name: sc.name.clone(),
+        file: sc.suite_file.clone(),
+        matrix: sc.matrix.clone(),
+        namespace: Some(namespace),
+        status,
+        started_at,
+        duration_secs: report::secs(t0.elapsed()),
+        steps,
+        collected,
+        artifacts: Some(rel_dir.display().to_string()),
+    };
+    sh.obs.on(Event::ScenarioFinished { result: &result });
+    write_partial(sh, sc, &result);
+    result
+}
+
+/// Keeps `results.json` current after each scenario, so even a killed run leaves what it finished.
+fn write_partial(sh: &Shared<'_>, sc: &PlannedScenario, r: &ScenarioResult) {
+    let mut p = sh.partial.lock().unwrap();
+    p.push((0, r.clone()));
+    let mut rep = sh.base.clone();
+    rep.scenarios = p.iter().map(|(_, s)| s.clone()).collect();
+    rep.interrupted = true;
+    let _ = sc;
+    let _ = report::write_atomic(&sh.opts.json, report::json::render(&rep).as_bytes());
+}
+
+async fn create_namespace(sh: &Shared<'_>, name: &str, id: &str) -> Result<(), kube::Error> {
+    let api: Api<Namespace> = Api::all(sh.resolver.client().clone());
+    let mut labels = BTreeMap::new();
+    labels.insert("app.kubernetes.io/managed-by".to_string(), "scs-e2e".to_string());
+    labels.insert("scs-e2e.scs.community/run-id".to_string(), sh.opts.run_id.clone());
+    let mut ann = BTreeMap::new();
+    ann.insert("scs-e2e.scs.community/scenario".to_string(), id.to_string());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            annotations: Some(ann),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn run_step(
+    step: &PlannedStep,
+    index: usize,
+    dir: &Path,
+    rel_dir: &Path,
+    ctx_for: &(dyn Fn(Instant, CancellationToken) -> StepCtx + Sync),
+    cancel: &CancellationToken,
+) -> StepResult {
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let mut attempts = Vec::new();
+    let mut log_text = String::new();
+    let mut last_tail = String::new();
+    let op = step.op.operation();
+    for a in 1..=step.attempts {
+        let a_started = Utc::now();
+        let at0 = Instant::now();
+        let deadline = at0 + step.timeout;
+        let ctx = ctx_for(deadline, cancel.child_token());
+        // Operations watch their own deadline and say what they last saw; the outer guard only
+        // catches one that does not.
+        let res: Result<(), StepFailure> = tokio::select! {
+            r = tokio::time::timeout_at(deadline + Duration::from_secs(2), op.run(&ctx)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(StepFailure::failed(format!("timed out after {}", humantime::format_duration(step.timeout)))),
+            },
+            _ = cancel.cancelled() => Err(StepFailure::error("interrupted")),
+        };
+        let status = match &res {
+            Ok(()) => Status::Passed,
+            Err(f) if f.kind == FailureKind::Failed => Status::Failed,
+            Err(_) => Status::Error,
+        };
+        if step.attempts > 1 {
+            log_text.push_str(&format!("--- attempt {a}/{} ---\n", step.attempts));
+        }
+        for l in ctx.log.lines() {
+            log_text.push_str(&l);
+            log_text.push('\n');
+        }
+        if let Err(f) = &res {
+            log_text.push_str(&format!(
+                "{}: {}\n",
+                if status == Status::Failed { "FAILED" } else { "ERROR" },
+                f.message
+            ));
+        }
+        last_tail = ctx.log.tail(LOG_TAIL_LINES);
+        attempts.push(Attempt {
+            status,
+            started_at: a_started,
+            duration_secs: report::secs(at0.elapsed()),
+            message: res.as_ref().err().map(|f| f.message.clone()),
+            details: res.as_ref().err().map(|f| f.details.clone()).filter(|d| !d.is_empty()),
+        });
+        if status == Status::Passed || cancel.is_cancelled() {
+            break;
+        }
+    }
+    let file = format!("{:02}-{}.log", index + 1, slug(&step.name));
+    let log_path = dir.join("steps").join(&file);
+    let _ = std::fs::create_dir_all(log_path.parent().unwrap());
+    let _ = std::fs::write(&log_path, &log_text);
+    let last = attempts.last().expect("at least one attempt");
+    StepResult {
+        name: step.name.clone(),
+        operation: step.operation.to_string(),
+        status: last.status,
+        started_at,
+        duration_secs: report::secs(t0.elapsed()),
+        timeout_secs: step.timeout.as_secs_f64(),
+        message: last.message.clone(),
+        details: last.details.clone(),
+        log_tail: Some(last_tail).filter(|t| !t.is_empty()),
+        log: Some(rel_dir.join("steps").join(file).display().to_string()),
+        attempts: if attempts.len() > 1 { attempts } else { Vec::new() },
+    }
+}

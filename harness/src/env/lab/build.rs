@@ -1,0 +1,355 @@
+//! Building the lab's binaries with `go build` from the pinned Go modules in `fixtures/lab/`.
+//! The module files are compiled into scs-e2e, so an installed binary builds its lab anywhere.
+//! Binaries are cached in a `KUBEBUILDER_ASSETS`-style directory; present binaries are reused.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+pub const KUBERNETES_VERSION: &str = "v1.33.13";
+pub const ETCD_VERSION: &str = "3.5.21";
+
+/// A Go module written into the cache before building.
+struct Module {
+    dir: &'static str,
+    files: &'static [(&'static str, &'static str)],
+}
+
+static CONTROL_PLANE: Module = Module {
+    dir: "control-plane",
+    files: &[
+        ("go.mod", include_str!("../../../../fixtures/lab/control-plane/go.mod")),
+        ("go.sum", include_str!("../../../../fixtures/lab/control-plane/go.sum")),
+        ("etcd/main.go", include_str!("../../../../fixtures/lab/control-plane/etcd/main.go")),
+    ],
+};
+
+pub struct Component {
+    pub name: &'static str,
+    module: &'static Module,
+    package: &'static str,
+    /// Kubernetes binaries report their version from these variables (`/version`, `--version`).
+    kube_version: bool,
+}
+
+/// What the lab needs, in build order (etcd first: it is the smallest and checks the toolchain).
+pub static COMPONENTS: &[Component] = &[
+    Component {
+        name: "etcd",
+        module: &CONTROL_PLANE,
+        package: "./etcd",
+        kube_version: false,
+    },
+    Component {
+        name: "kube-apiserver",
+        module: &CONTROL_PLANE,
+        package: "k8s.io/kubernetes/cmd/kube-apiserver",
+        kube_version: true,
+    },
+    Component {
+        name: "kube-controller-manager",
+        module: &CONTROL_PLANE,
+        package: "k8s.io/kubernetes/cmd/kube-controller-manager",
+        kube_version: true,
+    },
+    Component {
+        name: "kubectl",
+        module: &CONTROL_PLANE,
+        package: "k8s.io/kubernetes/cmd/kubectl",
+        kube_version: true,
+    },
+];
+
+/// The binaries `lab up` starts (kubectl is a convenience for command steps).
+pub const REQUIRED: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "the Go toolchain (`go`) is not on PATH, and the lab builds its binaries from Go modules: install Go 1.24 or newer (https://go.dev/dl/), or set SCS_E2E_LAB_BIN_DIR to a directory holding {} (the KUBEBUILDER_ASSETS layout)",
+        REQUIRED.join(", ")
+    )]
+    NoGo,
+    #[error(
+        "downloading Go modules for {component} failed (GOPROXY={proxy}): {detail}\nfix: check that the Go module proxy is reachable (or set GOPROXY to a mirror), then run `scs-e2e lab install` again"
+    )]
+    Download { component: String, proxy: String, detail: String },
+    #[error("`go build` of {component} failed: {detail}\nfull output: {log}")]
+    Build { component: String, detail: String, log: String },
+    #[error("{dir} lacks {missing}: SCS_E2E_LAB_BIN_DIR (or lab.binDir) must hold {} (the KUBEBUILDER_ASSETS layout)", REQUIRED.join(", "))]
+    Incomplete { dir: String, missing: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where binaries live: a user-provided directory, or the cache for these pinned versions.
+#[derive(Clone, Debug)]
+pub struct Assets {
+    pub bin_dir: PathBuf,
+    /// Built by us (so we may build what is missing), or given by the user (use as is).
+    pub managed: bool,
+    cache_root: PathBuf,
+}
+
+impl Assets {
+    /// `bin_dir` (flag/env/config) wins; else `<cache>/lab/<k8s>-<hash>/bin`.
+    pub fn locate(bin_dir: Option<PathBuf>, cache_dir: Option<PathBuf>) -> Assets {
+        let cache_root = cache_dir.unwrap_or_else(default_cache_dir);
+        match bin_dir.or_else(|| std::env::var_os("SCS_E2E_LAB_BIN_DIR").map(PathBuf::from)) {
+            Some(d) => Assets {
+                bin_dir: d,
+                managed: false,
+                cache_root,
+            },
+            None => Assets {
+                bin_dir: cache_root.join(format!("{KUBERNETES_VERSION}-{}", source_hash())).join("bin"),
+                managed: true,
+                cache_root,
+            },
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    pub fn missing(&self) -> Vec<&'static str> {
+        COMPONENTS.iter().map(|c| c.name).filter(|n| !self.path(n).is_file()).collect()
+    }
+
+    /// Fails unless the binaries `lab up` needs are present.
+    pub fn check(&self) -> Result<(), BuildError> {
+        let missing: Vec<&str> = REQUIRED.iter().copied().filter(|n| !self.path(n).is_file()).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::Incomplete {
+                dir: self.bin_dir.display().to_string(),
+                missing: missing.join(", "),
+            })
+        }
+    }
+
+    fn src_dir(&self) -> PathBuf {
+        self.bin_dir.parent().unwrap_or(&self.cache_root).join("src")
+    }
+}
+
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SCS_E2E_CACHE_DIR") {
+        return PathBuf::from(d).join("lab");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("scs-e2e").join("lab")
+}
+
+/// Changes whenever a pinned module changes, so a new pin never reuses stale binaries.
+fn source_hash() -> String {
+    let mut h = Sha256::new();
+    for c in COMPONENTS {
+        h.update(c.name);
+        h.update(c.package);
+        for (p, text) in c.module.files {
+            h.update(p);
+            h.update(text);
+        }
+    }
+    format!("{:x}", h.finalize())[..10].to_string()
+}
+
+/// Reports build progress (a bar on a terminal, lines otherwise).
+pub trait Progress {
+    fn start(&self, total: usize);
+    fn building(&self, index: usize, name: &str);
+    fn done(&self, name: &str, secs: f64);
+    fn finish(&self);
+}
+
+pub struct ConsoleProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ConsoleProgress {
+    pub fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} lab install [{bar:24}] {pos}/{len} {wide_msg} {elapsed}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(150));
+            b
+        });
+        ConsoleProgress { bar }
+    }
+}
+
+impl Default for ConsoleProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for ConsoleProgress {
+    fn start(&self, total: usize) {
+        match &self.bar {
+            Some(b) => b.set_length(total as u64),
+            None => eprintln!("lab install: building {total} binaries with go build (the first build takes several minutes)"),
+        }
+    }
+    fn building(&self, index: usize, name: &str) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(index as u64);
+                b.set_message(format!("go build {name}"));
+            }
+            None => eprintln!("lab install: [{}] go build {name} …", index + 1),
+        }
+    }
+    fn done(&self, name: &str, secs: f64) {
+        match &self.bar {
+            Some(b) => {
+                b.inc(1);
+                b.println(format!("built {name} in {secs:.0}s"));
+            }
+            None => eprintln!("lab install: built {name} in {secs:.0}s"),
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub struct Quiet;
+impl Progress for Quiet {
+    fn start(&self, _: usize) {}
+    fn building(&self, _: usize, _: &str) {}
+    fn done(&self, _: &str, _: f64) {}
+    fn finish(&self) {}
+}
+
+/// Builds whatever binaries are missing. Returns the names built (empty: all cached).
+pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static str>, BuildError> {
+    if !assets.managed {
+        assets.check()?;
+        return Ok(Vec::new());
+    }
+    let missing = assets.missing();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let go = crate::process::which("go", &[]).ok_or(BuildError::NoGo)?;
+    std::fs::create_dir_all(&assets.bin_dir)?;
+    let src = assets.src_dir();
+    progress.start(missing.len());
+    let mut built = Vec::new();
+    for (i, c) in COMPONENTS.iter().filter(|c| missing.contains(&c.name)).enumerate() {
+        progress.building(i, c.name);
+        let t0 = Instant::now();
+        let mdir = src.join(c.module.dir);
+        for (p, text) in c.module.files {
+            let f = mdir.join(p);
+            std::fs::create_dir_all(f.parent().unwrap())?;
+            std::fs::write(&f, text)?;
+        }
+        build_one(&go, c, &mdir, &assets.bin_dir, &src)?;
+        progress.done(c.name, t0.elapsed().as_secs_f64());
+        built.push(c.name);
+    }
+    progress.finish();
+    Ok(built)
+}
+
+fn ldflags(c: &Component) -> String {
+    let mut f = vec!["-s".to_string(), "-w".to_string()];
+    if c.kube_version {
+        let v = KUBERNETES_VERSION;
+        let mut parts = v.trim_start_matches('v').split('.');
+        let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+        for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+            f.push(format!("-X {pkg}.gitVersion={v}"));
+            f.push(format!("-X {pkg}.gitMajor={major}"));
+            f.push(format!("-X {pkg}.gitMinor={minor}"));
+            f.push(format!("-X {pkg}.gitTreeState=clean"));
+            f.push(format!("-X {pkg}.buildDate=1970-01-01T00:00:00Z"));
+        }
+    }
+    f.join(" ")
+}
+
+fn build_one(go: &Path, c: &Component, module_dir: &Path, bin_dir: &Path, src: &Path) -> Result<(), BuildError> {
+    let tmp = bin_dir.join(format!(".{}.tmp", c.name));
+    let log = src.join(format!("build-{}.log", c.name));
+    let out = duct::cmd(
+        go,
+        [
+            "build",
+            "-trimpath",
+            "-ldflags",
+            &ldflags(c),
+            "-o",
+            &tmp.display().to_string(),
+            c.package,
+        ],
+    )
+    .dir(module_dir)
+    .env("CGO_ENABLED", "0")
+    .stderr_to_stdout()
+    .stdout_capture()
+    .unchecked()
+    .run()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    std::fs::write(&log, &text)?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        let tail: Vec<&str> = text.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+        let detail = tail.join("\n");
+        if is_download_failure(&text) {
+            let proxy = std::env::var("GOPROXY").unwrap_or_else(|_| go_env(go, "GOPROXY"));
+            return Err(BuildError::Download {
+                component: c.name.to_string(),
+                proxy,
+                detail,
+            });
+        }
+        return Err(BuildError::Build {
+            component: c.name.to_string(),
+            detail,
+            log: log.display().to_string(),
+        });
+    }
+    // Rename last: a binary is either whole or absent, so an interrupted build is simply redone.
+    std::fs::rename(&tmp, bin_dir.join(c.name))?;
+    Ok(())
+}
+
+fn is_download_failure(out: &str) -> bool {
+    [
+        "module lookup disabled",
+        "dial tcp",
+        "proxy.golang.org",
+        "reading https://",
+        "no such host",
+        "GOPROXY=off",
+        "connection refused",
+        "i/o timeout",
+        "403 Forbidden",
+        "404 Not Found",
+        "missing go.sum entry",
+        "verifying module",
+    ]
+    .iter()
+    .any(|m| out.contains(m))
+}
+
+fn go_env(go: &Path, key: &str) -> String {
+    duct::cmd(go, ["env", key]).read().unwrap_or_default().trim().to_string()
+}

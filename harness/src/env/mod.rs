@@ -1,0 +1,63 @@
+//! Environments provide the cluster a run talks to. `up`/`down` are reported as testcases of
+//! their own, so a cluster that never comes up still yields a full report.
+
+pub mod kubeconfig;
+pub mod lab;
+pub mod unsupported;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+#[async_trait]
+pub trait Environment: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Brings the environment up. When it returns, `kubeconfig()` reaches a working API server.
+    async fn up(&mut self) -> anyhow::Result<()>;
+
+    /// Tears it down (called per the delete policy).
+    async fn down(&mut self) -> anyhow::Result<()>;
+
+    /// The admin kubeconfig of the (management) cluster; known after `up`.
+    fn kubeconfig(&self) -> Option<PathBuf>;
+
+    /// Copies the environment's logs (processes, nodes, controllers) into `dir`; returns the count.
+    async fn collect_logs(&self, _dir: &Path) -> anyhow::Result<usize> {
+        Ok(0)
+    }
+
+    /// Versions and facts for the report's properties.
+    fn properties(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Directories put first on PATH for commands (tools matching the environment).
+    fn bin_dirs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// What to tell the user when the environment is kept (`--delete never`, or a failure).
+    fn keep_hint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Copies every regular file of `src` (recursively) into `dst`; returns how many.
+pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            n += copy_tree(&e.path(), &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(e.path(), &to)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,17 @@
+//! scs-e2e: end-to-end conformance and testing harness for SCS Cluster Stacks.
+//!
+//! Suites (declarative YAML) expand into a plan; the engine runs it in an environment (the lab,
+//! an existing cluster, kind, OpenStack) and records one results model that every report
+//! writer (JUnit, JSON, console) renders.
+
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod engine;
+pub mod env;
+pub mod error;
+pub mod kube;
+pub mod process;
+pub mod report;
+pub mod steps;
+pub mod suite;

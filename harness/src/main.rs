@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(scs_e2e::cli::main());
+}

@@ -1,0 +1,134 @@
+//! External commands: streamed output, deadlines, cancellation, and process-group kills so a
+//! script's children die with it.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug)]
+pub enum Ended {
+    Exited(i32),
+    /// Killed by a signal (the number).
+    Signalled(i32),
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub ended: Ended,
+    /// Combined stdout and stderr.
+    pub output: String,
+}
+
+/// Runs `expr` in its own process group, handing each output line to `on_line`. At the deadline
+/// or on cancellation the whole group gets SIGTERM, then SIGKILL after a short grace period.
+pub async fn run_streaming(
+    expr: duct::Expression,
+    on_line: impl Fn(&str) + Send + Sync + 'static,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> std::io::Result<Outcome> {
+    let expr = expr.stderr_to_stdout().unchecked().before_spawn(|c| {
+        c.process_group(0);
+        Ok(())
+    });
+    let reader = Arc::new(expr.reader()?);
+    let pids = reader.pids();
+    let r = reader.clone();
+    let mut task = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        let mut br = BufReader::new(&*r);
+        let mut line = Vec::new();
+        while br.read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+            let s = String::from_utf8_lossy(&line);
+            let s = s.trim_end_matches(['\n', '\r']);
+            on_line(s);
+            out.push_str(s);
+            out.push('\n');
+            line.clear();
+        }
+        let status = r.try_wait().ok().flatten().map(|o| o.status);
+        (out, status)
+    });
+    let stop = tokio::select! {
+        res = &mut task => {
+            let (output, status) = res.map_err(std::io::Error::other)?;
+            return Ok(Outcome { ended: exit_of(status), output });
+        }
+        _ = tokio::time::sleep_until(deadline) => Ended::TimedOut,
+        _ = cancel.cancelled() => Ended::Cancelled,
+    };
+    for pid in &pids {
+        kill_group(*pid, libc::SIGTERM);
+    }
+    let (output, _) = match tokio::time::timeout(Duration::from_secs(3), &mut task).await {
+        Ok(r) => r.map_err(std::io::Error::other)?,
+        Err(_) => {
+            for pid in &pids {
+                kill_group(*pid, libc::SIGKILL);
+            }
+            let _ = reader.kill();
+            task.await.map_err(std::io::Error::other)?
+        }
+    };
+    let _ = reader.kill();
+    Ok(Outcome { ended: stop, output })
+}
+
+fn exit_of(status: Option<std::process::ExitStatus>) -> Ended {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => Ended::Exited(c),
+            (None, Some(sig)) => Ended::Signalled(sig),
+            _ => Ended::Exited(-1),
+        },
+        None => Ended::Exited(-1),
+    }
+}
+
+/// Sends `sig` to the process group led by `pid` (children spawned here lead their own group).
+pub fn kill_group(pid: u32, sig: i32) {
+    // SAFETY: killpg only sends a signal; a stale pgid yields ESRCH, which we ignore.
+    unsafe {
+        libc::killpg(pid as libc::pid_t, sig);
+    }
+}
+
+/// Sends `sig` to one process.
+pub fn signal(pid: u32, sig: i32) -> bool {
+    // SAFETY: kill only sends a signal.
+    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+}
+
+/// Whether a process exists (zombies included, which a reaped child is not).
+pub fn alive(pid: u32) -> bool {
+    signal(pid, 0)
+}
+
+/// Searches PATH (plus `extra` first) for an executable.
+pub fn which(name: &str, extra: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    extra
+        .iter()
+        .cloned()
+        .chain(std::env::split_paths(&path))
+        .map(|d| d.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// PATH with `extra` directories first.
+pub fn path_with(extra: &[std::path::PathBuf]) -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(extra.iter().cloned().chain(std::env::split_paths(&path))).unwrap_or(path)
+}

@@ -1,0 +1,208 @@
+//! The results model: one `RunReport` per run, the source of truth every writer renders.
+
+pub mod console;
+pub mod json;
+pub mod junit;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Version of the `results.json` format; bump on incompatible changes.
+pub const SCHEMA: &str = "scs-e2e.results/v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    /// The system under test misbehaved.
+    Failed,
+    /// The harness or the infrastructure could not do its part.
+    Error,
+    Skipped,
+}
+
+impl Status {
+    pub fn is_bad(self) -> bool {
+        matches!(self, Status::Failed | Status::Error)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub schema: String,
+    pub run_id: String,
+    pub harness_version: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_secs: f64,
+    /// `lab`, `kubeconfig`, `kind`, `openstack`.
+    pub environment: String,
+    /// Set-up and tear-down of the environment, as testcases of their own.
+    pub phases: Vec<StepResult>,
+    /// Versions and settings: environment, Kubernetes version, shard, ...
+    pub properties: BTreeMap<String, String>,
+    pub suites: Vec<SuiteRecord>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub interrupted: bool,
+}
+
+/// Enough to re-run a suite exactly: its content and hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuiteRecord {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    pub content: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioResult {
+    pub suite: String,
+    pub name: String,
+    pub file: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub matrix: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub status: Status,
+    pub started_at: DateTime<Utc>,
+    pub duration_secs: f64,
+    pub steps: Vec<StepResult>,
+    /// Collector outcomes (`finally`, `onFailure`): informational, never a failure of the scenario.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collected: Vec<CollectedRecord>,
+    /// Relative to the artifacts directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<String>,
+}
+
+impl ScenarioResult {
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.suite, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepResult {
+    pub name: String,
+    pub operation: String,
+    pub status: Status,
+    pub started_at: DateTime<Utc>,
+    pub duration_secs: f64,
+    pub timeout_secs: f64,
+    /// One line: why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    /// The last lines of the step's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+    /// The step's full log, relative to the artifacts directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Every attempt, in order (the last one decided the status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+impl StepResult {
+    /// Passed, but only after a failed attempt.
+    pub fn is_flaky(&self) -> bool {
+        self.status == Status::Passed && self.attempts.len() > 1
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub status: Status,
+    pub started_at: DateTime<Utc>,
+    pub duration_secs: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectedRecord {
+    pub collector: String,
+    pub path: String,
+    pub ok: bool,
+    pub summary: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub skipped: usize,
+    pub flaky: usize,
+}
+
+impl RunReport {
+    /// Counts over testcases: environment phases and steps.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for st in self.phases.iter().chain(self.scenarios.iter().flat_map(|sc| &sc.steps)) {
+            match st.status {
+                Status::Passed => s.passed += 1,
+                Status::Failed => s.failed += 1,
+                Status::Error => s.errors += 1,
+                Status::Skipped => s.skipped += 1,
+            }
+            if st.is_flaky() {
+                s.flaky += 1;
+            }
+        }
+        s
+    }
+
+    pub fn environment_failed(&self) -> bool {
+        self.phases.iter().any(|p| p.operation == "up" && p.status.is_bad())
+    }
+
+    /// The process exit code this report stands for.
+    pub fn exit(&self) -> crate::error::Exit {
+        use crate::error::Exit;
+        if self.interrupted {
+            Exit::Interrupted
+        } else if self.environment_failed() {
+            Exit::Infra
+        } else if self.scenarios.iter().any(|s| s.status.is_bad()) {
+            Exit::Failures
+        } else {
+            Exit::Passed
+        }
+    }
+}
+
+/// Writes a file atomically: a temp file beside it, then rename. A killed run never leaves a
+/// truncated report.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+pub fn secs(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}

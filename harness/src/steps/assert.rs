@@ -1,0 +1,55 @@
+//! `assert`: an object matches a partial object within the step's timeout (watch, not poll).
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Operation, StepCtx, StepFailure};
+use crate::kube::{Target, Verdict, match_subset, to_json, wait_until};
+use crate::suite::model::ResourceRef;
+
+/// Waits until the object exists and contains `matches` (maps by key, list elements order-free).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Assert {
+    /// The object (`name` required).
+    pub resource: ResourceRef,
+    /// A partial object, such as `{status: {phase: Ready}}`.
+    pub matches: Value,
+}
+
+#[async_trait]
+impl Operation for Assert {
+    fn summary(&self) -> String {
+        format!("assert {}", self.resource)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.resource.name.is_none() || self.resource.selector.is_some() {
+            return Err("`assert` needs `resource.name` (and no selector): it checks one object".into());
+        }
+        if !self.matches.is_object() {
+            return Err("`matches` must be a map, a partial object like `{status: {phase: Ready}}`".into());
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let api = ctx.api_for(&self.resource).await?;
+        let name = ctx.substitute(self.resource.name.as_deref().unwrap_or_default());
+        let expected: Value =
+            serde_json::from_str(&ctx.substitute(&self.matches.to_string())).map_err(|e| StepFailure::error(format!("matches: {e}")))?;
+        let kind = &self.resource.kind;
+        wait_until(api, &Target::Name(name.clone()), ctx.deadline, |objs| match objs.get(&name) {
+            None => Verdict::Pending(format!("{kind}/{name} does not exist")),
+            Some(o) => match match_subset(&expected, &to_json(o)) {
+                Ok(()) => Verdict::Done,
+                Err(why) => Verdict::Pending(format!("{kind}/{name} does not match: {why}")),
+            },
+        })
+        .await?;
+        ctx.log.line(format!("{kind}/{name} matches"));
+        Ok(())
+    }
+}

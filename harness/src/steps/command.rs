@@ -1,0 +1,116 @@
+//! `command`: run a program (argv) or a bash script with `KUBECONFIG` set to the scenario's cluster.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Operation, StepCtx, StepFailure, exactly_one};
+use crate::process::{Ended, path_with, run_streaming};
+
+/// Runs `argv` or a bash `script` (with `set -euo pipefail`) in the suite's directory. The
+/// environment has `KUBECONFIG`, `NAMESPACE`, `SCENARIO` and `ARTIFACTS`, plus `env`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Command {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Expected exit code (default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exit_code: i32,
+    /// The output must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_contains: Option<String>,
+    /// The output must match this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_matches: Option<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+#[async_trait]
+impl Operation for Command {
+    fn summary(&self) -> String {
+        match (&self.argv, &self.script) {
+            (Some(a), _) => format!("run {}", a.first().map(String::as_str).unwrap_or("")),
+            (None, Some(s)) => format!("script {}", s.lines().next().unwrap_or("").chars().take(40).collect::<String>()),
+            _ => "command".into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        exactly_one(&[("argv", self.argv.is_some()), ("script", self.script.is_some())])?;
+        if self.argv.as_ref().is_some_and(Vec::is_empty) {
+            return Err("`argv` needs at least the program name".into());
+        }
+        if let Some(re) = &self.output_matches {
+            regex::Regex::new(re).map_err(|e| format!("`outputMatches` is not a valid regular expression: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let expr = match (&self.argv, &self.script) {
+            (Some(argv), _) => {
+                let argv: Vec<String> = argv.iter().map(|a| ctx.substitute(a)).collect();
+                duct::cmd(&argv[0], &argv[1..])
+            }
+            (None, Some(script)) => duct::cmd("bash", ["-euo", "pipefail", "-c", &ctx.substitute(script)]),
+            _ => return Err(StepFailure::error("command needs argv or script")),
+        };
+        let mut expr = expr
+            .dir(&ctx.base_dir)
+            .env("KUBECONFIG", &ctx.kubeconfig)
+            .env("NAMESPACE", &ctx.namespace)
+            .env("ARTIFACTS", &ctx.artifacts)
+            .env("PATH", path_with(&ctx.extra_path));
+        if let Some(s) = ctx.vars.get("SCENARIO") {
+            expr = expr.env("SCENARIO", s);
+        }
+        for (k, v) in &self.env {
+            expr = expr.env(k, ctx.substitute(v));
+        }
+        let log = ctx.log.clone();
+        let out = run_streaming(expr, move |l| log.line(l), ctx.deadline, &ctx.cancel)
+            .await
+            .map_err(|e| StepFailure::error(format!("cannot start {}: {e}", self.summary())))?;
+        match out.ended {
+            Ended::Exited(c) if c == self.exit_code => {}
+            Ended::Exited(c) => {
+                return Err(
+                    StepFailure::failed(format!("{} exited with {c}, expected {}", self.summary(), self.exit_code))
+                        .details(tail(&out.output)),
+                );
+            }
+            Ended::Signalled(s) => return Err(StepFailure::failed(format!("{} was killed by signal {s}", self.summary()))),
+            Ended::TimedOut => {
+                return Err(StepFailure::failed(format!("{} timed out and was killed", self.summary())).details(tail(&out.output)));
+            }
+            Ended::Cancelled => return Err(StepFailure::error("interrupted")),
+        }
+        if let Some(want) = &self.output_contains
+            && !out.output.contains(&ctx.substitute(want))
+        {
+            return Err(StepFailure::failed(format!("output does not contain {want:?}")).details(tail(&out.output)));
+        }
+        if let Some(re) = &self.output_matches {
+            let re = regex::Regex::new(re).map_err(|e| StepFailure::error(e.to_string()))?;
+            if !re.is_match(&out.output) {
+                return Err(StepFailure::failed(format!("output does not match /{re}/")).details(tail(&out.output)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

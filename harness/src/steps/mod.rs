@@ -1,0 +1,192 @@
+//! Step operations. Each module holds one operation: its suite fields and how it runs.
+
+pub mod apply;
+pub mod assert;
+pub mod command;
+pub mod delete;
+pub mod wait;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::kube::Resolver;
+use crate::suite::model::{Op, ResourceRef};
+
+/// How a step ended when it did not pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The system under test did not behave as asserted.
+    Failed,
+    /// The step could not do its job (API unreachable, bad manifest, ...).
+    Error,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepFailure {
+    pub kind: FailureKind,
+    /// One line, for JUnit's `message` attribute and the console.
+    pub message: String,
+    pub details: String,
+}
+
+impl StepFailure {
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Failed,
+            message: one_line(message.into()),
+            details: String::new(),
+        }
+    }
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Error,
+            message: one_line(message.into()),
+            details: String::new(),
+        }
+    }
+    pub fn details(mut self, d: impl Into<String>) -> Self {
+        self.details = d.into();
+        self
+    }
+}
+
+fn one_line(s: String) -> String {
+    if s.contains('\n') {
+        s.split('\n')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    } else {
+        s
+    }
+}
+
+impl From<kube::Error> for StepFailure {
+    fn from(e: kube::Error) -> Self {
+        StepFailure::error(format!("Kubernetes API: {e}"))
+    }
+}
+
+impl From<crate::kube::WaitError> for StepFailure {
+    fn from(e: crate::kube::WaitError) -> Self {
+        StepFailure::failed(e.to_string())
+    }
+}
+
+/// The step's log: lines kept in memory (the tail goes to JUnit) and written to the artifacts.
+#[derive(Clone, Default)]
+pub struct StepLog(Arc<Mutex<Vec<String>>>);
+
+impl StepLog {
+    pub fn line(&self, s: impl Into<String>) {
+        let s = s.into();
+        tracing::debug!(target: "scs_e2e::step", "{s}");
+        self.0.lock().unwrap().push(s);
+    }
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn tail(&self, n: usize) -> String {
+        let l = self.0.lock().unwrap();
+        l[l.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Everything a running step may use.
+#[derive(Clone)]
+pub struct StepCtx {
+    pub resolver: Arc<Resolver>,
+    /// The scenario's namespace: the default for namespaced objects.
+    pub namespace: String,
+    pub kubeconfig: PathBuf,
+    /// Relative file paths in steps resolve against the suite file's directory.
+    pub base_dir: PathBuf,
+    /// This scenario's artifact directory.
+    pub artifacts: PathBuf,
+    /// `${NAME}` variables available at run time (suite vars, NAMESPACE, SCENARIO, ...).
+    pub vars: BTreeMap<String, String>,
+    /// Prepended to PATH for commands (the lab's binaries).
+    pub extra_path: Vec<PathBuf>,
+    pub log: StepLog,
+    pub deadline: Instant,
+    pub cancel: CancellationToken,
+}
+
+impl StepCtx {
+    pub fn client(&self) -> kube::Client {
+        self.resolver.client().clone()
+    }
+
+    pub fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+
+    /// Substitutes `${NAME}` for known run-time variables; unknown ones are left for the shell.
+    pub fn substitute(&self, s: &str) -> String {
+        crate::suite::subst::substitute_known(s, &self.vars)
+    }
+
+    pub fn namespace_of(&self, r: &ResourceRef) -> String {
+        r.namespace
+            .as_deref()
+            .map(|n| self.substitute(n))
+            .unwrap_or_else(|| self.namespace.clone())
+    }
+
+    /// The API for a referenced kind (in its namespace, if namespaced).
+    pub async fn api_for(&self, r: &ResourceRef) -> Result<kube::Api<kube::api::DynamicObject>, StepFailure> {
+        self.resolver
+            .api(&r.api_version, &r.kind, &self.namespace_of(r))
+            .await
+            .map_err(|e| unknown_kind(r, e))
+    }
+}
+
+pub fn unknown_kind(r: &ResourceRef, e: kube::Error) -> StepFailure {
+    StepFailure::error(format!(
+        "cannot resolve kind {} in {}: {e}; is its CRD installed and the apiVersion right?",
+        r.kind, r.api_version
+    ))
+}
+
+/// What every operation implements.
+#[async_trait]
+pub trait Operation: Send + Sync {
+    /// Default step name in reports (`apply crd.yaml`).
+    fn summary(&self) -> String;
+    /// Checks the fields that serde cannot (mutually exclusive keys, regexes) before anything runs.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+    async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure>;
+}
+
+impl Op {
+    pub fn operation(&self) -> &dyn Operation {
+        match self {
+            Op::Apply(o) => o,
+            Op::Assert(o) => o,
+            Op::Wait(o) => o,
+            Op::Delete(o) => o,
+            Op::Command(o) => o,
+        }
+    }
+}
+
+/// Exactly one of the named optional fields must be set.
+pub(crate) fn exactly_one(fields: &[(&str, bool)]) -> Result<(), String> {
+    let set: Vec<&str> = fields.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+    let names: Vec<String> = fields.iter().map(|(n, _)| format!("`{n}`")).collect();
+    match set.len() {
+        1 => Ok(()),
+        0 => Err(format!("set one of {}", names.join(", "))),
+        _ => Err(format!("set only one of {}, not {}", names.join(", "), set.join(" and "))),
+    }
+}

@@ -1,0 +1,336 @@
+//! The suite format (`apiVersion: scs-e2e/v1alpha1`, `kind: Suite`) as Rust types.
+//!
+//! A step is a map with common keys (`name`, `timeout`, `attempts`) and exactly one operation key
+//! (`apply:`, `wait:`, ...). Adding an operation is one line in `operations!` plus its module in
+//! `crate::steps`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_saphyr::Spanned;
+
+use super::duration::{HumanDuration, Timeout};
+use crate::collect::Collector;
+use crate::steps;
+
+pub const API_VERSION: &str = "scs-e2e/v1alpha1";
+
+/// A file of scenarios.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Suite {
+    /// Always `scs-e2e/v1alpha1`.
+    #[schemars(with = "String")]
+    pub api_version: Spanned<String>,
+    /// Always `Suite`.
+    #[schemars(with = "String")]
+    pub kind: Spanned<String>,
+    /// Suite name: the first part of every JUnit classname (`suite.scenario`).
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Environments this suite can run in (`lab`, `kubeconfig`, `kind`, `openstack`); empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// Step defaults for every scenario of the suite.
+    #[serde(default, skip_serializing_if = "Defaults::is_empty")]
+    pub defaults: Defaults,
+    /// Variables available as `${NAME}` in every scenario.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    pub scenarios: Vec<Scenario>,
+}
+
+/// Defaults inherited config → suite → scenario → step.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Defaults {
+    /// Timeout of each step that sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Timeout>")]
+    pub timeout: Option<Spanned<Timeout>>,
+    /// Attempts of each step that sets none (1 = no retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+impl Defaults {
+    pub fn is_empty(&self) -> bool {
+        self.timeout.is_none() && self.attempts.is_none()
+    }
+}
+
+/// An ordered list of steps run against one cluster, with its own namespace.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    /// Unique in the suite; may use `${VAR}` of the matrix.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Namespace for the scenario's objects; default: generated, created and deleted by the harness.
+    /// Set it to use an existing namespace (it is then neither created nor deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Expands the scenario once per combination of values; `${KEY}` is substituted everywhere.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub matrix: BTreeMap<String, Vec<MatrixValue>>,
+    #[serde(default, skip_serializing_if = "Defaults::is_empty")]
+    pub defaults: Defaults,
+    #[schemars(with = "Vec<Step>")]
+    pub steps: Vec<Spanned<Step>>,
+    /// Collectors run after the steps, whatever happened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<Collector>,
+    /// Collectors run only when a step failed, before `finally`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Collector>,
+}
+
+/// A matrix value: written as a YAML string, number or boolean, always used as text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct MatrixValue(#[schemars(with = "MatrixScalar")] pub String);
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum MatrixScalar {
+    S(String),
+    N(f64),
+    B(bool),
+}
+
+impl<'de> Deserialize<'de> for MatrixValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = MatrixValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number or boolean (quote versions like \"1.30\" so they stay text)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MatrixValue, E> {
+                Ok(MatrixValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MatrixValue, E> {
+                Ok(MatrixValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MatrixValue, E> {
+                Ok(MatrixValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<MatrixValue, E> {
+                Ok(MatrixValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<MatrixValue, E> {
+                Ok(MatrixValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One step: common keys plus exactly one operation.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Shown in reports; default: the operation's own summary.
+    pub name: Option<String>,
+    pub timeout: Option<Spanned<Timeout>>,
+    /// Tries before the step fails (for known flaky steps); every attempt is recorded.
+    pub attempts: Option<u32>,
+    pub op: Op,
+}
+
+macro_rules! operations {
+    ($($key:literal => $variant:ident($ty:ty),)*) => {
+        /// The operation of a step.
+        #[derive(Clone, Debug)]
+        pub enum Op {
+            $($variant($ty),)*
+        }
+
+        /// The operation keys, in documentation order.
+        pub const OPERATIONS: &[&str] = &[$($key,)*];
+
+        impl Op {
+            pub fn key(&self) -> &'static str {
+                match self {
+                    $(Op::$variant(_) => $key,)*
+                }
+            }
+
+            fn next_value<'de, A: MapAccess<'de>>(key: &str, map: &mut A) -> Result<Option<Op>, A::Error> {
+                Ok(Some(match key {
+                    $($key => Op::$variant(map.next_value()?),)*
+                    _ => return Ok(None),
+                }))
+            }
+
+            fn serialize_entry<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+                match self {
+                    $(Op::$variant(v) => map.serialize_entry($key, v),)*
+                }
+            }
+
+            fn schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
+                vec![$(($key, generator.subschema_for::<$ty>()),)*]
+            }
+        }
+    };
+}
+
+operations! {
+    "apply" => Apply(steps::apply::Apply),
+    "assert" => Assert(steps::assert::Assert),
+    "wait" => Wait(steps::wait::Wait),
+    "delete" => Delete(steps::delete::Delete),
+    "command" => Command(steps::command::Command),
+}
+
+const COMMON_KEYS: &[&str] = &["name", "timeout", "attempts"];
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a step: a map with one operation key ({})", OPERATIONS.join(", "))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                let (mut name, mut timeout, mut attempts, mut op) = (None, None, None, None::<Op>);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => name = Some(map.next_value()?),
+                        "timeout" => timeout = Some(map.next_value()?),
+                        "attempts" => {
+                            let n: u32 = map.next_value()?;
+                            if n == 0 {
+                                return Err(de::Error::custom("`attempts` must be at least 1"));
+                            }
+                            attempts = Some(n)
+                        }
+                        other => match Op::next_value(other, &mut map)? {
+                            Some(o) => {
+                                if let Some(prev) = &op {
+                                    return Err(de::Error::custom(format!(
+                                        "a step has exactly one operation, found `{}` and `{other}`: split them into two steps",
+                                        prev.key()
+                                    )));
+                                }
+                                op = Some(o)
+                            }
+                            None => {
+                                let expected: Vec<&str> = COMMON_KEYS.iter().chain(OPERATIONS).copied().collect();
+                                return Err(de::Error::custom(format!(
+                                    "unknown field `{other}`, expected one of {}",
+                                    expected.join(", ")
+                                )));
+                            }
+                        },
+                    }
+                }
+                let op =
+                    op.ok_or_else(|| de::Error::custom(format!("a step needs one operation key, one of {}", OPERATIONS.join(", "))))?;
+                Ok(Step {
+                    name,
+                    timeout,
+                    attempts,
+                    op,
+                })
+            }
+        }
+        d.deserialize_map(StepVisitor)
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if let Some(n) = &self.name {
+            m.serialize_entry("name", n)?;
+        }
+        if let Some(t) = &self.timeout {
+            m.serialize_entry("timeout", &t.value)?;
+        }
+        if let Some(a) = &self.attempts {
+            m.serialize_entry("attempts", a)?;
+        }
+        self.op.serialize_entry(&mut m)?;
+        m.end()
+    }
+}
+
+impl JsonSchema for Step {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut props = serde_json::Map::new();
+        props.insert(
+            "name".into(),
+            json_schema!({"type": "string", "description": "Name shown in reports."}).into(),
+        );
+        props.insert("timeout".into(), generator.subschema_for::<Timeout>().into());
+        props.insert(
+            "attempts".into(),
+            json_schema!({"type": "integer", "minimum": 1, "description": "Tries before the step fails."}).into(),
+        );
+        let mut one_of = Vec::new();
+        for (key, schema) in Op::schemas(generator) {
+            props.insert(key.into(), schema.into());
+            one_of.push(serde_json::json!({"required": [key]}));
+        }
+        json_schema!({
+            "type": "object",
+            "description": "A step: `name`, `timeout`, `attempts` and exactly one operation key.",
+            "properties": props,
+            "additionalProperties": false,
+            "oneOf": one_of,
+        })
+    }
+}
+
+/// A Kubernetes object (or a set, with `selector`) that a step acts on.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceRef {
+    /// `v1`, `apps/v1`, `cluster.x-k8s.io/v1beta1`, ...
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Default: the scenario's namespace (ignored for cluster-scoped kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A label selector (`app=web,tier!=db`) instead of a name: the step applies to every match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(n) = &self.name {
+            write!(f, "/{n}")?;
+        }
+        if let Some(s) = &self.selector {
+            write!(f, " [{s}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON Schema of the suite format, as committed in `suites/suite.schema.json`.
+pub fn suite_schema() -> Schema {
+    schemars::schema_for!(Suite)
+}
+
+pub fn default_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(300))
+}

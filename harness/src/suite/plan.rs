@@ -1,0 +1,256 @@
+//! Expansion of suites into the plan a run executes: matrix combinations with stable names,
+//! variables substituted, timeouts inherited (config → suite → scenario → step), filters, shards.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::duration::Timeout;
+use super::loader::{LoadedSuite, matrix_combinations, validate};
+use super::model::{Defaults, Op, Step};
+use super::subst::{substitute_known, substitute_value};
+use crate::collect::Collector;
+use crate::config::Settings;
+use crate::error::InputError;
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub suites: Vec<LoadedSuite>,
+    pub scenarios: Vec<PlannedScenario>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedScenario {
+    pub suite: String,
+    pub suite_file: String,
+    #[serde(skip)]
+    pub suite_dir: PathBuf,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub matrix: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip)]
+    pub vars: BTreeMap<String, String>,
+    pub steps: Vec<PlannedStep>,
+    #[serde(skip)]
+    pub finally: Vec<Collector>,
+    #[serde(skip)]
+    pub on_failure: Vec<Collector>,
+}
+
+impl PlannedScenario {
+    /// `suite.scenario`: JUnit classname, filter subject, shard key.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.suite, self.name)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    pub name: String,
+    pub operation: &'static str,
+    #[serde(serialize_with = "secs")]
+    pub timeout: Duration,
+    /// Where the timeout came from: `step`, `scenario`, `suite`, `config`, plus the interval name.
+    pub timeout_from: String,
+    pub attempts: u32,
+    #[serde(skip)]
+    pub op: Op,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Which scenarios to run.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    pub focus: Option<Regex>,
+    pub skip: Option<Regex>,
+    /// (index from 1, count)
+    pub shard: Option<(usize, usize)>,
+}
+
+impl Filters {
+    pub fn parse(focus: Option<&str>, skip: Option<&str>, shard: Option<&str>) -> Result<Filters, InputError> {
+        let re = |flag: &str, v: Option<&str>| -> Result<Option<Regex>, InputError> {
+            v.map(|s| {
+                Regex::new(s).map_err(|e| {
+                    InputError::new(format!(
+                        "{flag} `{s}` is not a valid regular expression: {}",
+                        first_line(&e.to_string())
+                    ))
+                })
+            })
+            .transpose()
+        };
+        let shard = shard
+            .map(|s| {
+                let bad = || InputError::new(format!("--shard `{s}`: write I/N with 1 <= I <= N, like --shard 2/4"));
+                let (i, n) = s.split_once('/').ok_or_else(bad)?;
+                let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+                if i == 0 || n == 0 || i > n {
+                    return Err(bad());
+                }
+                Ok((i, n))
+            })
+            .transpose()?;
+        Ok(Filters {
+            focus: re("--focus", focus)?,
+            skip: re("--skip", skip)?,
+            shard,
+        })
+    }
+
+    fn keep(&self, id: &str) -> bool {
+        self.focus.as_ref().is_none_or(|r| r.is_match(id)) && !self.skip.as_ref().is_some_and(|r| r.is_match(id))
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+}
+
+/// Validates and expands suites into a plan.
+pub fn build_plan(suites: Vec<LoadedSuite>, settings: &Settings, filters: &Filters) -> Result<Plan, InputError> {
+    let mut scenarios = Vec::new();
+    let mut suite_names = HashSet::new();
+    for ls in &suites {
+        validate(ls, settings)?;
+        if !suite_names.insert(ls.name().to_string()) {
+            return Err(
+                InputError::new(format!("two suites are named `{}`: suite names must be unique in a run", ls.name()))
+                    .in_file(&ls.display_path),
+            );
+        }
+        scenarios.extend(expand_suite(ls, settings)?);
+    }
+    let mut kept: Vec<PlannedScenario> = scenarios.into_iter().filter(|s| filters.keep(&s.id())).collect();
+    if let Some((i, n)) = filters.shard {
+        // Round-robin over the sorted ids: every shard gets a fair share, the same one every run.
+        let mut ids: Vec<String> = kept.iter().map(PlannedScenario::id).collect();
+        ids.sort();
+        let mine: HashSet<String> = ids
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i - 1)
+            .map(|(_, id)| id)
+            .collect();
+        kept.retain(|s| mine.contains(&s.id()));
+    }
+    Ok(Plan { suites, scenarios: kept })
+}
+
+pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<PlannedScenario>, InputError> {
+    let s = &ls.suite;
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for sc in &s.scenarios {
+        for combo in matrix_combinations(sc) {
+            let mut vars = s.vars.clone();
+            vars.extend(combo.clone());
+            let mut name = substitute_known(&sc.name.value, &combo);
+            if !combo.is_empty() && name == sc.name.value {
+                // No ${KEY} in the name: append the values so every expansion has its own stable name.
+                let vals: Vec<&str> = combo.values().map(String::as_str).collect();
+                name = format!("{name}[{}]", vals.join(","));
+            }
+            let at = &sc.name.referenced;
+            if name.contains("${") {
+                return Err(InputError::new(format!(
+                    "scenario name `{name}` uses a variable that is not a matrix key: known keys are {}",
+                    sc.matrix.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+                .in_file(&ls.display_path)
+                .at(&ls.source, at.line(), at.column()));
+            }
+            if !names.insert(name.clone()) {
+                return Err(InputError::new(format!(
+                    "scenario name `{name}` occurs twice after matrix expansion: put each matrix key in the name as ${{KEY}}"
+                ))
+                .in_file(&ls.display_path)
+                .at(&ls.source, at.line(), at.column()));
+            }
+            let mut steps = Vec::with_capacity(sc.steps.len());
+            for st in &sc.steps {
+                let step = if vars.is_empty() {
+                    st.value.clone()
+                } else {
+                    substitute_step(&st.value, &vars)
+                };
+                let (timeout, from) = resolve_timeout(&step, &sc.defaults, &s.defaults, settings);
+                let attempts = step
+                    .attempts
+                    .or(sc.defaults.attempts)
+                    .or(s.defaults.attempts)
+                    .unwrap_or(settings.default_attempts);
+                steps.push(PlannedStep {
+                    name: step.name.clone().unwrap_or_else(|| step.op.operation().summary()),
+                    operation: step.op.key(),
+                    timeout,
+                    timeout_from: from,
+                    attempts,
+                    op: step.op,
+                });
+            }
+            let sub_collectors = |v: &Vec<Collector>| -> Vec<Collector> {
+                v.iter()
+                    .map(|c| {
+                        if vars.is_empty() {
+                            return c.clone();
+                        }
+                        let mut j = serde_json::to_value(c).expect("collector serializes");
+                        substitute_value(&mut j, &vars);
+                        serde_json::from_value(j).unwrap_or_else(|_| c.clone())
+                    })
+                    .collect()
+            };
+            let (finally, on_failure) = (sub_collectors(&sc.finally), sub_collectors(&sc.on_failure));
+            out.push(PlannedScenario {
+                suite: s.name.value.clone(),
+                suite_file: ls.display_path.clone(),
+                suite_dir: ls.dir.clone(),
+                name,
+                description: sc.description.clone(),
+                matrix: combo,
+                namespace: sc.namespace.as_ref().map(|n| substitute_known(n, &vars)),
+                vars,
+                steps,
+                finally,
+                on_failure,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn substitute_step(step: &Step, vars: &BTreeMap<String, String>) -> Step {
+    let mut j = serde_json::to_value(step).expect("a step serializes");
+    substitute_value(&mut j, vars);
+    // Substitution only changes strings; a value that no longer parses keeps the original step.
+    serde_json::from_value(j).unwrap_or_else(|_| step.clone())
+}
+
+fn resolve_timeout(step: &Step, scenario: &Defaults, suite: &Defaults, settings: &Settings) -> (Duration, String) {
+    let candidates = [(&step.timeout, "step"), (&scenario.timeout, "scenario"), (&suite.timeout, "suite")];
+    for (t, from) in candidates {
+        if let Some(t) = t {
+            return match &t.value {
+                Timeout::Fixed(d) => (d.0, from.to_string()),
+                Timeout::Interval(n) => (
+                    settings.intervals.get(n).copied().unwrap_or(settings.default_timeout),
+                    format!("{from} ({n})"),
+                ),
+            };
+        }
+    }
+    (settings.default_timeout, "config".into())
+}
