@@ -209,11 +209,15 @@ impl<'de> Deserialize<'de> for Step {
                         "name" => name = Some(map.next_value()?),
                         "timeout" => timeout = Some(map.next_value()?),
                         "attempts" => {
-                            let n: u32 = map.next_value()?;
-                            if n == 0 {
-                                return Err(de::Error::custom("`attempts` must be at least 1"));
+                            let v: serde_json::Value = map.next_value()?;
+                            match v.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)) {
+                                Some(n) => attempts = Some(n as u32),
+                                None => {
+                                    return Err(de::Error::custom(format!(
+                                        "`attempts` is {v}; write a whole number of tries, at least 1 (1 = no retry)"
+                                    )));
+                                }
                             }
-                            attempts = Some(n)
                         }
                         other => match Op::next_value(other, &mut map)? {
                             Some(o) => {
