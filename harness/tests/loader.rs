@@ -228,7 +228,10 @@ fn timeouts_inherit_config_suite_scenario_step() {
 
     let bare = suite(OK_STEP.replace("      - ", "  - name: x\n    steps:\n      - ").as_str());
     let ls = load_suite_str(&bare, FILE, PathBuf::from(".")).unwrap();
-    let settings = Settings { default_timeout: Duration::from_secs(42), ..Settings::default() };
+    let settings = Settings {
+        default_timeout: Duration::from_secs(42),
+        ..Settings::default()
+    };
     assert_eq!(expand_suite(&ls, &settings).unwrap()[0].steps[0].timeout, Duration::from_secs(42));
     assert_eq!(expand_suite(&ls, &settings).unwrap()[0].steps[0].timeout_from, "config");
 }
