@@ -340,10 +340,8 @@ fn validate(files: &[PathBuf]) -> Result<Exit, Fatal> {
             crate::config::load_config(f).map(|_| "config".to_string())
         } else {
             loader::load_suite_file(f).and_then(|ls| {
-                let n = crate::suite::plan::expand_suite(&ls, &settings).and_then(|v| {
-                    loader::validate(&ls, &settings)?;
-                    Ok(v.len())
-                })?;
+                loader::validate(&ls, &settings)?;
+                let n = crate::suite::plan::expand_suite(&ls, &settings)?.len();
                 Ok(format!("suite {} ({n} scenarios)", ls.name()))
             })
         };

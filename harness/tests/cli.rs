@@ -1,0 +1,442 @@
+//! The `scs-e2e` binary end to end: exit codes, reports, attempts, concurrency, SIGINT, bad input
+//! that touches nothing, `--env lab` and `lab up/status/down`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use scs_e2e::report::{RunReport, Status};
+
+fn scs(args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args).env_remove("KUBECONFIG").env_remove("SCS_E2E_ENV").stdin(Stdio::null());
+    c
+}
+
+fn run_out(c: &mut Command) -> (i32, String, String) {
+    let o: Output = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+fn write_suite(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &p,
+        format!("apiVersion: scs-e2e/v1alpha1\nkind: Suite\nname: {name}\nscenarios:\n{body}"),
+    )
+    .unwrap();
+    p
+}
+
+fn on_lab(suite: &Path, artifacts: &Path, extra: &[&str]) -> Command {
+    let kc = lab().kubeconfig();
+    let mut c = scs(&["run", "--env", "kubeconfig", "--kubeconfig"]);
+    c.arg(&kc).arg("--suite").arg(suite).arg("--artifacts").arg(artifacts).args(extra);
+    c
+}
+
+fn results(artifacts: &Path) -> RunReport {
+    scs_e2e::report::json::read(&artifacts.join("results.json")).unwrap()
+}
+
+#[test]
+fn quickstart_against_an_existing_cluster_passes_and_writes_reports() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_out(&mut on_lab(Path::new("quickstart"), out.path(), &[]));
+    assert_eq!(code, 0, "{err}");
+    let r = results(out.path());
+    assert_eq!(r.environment, "kubeconfig");
+    assert_eq!(r.scenarios.len(), 2);
+    assert!(r.scenarios.iter().all(|s| s.status == Status::Passed));
+    assert!(r.properties["kubernetes_version"].starts_with("v1.33"));
+    let xml = std::fs::read_to_string(out.path().join("junit_scs-e2e.xml")).unwrap();
+    let back = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    assert_eq!(back.failures + back.errors, 0);
+    assert_eq!(back.tests, 10 + 2, "10 steps and 2 environment phases");
+    assert!(
+        out.path()
+            .join("quickstart/custom-resource-lifecycle/steps/04-mark-the-widget-ready-as-a-controller-would.log")
+            .exists()
+    );
+}
+
+#[test]
+fn a_failing_step_exits_1_skips_the_rest_and_collects_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "failing",
+        r#"  - name: mismatch
+    steps:
+      - apply:
+          manifest: {apiVersion: v1, kind: ConfigMap, metadata: {name: cm}, data: {k: actual}}
+      - timeout: 1s
+        assert:
+          resource: {apiVersion: v1, kind: ConfigMap, name: cm}
+          matches: {data: {k: wanted}}
+      - command: {argv: ["true"]}
+    onFailure:
+      - resources: {kinds: [v1/ConfigMap]}
+      - events: {}
+    finally:
+      - command: {script: "echo finally-ran > $ARTIFACTS/finally.txt"}
+"#,
+    );
+    let (code, _, err) = run_out(&mut on_lab(&suite, dir.path(), &[]));
+    assert_eq!(code, 1, "{err}");
+    let r = results(dir.path());
+    let s = &r.scenarios[0];
+    assert_eq!(s.status, Status::Failed);
+    let st: Vec<Status> = s.steps.iter().map(|x| x.status).collect();
+    assert_eq!(st, [Status::Passed, Status::Failed, Status::Skipped]);
+    assert!(
+        s.steps[1]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains(r#".data.k: expected "wanted", found "actual""#)
+    );
+    let collected = dir.path().join("failing/mismatch");
+    assert!(collected.join("on-failure/01-resources/configmap").read_dir().unwrap().count() >= 1);
+    assert!(collected.join("on-failure/02-events/events.txt").exists());
+    assert_eq!(std::fs::read_to_string(collected.join("finally.txt")).unwrap(), "finally-ran\n");
+    assert!(err.contains("FAIL failing.mismatch › assert ConfigMap/cm"), "{err}");
+}
+
+#[test]
+fn every_attempt_is_recorded_and_a_late_pass_is_flaky() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "retry",
+        r#"  - name: third-time-lucky
+    steps:
+      - attempts: 3
+        command:
+          script: |
+            n=$(cat "$ARTIFACTS/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$ARTIFACTS/count"
+            echo "attempt $n"; [ "$n" -ge 3 ]
+"#,
+    );
+    let (code, _, err) = run_out(&mut on_lab(&suite, dir.path(), &[]));
+    assert_eq!(code, 0, "{err}");
+    let step = &results(dir.path()).scenarios[0].steps[0];
+    let a: Vec<Status> = step.attempts.iter().map(|a| a.status).collect();
+    assert_eq!(a, [Status::Failed, Status::Failed, Status::Passed]);
+    let log = std::fs::read_to_string(dir.path().join(step.log.as_ref().unwrap())).unwrap();
+    assert!(log.contains("--- attempt 2/3 ---\nattempt 2"), "{log}");
+    let xml = std::fs::read_to_string(dir.path().join("junit_scs-e2e.xml")).unwrap();
+    assert_eq!(xml.matches("<flakyFailure").count(), 2, "{xml}");
+}
+
+/// Three scenarios wait for each other: they pass only when all three run at once.
+fn barrier_suite(dir: &Path) -> PathBuf {
+    let barrier = dir.join("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
+    let body: String = (1..=3)
+        .map(|i| {
+            format!(
+                "  - name: s{i}\n    steps:\n      - timeout: 8s\n        command:\n          script: |\n            touch {b}/s{i}\n            until [ $(ls {b} | wc -l) -ge 3 ]; do sleep 0.05; done\n",
+                b = barrier.display()
+            )
+        })
+        .collect();
+    write_suite(dir, "barrier", &body)
+}
+
+#[test]
+fn scenarios_run_concurrently_up_to_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = barrier_suite(dir.path());
+    let (code, _, err) = run_out(&mut on_lab(&suite, &dir.path().join("p3"), &["--parallel", "3"]));
+    assert_eq!(code, 0, "all three meet at the barrier: {err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let suite = barrier_suite(dir.path());
+    let (code, _, err) = run_out(&mut on_lab(&suite, &dir.path().join("p2"), &["--parallel", "2"]));
+    assert_eq!(code, 1, "with two at a time the first two never see the third: {err}");
+    let r = results(&dir.path().join("p2"));
+    assert_eq!(r.scenarios.iter().filter(|s| s.status == Status::Failed).count(), 2);
+}
+
+#[test]
+fn sigint_stops_the_step_runs_finally_writes_reports_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("{}.{}", std::process::id(), 7919);
+    let suite = write_suite(
+        dir.path(),
+        "interrupt",
+        &format!(
+            r#"  - name: long
+    steps:
+      - name: hang
+        command: {{argv: [sleep, "{token}"]}}
+      - command: {{argv: ["true"]}}
+    finally:
+      - command: {{script: "echo collected > $ARTIFACTS/finally.txt"}}
+"#
+        ),
+    );
+    let mut c = on_lab(&suite, dir.path(), &[]);
+    c.arg("-v").stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        seen.push(l.clone());
+        if l.contains("RUN  interrupt.long › hang") {
+            break;
+        }
+    }
+    // The step has started; its `sleep` runs (or is about to).
+    scs_e2e::process::signal(child.id(), libc::SIGINT);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
+    let r = results(dir.path());
+    assert!(r.interrupted);
+    let s = &r.scenarios[0];
+    assert_eq!(s.steps[0].status, Status::Error);
+    assert_eq!(s.steps[0].message.as_deref(), Some("interrupted"));
+    assert_eq!(s.steps[1].status, Status::Skipped);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("interrupt/long/finally.txt")).unwrap(),
+        "collected\n"
+    );
+    assert!(dir.path().join("junit_scs-e2e.xml").exists());
+    assert_eq!(processes_mentioning(&token), Vec::<u32>::new(), "the step's process was killed");
+}
+
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "twice",
+        "  - name: long\n    steps:\n      - command: {argv: [sleep, \"300\"]}\n    finally:\n      - command: {argv: [sleep, \"300\"]}\n",
+    );
+    let mut c = on_lab(&suite, dir.path(), &["-v"]);
+    c.stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap().contains("RUN  twice.long") {
+            break;
+        }
+    }
+    scs_e2e::process::signal(child.id(), libc::SIGINT);
+    for l in lines.by_ref() {
+        if l.unwrap().starts_with("interrupted: stopping steps") {
+            break;
+        }
+    }
+    scs_e2e::process::signal(child.id(), libc::SIGINT);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
+
+#[test]
+fn bad_input_exits_2_names_the_place_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("artifacts");
+    let bad = write_suite(dir.path(), "bad", "  - name: a\n    steps:\n      - comand: {argv: [\"true\"]}\n");
+    let not_kc = dir.path().join("not-a-kubeconfig");
+    std::fs::write(&not_kc, "just: [text").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["run".into(), "--suite".into(), bad.display().to_string()],
+            "bad.yaml:7:9: unknown field `comand`",
+        ),
+        (
+            vec!["run".into(), "--suite".into(), "no-such-suite".into()],
+            "no suite `no-such-suite`",
+        ),
+        (
+            vec!["run".into(), "--focus".into(), "(".into()],
+            "--focus `(` is not a valid regular expression",
+        ),
+        (vec!["run".into(), "--shard".into(), "5/4".into()], "--shard `5/4`: write I/N"),
+        (
+            vec![
+                "run".into(),
+                "--env".into(),
+                "kubeconfig".into(),
+                "--kubeconfig".into(),
+                "/nonexistent/kc".into(),
+            ],
+            "cannot read kubeconfig /nonexistent/kc",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--env".into(),
+                "kubeconfig".into(),
+                "--kubeconfig".into(),
+                not_kc.display().to_string(),
+            ],
+            "is not a kubeconfig",
+        ),
+        (
+            vec!["run".into(), "--env".into(), "kubeconfig".into()],
+            "--env kubeconfig needs a kubeconfig",
+        ),
+        (vec!["run".into(), "--env".into(), "moon".into()], "invalid value 'moon'"),
+        (
+            vec!["run".into(), "--config".into(), "/nonexistent.yaml".into()],
+            "/nonexistent.yaml: cannot read config",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut c = scs(&[]);
+        c.args(&args).arg("--artifacts").arg(&art);
+        let (code, _, err) = run_out(&mut c);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: wanted {want:?} in {err}");
+        assert!(!art.exists(), "{args:?} touched the artifacts directory");
+    }
+}
+
+#[test]
+fn an_environment_that_does_not_come_up_exits_3_with_a_full_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: canary-token-123}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let art = dir.path().join("out");
+    let mut c = scs(&["run", "--env", "kubeconfig", "--kubeconfig"]);
+    c.arg(&kc).arg("--artifacts").arg(&art);
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 3, "{err}");
+    let r = results(&art);
+    assert_eq!(r.phases[0].status, Status::Error);
+    assert!(r.phases[0].message.as_deref().unwrap().contains("does not answer"));
+    assert!(r.scenarios.iter().all(|s| s.status == Status::Skipped && !s.steps.is_empty()));
+    let xml = std::fs::read_to_string(art.join("junit_scs-e2e.xml")).unwrap();
+    assert!(xml.contains("<testcase name=\"up\" classname=\"environment.kubeconfig\""), "{xml}");
+    for f in [art.join("junit_scs-e2e.xml"), art.join("results.json")] {
+        assert!(
+            !std::fs::read_to_string(f).unwrap().contains("canary-token-123"),
+            "no secrets in reports"
+        );
+    }
+    assert!(!err.contains("canary-token-123"));
+
+    let art = dir.path().join("kind");
+    let mut c = scs(&["run", "--env", "kind", "--artifacts"]);
+    c.arg(&art);
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        results(&art).phases[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("`kind` environment is not available")
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("a");
+    let mut c = scs(&["run", "--dry-run", "--artifacts"]);
+    c.arg(&art).env("XDG_STATE_HOME", dir.path().join("state"));
+    let (code, out, err) = run_out(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("quickstart.custom-resource-lifecycle"), "{out}");
+    assert!(out.contains("(timeout 1m from step (wait-crd)"), "{out}");
+    assert!(out.contains("on failure: collect events"), "{out}");
+    assert!(out.contains("2 scenarios, 10 steps"), "{out}");
+    assert!(!art.exists() && !dir.path().join("state").exists(), "dry run touched the disk");
+}
+
+#[test]
+fn list_validate_and_schema() {
+    let (code, out, _) = run_out(&mut scs(&["list", "--json", "--focus", "config"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["name"], "config-and-namespace");
+    assert_eq!(v[0]["steps"][0]["operation"], "apply");
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/quickstart.yaml");
+    let bad = write_suite(
+        dir.path(),
+        "dup",
+        "  - name: a\n    steps: [{command: {argv: [\"true\"]}}]\n  - name: a\n    steps: [{command: {argv: [\"true\"]}}]\n",
+    );
+    let (code, out, err) = run_out(scs(&["validate"]).arg(&good).arg(&bad));
+    assert_eq!(code, 2);
+    assert!(out.contains("ok: ") && out.contains("(suite quickstart (2 scenarios))"), "{out}");
+    assert!(err.contains("dup.yaml:7:11: duplicate scenario name `a`"), "{err}");
+
+    let (code, out, _) = run_out(&mut scs(&["schema"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["$defs"]["Step"]["oneOf"].as_array().unwrap().len() >= 5);
+}
+
+#[test]
+fn env_lab_run_passes_and_leaves_no_lab_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let art = dir.path().join("out");
+    let mut c = scs(&["run", "--env", "lab", "--suite", "quickstart", "--artifacts"]);
+    c.arg(&art)
+        .env("XDG_STATE_HOME", &state)
+        .env("SCS_E2E_LAB_BIN_DIR", assets().bin_dir);
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let r = results(&art);
+    assert_eq!(r.environment, "lab");
+    assert_eq!(
+        r.phases.iter().map(|p| (p.name.as_str(), p.status)).collect::<Vec<_>>(),
+        [("up", Status::Passed), ("down", Status::Passed)]
+    );
+    let lab_dir = state.join(format!("scs-e2e/lab-run-{}", r.run_id));
+    assert!(!lab_dir.exists(), "lab removed");
+    assert_eq!(processes_mentioning(&lab_dir.display().to_string()), Vec::<u32>::new());
+}
+
+#[test]
+fn lab_up_status_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab_dir = dir.path().join("lab");
+    let bin_dir = assets().bin_dir;
+    let lab_cmd = |args: &[&str]| {
+        let mut c = scs(&["lab"]);
+        c.args(args).arg("--dir").arg(&lab_dir).env("SCS_E2E_LAB_BIN_DIR", &bin_dir);
+        run_out(&mut c)
+    };
+    let (code, out, err) = lab_cmd(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("export KUBECONFIG={}/kubeconfig", lab_dir.display()));
+    assert!(
+        !processes_mentioning(&lab_dir.display().to_string()).is_empty(),
+        "the lab outlives `lab up`"
+    );
+    let (code, out, _) = lab_cmd(&["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("kube-apiserver             running") && out.contains("ready"), "{out}");
+    let (code, _, err) = lab_cmd(&["up"]);
+    assert_eq!(code, 2, "a second lab in the same dir: {err}");
+    assert!(err.contains("a lab is already running in"), "{err}");
+    let (code, _, err) = lab_cmd(&["down"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(processes_mentioning(&lab_dir.display().to_string()), Vec::<u32>::new());
+    assert!(!lab_dir.exists());
+    let (code, _, err) = lab_cmd(&["status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no lab in"), "{err}");
+}
