@@ -26,7 +26,7 @@ pub struct Command {
     /// The output must contain this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_contains: Option<String>,
-    /// The output must match this regular expression.
+    /// The output must match this regular expression (multi-line: `^` and `$` match at each line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_matches: Option<String>,
 }
@@ -50,7 +50,8 @@ impl Operation for Command {
         if self.argv.as_ref().is_some_and(Vec::is_empty) {
             return Err("`argv` needs at least the program name".into());
         }
-        if let Some(re) = &self.output_matches {
+        // With `${VAR}` inside, the regex is checked again after matrix expansion.
+        if let Some(re) = self.output_matches.as_ref().filter(|r| !r.contains("${")) {
             regex::Regex::new(re).map_err(|e| format!("`outputMatches` is not a valid regular expression: {e}"))?;
         }
         Ok(())
@@ -101,7 +102,10 @@ impl Operation for Command {
             return Err(StepFailure::failed(format!("output does not contain {want:?}")).details(tail(&out.output)));
         }
         if let Some(re) = &self.output_matches {
-            let re = regex::Regex::new(re).map_err(|e| StepFailure::error(e.to_string()))?;
+            let re = regex::RegexBuilder::new(re)
+                .multi_line(true)
+                .build()
+                .map_err(|e| StepFailure::error(e.to_string()))?;
             if !re.is_match(&out.output) {
                 return Err(StepFailure::failed(format!("output does not match /{re}/")).details(tail(&out.output)));
             }

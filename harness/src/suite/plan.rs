@@ -186,6 +186,11 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
                 } else {
                     substitute_step(&st.value, &vars)
                 };
+                step.op.operation().validate().map_err(|m| {
+                    InputError::new(format!("{} step (scenario {name}): {m}", step.op.key()))
+                        .in_file(&ls.display_path)
+                        .at(&ls.source, st.referenced.line(), st.referenced.column())
+                })?;
                 let (timeout, from) = resolve_timeout(&step, &sc.defaults, &s.defaults, settings);
                 let attempts = step
                     .attempts
