@@ -570,8 +570,6 @@ fn process_args(dir: &Path, pki: &pki::Pki, ports: Ports) -> BTreeMap<String, Ve
             format!("--secure-port={}", ports.controller_manager),
             format!("--cert-dir={}", d(&dir.join("pki").join("kcm"))),
             "--leader-elect=false".into(),
-            // Each controller acts as its own service account with its bootstrap RBAC role (as kubeadm does).
-            "--use-service-account-credentials=true".into(),
             format!("--service-account-private-key-file={}", d(&pki.sa_key())),
             format!("--root-ca-file={}", d(&pki.ca_crt())),
             format!("--cluster-signing-cert-file={}", d(&pki.ca_crt())),

@@ -92,7 +92,9 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     .to_vec();
     let (api_crt, api_key) = leaf("kube-apiserver", None, sans, true)?;
     let (admin_crt, admin_key) = leaf("scs-e2e-admin", Some("system:masters"), vec![], false)?;
-    let (kcm_crt, kcm_key) = leaf("system:kube-controller-manager", None, vec![], false)?;
+    // In system:masters: its controllers act as the manager itself, with no per-controller
+    // service-account tokens to bootstrap first (seconds faster to a working lab).
+    let (kcm_crt, kcm_key) = leaf("system:kube-controller-manager", Some("system:masters"), vec![], false)?;
     let sa = KeyPair::generate()?;
 
     let pki = Pki {
