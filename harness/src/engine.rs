@@ -70,7 +70,7 @@ struct Shared<'a> {
     cancel: CancellationToken,
     obs: &'a dyn Observer,
     extra_path: Vec<PathBuf>,
-    partial: Mutex<Vec<(usize, ScenarioResult)>>,
+    partial: Mutex<Vec<ScenarioResult>>,
     base: RunReport,
 }
 
@@ -430,18 +430,18 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
         artifacts: Some(rel_dir.display().to_string()),
     };
     sh.obs.on(Event::ScenarioFinished { result: &result });
-    write_partial(sh, sc, &result);
+    write_partial(sh, &result);
     result
 }
 
 /// Keeps `results.json` current after each scenario, so even a killed run leaves what it finished.
-fn write_partial(sh: &Shared<'_>, sc: &PlannedScenario, r: &ScenarioResult) {
-    let mut p = sh.partial.lock().unwrap();
-    p.push((0, r.clone()));
+/// Marked interrupted until the run's final report replaces it.
+fn write_partial(sh: &Shared<'_>, r: &ScenarioResult) {
+    let mut done = sh.partial.lock().unwrap();
+    done.push(r.clone());
     let mut rep = sh.base.clone();
-    rep.scenarios = p.iter().map(|(_, s)| s.clone()).collect();
+    rep.scenarios = done.clone();
     rep.interrupted = true;
-    let _ = sc;
     let _ = report::write_atomic(&sh.opts.json, report::json::render(&rep).as_bytes());
 }
 

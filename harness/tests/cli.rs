@@ -440,3 +440,87 @@ fn lab_up_status_down() {
     assert_eq!(code, 2);
     assert!(err.contains("no lab in"), "{err}");
 }
+
+#[test]
+fn flags_beat_environment_beats_config_file_beats_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: scs-e2e/v1alpha1\nkind: Config\nenv: kubeconfig\nkubeconfig: /from/config\nparallel: 7\ndelete: never\n",
+    )
+    .unwrap();
+    let header = |c: &mut Command| {
+        let (code, out, err) = run_out(c);
+        assert_eq!(code, 0, "{err}");
+        out.lines().next().unwrap().to_string()
+    };
+    let mut c = scs(&["run", "--dry-run"]);
+    assert!(header(&mut c).ends_with("env lab, parallel 4, delete Success"), "defaults");
+    let mut c = scs(&["run", "--dry-run", "--config"]);
+    c.arg(&cfg);
+    // The kubeconfig from the config file is checked before the dry run prints anything.
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!((code, err.contains("cannot read kubeconfig /from/config")), (2, true), "{err}");
+    let mut c = scs(&["run", "--dry-run", "--config"]);
+    c.arg(&cfg).env("SCS_E2E_ENV", "lab");
+    assert!(
+        header(&mut c).ends_with("env lab, parallel 7, delete Never"),
+        "env var over config file"
+    );
+    let mut c = scs(&["run", "--dry-run", "--config"]);
+    c.arg(&cfg)
+        .env("SCS_E2E_ENV", "lab")
+        .env("SCS_E2E_PARALLEL", "3")
+        .args(["--parallel", "2", "--delete", "always"]);
+    assert!(
+        header(&mut c).ends_with("env lab, parallel 2, delete Always"),
+        "flags over env and config"
+    );
+    let mut c = scs(&["run", "--dry-run", "--config"]);
+    c.arg(&cfg).env("SCS_E2E_ENV", "lab").env("SCS_E2E_PARALLEL", "3");
+    assert!(header(&mut c).ends_with("env lab, parallel 3, delete Never"), "env over config");
+}
+
+#[test]
+fn delete_never_keeps_the_lab_and_says_how_to_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let art = dir.path().join("out");
+    let mut c = scs(&[
+        "run",
+        "--env",
+        "lab",
+        "--delete",
+        "never",
+        "--suite",
+        "quickstart",
+        "--focus",
+        "config",
+        "--artifacts",
+    ]);
+    c.arg(&art)
+        .env("XDG_STATE_HOME", &state)
+        .env("SCS_E2E_LAB_BIN_DIR", assets().bin_dir);
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let r = results(&art);
+    let lab_dir = state.join(format!("scs-e2e/lab-run-{}", r.run_id));
+    assert!(
+        err.contains(&format!("export KUBECONFIG={}/kubeconfig", lab_dir.display())),
+        "{err}"
+    );
+    assert!(err.contains(&format!("scs-e2e lab down --dir {}", lab_dir.display())), "{err}");
+    assert_eq!(r.phases[1].status, Status::Skipped);
+    assert!(
+        !processes_mentioning(&lab_dir.display().to_string()).is_empty(),
+        "the kept lab runs after scs-e2e exited"
+    );
+    let mut c = scs(&["lab", "status", "--dir"]);
+    c.arg(&lab_dir);
+    assert_eq!(run_out(&mut c).0, 0);
+    let mut c = scs(&["lab", "down", "--dir"]);
+    c.arg(&lab_dir);
+    assert_eq!(run_out(&mut c).0, 0);
+    assert_eq!(processes_mentioning(&lab_dir.display().to_string()), Vec::<u32>::new());
+}

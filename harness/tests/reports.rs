@@ -173,6 +173,12 @@ fn merging_shards_keeps_every_testcase_once() {
     let xml = junit::render(&m);
     let back = quick_junit::Report::deserialize_from_str(&xml).unwrap();
     assert_eq!(back.tests, (steps(&a) + steps(&b) + m.phases.len()) as usize);
+    let phases: Vec<&str> = m.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        phases,
+        ["up (a)", "down (a)", "up (b)", "down (b)"],
+        "each shard's environment stays apart"
+    );
     let e = json::merge(vec![a.clone(), a]).unwrap_err().to_string();
     assert!(e.contains("scenario quickstart.s1 is in two reports"), "{e}");
 }

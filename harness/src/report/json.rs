@@ -27,7 +27,16 @@ pub fn read(path: &Path) -> anyhow::Result<RunReport> {
 /// Merges shard reports into one. Each scenario must come from exactly one shard: a scenario in
 /// two reports is an error (a doubled testcase), never silently dropped.
 pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
-    let mut it = reports.into_iter();
+    let several = reports.len() > 1;
+    let mut it = reports.into_iter().map(|mut r| {
+        // Each shard brought up its own environment: keep its phases apart.
+        if several {
+            for p in &mut r.phases {
+                p.name = format!("{} ({})", p.name, r.run_id);
+            }
+        }
+        r
+    });
     let mut out = it
         .next()
         .ok_or_else(|| anyhow::anyhow!("nothing to merge: give at least one results.json"))?;
@@ -52,10 +61,7 @@ pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
         ended = ended.max(shard_end);
         out.started_at = out.started_at.min(r.started_at);
         out.interrupted |= r.interrupted;
-        out.phases.extend(r.phases.into_iter().map(|mut p| {
-            p.name = format!("{} ({})", p.name, r.run_id);
-            p
-        }));
+        out.phases.extend(r.phases);
         for s in r.suites {
             if !out.suites.iter().any(|x| x.name == s.name && x.sha256 == s.sha256) {
                 out.suites.push(s);
