@@ -524,3 +524,57 @@ fn delete_never_keeps_the_lab_and_says_how_to_reach_it() {
     assert_eq!(run_out(&mut c).0, 0);
     assert_eq!(processes_mentioning(&lab_dir.display().to_string()), Vec::<u32>::new());
 }
+
+#[test]
+fn shards_run_separately_merge_into_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 1..=2 {
+        let art = dir.path().join(format!("shard{i}"));
+        let shard = format!("{i}/2");
+        let (code, _, err) = run_out(&mut on_lab(Path::new("generic-steps"), &art, &["--shard", &shard]));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(results(&art).scenarios.len(), 1, "one scenario per shard");
+        files.push(art.join("results.json"));
+    }
+    let merged = dir.path().join("merged");
+    let mut c = scs(&["report", "merge"]);
+    c.args(&files).arg("-o").arg(&merged);
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let r = results(&merged);
+    let ids: Vec<String> = r.scenarios.iter().map(|s| s.id()).collect();
+    assert_eq!(ids, ["generic-steps.configmap-large", "generic-steps.configmap-small"]);
+    let xml = std::fs::read_to_string(merged.join("junit_scs-e2e.xml")).unwrap();
+    let back = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    assert_eq!(back.tests, 2 * 5 + 4, "10 steps and two environments' up and down");
+    let mut c = scs(&["report", "merge"]);
+    c.arg(&files[0]).arg(&files[0]).arg("-o").arg(dir.path().join("dup"));
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 2);
+    assert!(err.contains("is in two reports"), "{err}");
+}
+
+#[test]
+fn a_failed_lab_run_keeps_the_lab_logs_in_the_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "fails",
+        "  - name: f\n    steps:\n      - command: {argv: [\"false\"]}\n",
+    );
+    let art = dir.path().join("out");
+    let mut c = scs(&["run", "--env", "lab", "--delete", "always", "--artifacts"]);
+    c.arg(&art)
+        .arg("--suite")
+        .arg(&suite)
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("SCS_E2E_LAB_BIN_DIR", assets().bin_dir);
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 1, "{err}");
+    for p in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+        let log = art.join(format!("environment/logs/{p}.log"));
+        assert!(log.metadata().map(|m| m.len() > 0).unwrap_or(false), "{} collected", log.display());
+    }
+    assert_eq!(results(&art).phases[1].status, Status::Passed, "--delete always removed the lab");
+}
