@@ -12,17 +12,6 @@ use scs_e2e::kube::{Target, Verdict, wait_until};
 use scs_e2e::steps::Operation;
 use serde_json::Value;
 
-fn gadget_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    let ar = kube::discovery::ApiResource {
-        group: "test.scs.community".into(),
-        version: "v1".into(),
-        api_version: "test.scs.community/v1".into(),
-        kind: "Gadget".into(),
-        plural: "gadgets".into(),
-    };
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
-
 #[tokio::test]
 async fn server_side_apply_of_a_crd_and_a_custom_resource() {
     let client = client().await;

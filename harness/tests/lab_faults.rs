@@ -9,17 +9,6 @@ use common::*;
 use scs_e2e::env::lab::{Lab, LabError};
 use scs_e2e::kube::{Target, Verdict, WaitError, conditions, describe_conditions, wait_until};
 
-fn gadget_api(client: &kube::Client, ns: &str) -> kube::Api<kube::api::DynamicObject> {
-    let ar = kube::discovery::ApiResource {
-        group: "test.scs.community".into(),
-        version: "v1".into(),
-        api_version: "test.scs.community/v1".into(),
-        kind: "Gadget".into(),
-        plural: "gadgets".into(),
-    };
-    kube::Api::namespaced_with(client.clone(), ns, &ar)
-}
-
 /// Starts a wait for Ready=True on Gadget `g`; resolves the returned receiver once the wait has
 /// seen the initial state.
 fn start_wait(

@@ -130,8 +130,8 @@ pub async fn gadget(ctx: &scs_e2e::steps::StepCtx, name: &str) {
     op.run(ctx).await.expect("apply Gadget CRD and object");
 }
 
-/// Sets a status condition on a Gadget through the status subresource.
-pub async fn set_condition(client: &kube::Client, ns: &str, name: &str, type_: &str, status: &str, reason: &str) {
+/// The Gadget API in a namespace (the CRD that `gadget` installs).
+pub fn gadget_api(client: &kube::Client, ns: &str) -> Api<kube::api::DynamicObject> {
     let ar = kube::discovery::ApiResource {
         group: "test.scs.community".into(),
         version: "v1".into(),
@@ -139,7 +139,12 @@ pub async fn set_condition(client: &kube::Client, ns: &str, name: &str, type_: &
         kind: "Gadget".into(),
         plural: "gadgets".into(),
     };
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// Sets a status condition on a Gadget through the status subresource.
+pub async fn set_condition(client: &kube::Client, ns: &str, name: &str, type_: &str, status: &str, reason: &str) {
+    let api = gadget_api(client, ns);
     let patch = serde_json::json!({"status": {"conditions": [{"type": type_, "status": status, "reason": reason, "message": "set by test", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     api.patch_status(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
         .await
