@@ -16,6 +16,15 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn assets() -> Assets {
     let a = Assets::locate(None, None);
+    if !a.missing().is_empty() {
+        // Straight to stderr: libtest would capture eprintln!, and this can take minutes.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "building the lab's binaries into {} (first run: several minutes)",
+            a.bin_dir.display()
+        );
+    }
     build::install(&a, &build::Quiet).expect("lab binaries (run `cargo run -- lab install`)");
     a
 }

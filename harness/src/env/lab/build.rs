@@ -242,12 +242,17 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
         assets.check()?;
         return Ok(Vec::new());
     }
+    if assets.missing().is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(&assets.bin_dir)?;
+    // One builder at a time (parallel tests, two terminals): the others wait, then find the binaries.
+    let _lock = InstallLock::acquire(&assets.bin_dir.join(".install.lock"))?;
     let missing = assets.missing();
     if missing.is_empty() {
         return Ok(Vec::new());
     }
     let go = crate::process::which("go", &[]).ok_or(BuildError::NoGo)?;
-    std::fs::create_dir_all(&assets.bin_dir)?;
     let src = assets.src_dir();
     progress.start(missing.len());
     let mut built = Vec::new();
@@ -266,6 +271,29 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
     }
     progress.finish();
     Ok(built)
+}
+
+/// An exclusive `flock` on a file, released when dropped.
+struct InstallLock(std::fs::File);
+
+impl InstallLock {
+    fn acquire(path: &Path) -> std::io::Result<InstallLock> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(InstallLock(f))
+    }
+}
+
+impl Drop for InstallLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: unlocking our own descriptor.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
 }
 
 fn ldflags(c: &Component) -> String {
@@ -352,4 +380,43 @@ fn is_download_failure(out: &str) -> bool {
 
 fn go_env(go: &Path, key: &str) -> String {
     duct::cmd(go, ["env", key]).read().unwrap_or_default().trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn try_lock(path: &Path) -> bool {
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        // SAFETY: a non-blocking flock on our own descriptor.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    }
+
+    #[test]
+    fn install_lock_excludes_other_builders_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".install.lock");
+        let held = InstallLock::acquire(&p).unwrap();
+        assert!(!try_lock(&p), "a second builder must wait");
+        drop(held);
+        assert!(try_lock(&p), "free again after the first builder is done");
+    }
+
+    #[test]
+    fn a_user_bin_dir_is_used_as_is_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Assets::locate(Some(dir.path().to_path_buf()), None);
+        assert!(!a.managed);
+        let e = install(&a, &Quiet).unwrap_err().to_string();
+        assert!(e.contains("lacks etcd, kube-apiserver, kube-controller-manager"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_binaries_get_version_ldflags() {
+        let f = ldflags(&COMPONENTS[1]);
+        assert!(f.contains("-X k8s.io/component-base/version.gitVersion=v1.33.13"), "{f}");
+        assert!(f.contains("gitMinor=33"), "{f}");
+        assert!(!ldflags(&COMPONENTS[0]).contains("-X"), "etcd has its own version");
+    }
 }
