@@ -200,3 +200,24 @@ fn lab_install_without_module_proxy_names_the_proxy_and_the_fix() {
         "no partial binary"
     );
 }
+
+#[tokio::test]
+async fn fault_injection_is_a_capability_of_the_lab_environment_only() {
+    use scs_e2e::env::Environment;
+    let mut env = scs_e2e::env::lab::LabEnv::new(lab_options("capability"), false);
+    env.up().await.unwrap();
+    let faults = env.faults().expect("the lab offers fault injection");
+    assert_eq!(faults.processes(), ["etcd", "kube-apiserver", "kube-controller-manager"]);
+    let e = faults.kill("kubelet").await.unwrap_err().to_string();
+    assert!(e.contains("the lab has no process `kubelet`"), "{e}");
+    faults.kill("kube-controller-manager").await.unwrap();
+    faults.restart("kube-controller-manager").await.unwrap();
+    faults.pause("etcd").unwrap();
+    faults.resume("etcd").unwrap();
+    let client = client_for(env.lab().unwrap()).await;
+    client.apiserver_version().await.expect("the API server serves after the faults");
+    env.down().await.unwrap();
+
+    let other = scs_e2e::env::kubeconfig::KubeconfigEnv::new(lab().kubeconfig());
+    assert!(other.faults().is_none(), "an existing cluster is not ours to disturb");
+}

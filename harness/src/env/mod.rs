@@ -42,6 +42,25 @@ pub trait Environment: Send + Sync {
     fn keep_hint(&self) -> Option<String> {
         None
     }
+
+    /// Optional capability: fault injection into the management cluster's processes.
+    fn faults(&self) -> Option<&dyn Faults> {
+        None
+    }
+}
+
+/// Environments whose control-plane processes a test may disturb (the lab can; a cloud cannot).
+#[async_trait]
+pub trait Faults: Send + Sync {
+    /// Names of the processes that can be disturbed (`etcd`, `kube-apiserver`, ...).
+    fn processes(&self) -> Vec<String>;
+    /// kill -9 and reap.
+    async fn kill(&self, process: &str) -> anyhow::Result<()>;
+    /// Start a killed or stopped process again with its arguments; wait until it serves.
+    async fn restart(&self, process: &str) -> anyhow::Result<()>;
+    /// SIGSTOP / SIGCONT.
+    fn pause(&self, process: &str) -> anyhow::Result<()>;
+    fn resume(&self, process: &str) -> anyhow::Result<()>;
 }
 
 /// Copies every regular file of `src` (recursively) into `dst`; returns how many.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::kube::Resolver;
-use crate::suite::model::{Op, ResourceRef};
+use crate::suite::model::ResourceRef;
 
 /// How a step ended when it did not pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,18 +166,6 @@ pub trait Operation: Send + Sync {
         Ok(())
     }
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure>;
-}
-
-impl Op {
-    pub fn operation(&self) -> &dyn Operation {
-        match self {
-            Op::Apply(o) => o,
-            Op::Assert(o) => o,
-            Op::Wait(o) => o,
-            Op::Delete(o) => o,
-            Op::Command(o) => o,
-        }
-    }
 }
 
 /// Exactly one of the named optional fields must be set.

@@ -177,6 +177,13 @@ macro_rules! operations {
                 }
             }
 
+            /// The operation's behaviour (see `crate::steps::Operation`).
+            pub fn operation(&self) -> &dyn steps::Operation {
+                match self {
+                    $(Op::$variant(v) => v,)*
+                }
+            }
+
             fn schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
                 vec![$(($key, generator.subschema_for::<$ty>()),)*]
             }

@@ -401,6 +401,52 @@ impl Lab {
     }
 }
 
+#[async_trait]
+impl super::Faults for Lab {
+    fn processes(&self) -> Vec<String> {
+        self.args.keys().cloned().collect()
+    }
+
+    async fn kill(&self, process: &str) -> anyhow::Result<()> {
+        self.known(process)?;
+        Lab::kill(self, process).await;
+        Ok(())
+    }
+
+    async fn restart(&self, process: &str) -> anyhow::Result<()> {
+        self.known(process)?;
+        if process == "kube-apiserver" {
+            return Ok(self.restart_apiserver().await?);
+        }
+        Lab::kill(self, process).await;
+        self.spawn(process)?;
+        Ok(())
+    }
+
+    fn pause(&self, process: &str) -> anyhow::Result<()> {
+        self.known(process)?;
+        anyhow::ensure!(Lab::pause(self, process), "{process} is not running");
+        Ok(())
+    }
+
+    fn resume(&self, process: &str) -> anyhow::Result<()> {
+        self.known(process)?;
+        anyhow::ensure!(Lab::resume(self, process), "{process} is not running");
+        Ok(())
+    }
+}
+
+impl Lab {
+    fn known(&self, process: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.args.contains_key(process),
+            "the lab has no process `{process}`: it runs {}",
+            self.args.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        Ok(())
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         // A lab nobody stopped must not outlive its owner (a panicking test, an early return).
@@ -718,6 +764,10 @@ impl Environment for LabEnv {
 
     fn bin_dirs(&self) -> Vec<PathBuf> {
         vec![self.opts.assets.bin_dir.clone()]
+    }
+
+    fn faults(&self) -> Option<&dyn super::Faults> {
+        self.lab.as_ref().map(|l| l as &dyn super::Faults)
     }
 
     fn keep_hint(&self) -> Option<String> {
