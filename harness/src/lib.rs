@@ -4,6 +4,7 @@
 //! an existing cluster, kind, OpenStack) and records one results model that every report
 //! writer (JUnit, JSON, console) renders.
 
+pub mod checks;
 pub mod cli;
 pub mod collect;
 pub mod config;

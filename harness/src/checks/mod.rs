@@ -1,0 +1,53 @@
+//! SCS KaaS standard checks (scs-compatible-kaas): the spec runner and native testcases.
+
+pub mod version_policy;
+
+use serde::{Deserialize, Serialize};
+
+/// A testcase result, with the numbers the SCS compliance report uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Abort,
+}
+
+impl Verdict {
+    /// `results{<testcase>: 1|-1|0}` in the compliance YAML.
+    pub fn score(self) -> i8 {
+        match self {
+            Verdict::Pass => 1,
+            Verdict::Fail => -1,
+            Verdict::Abort => 0,
+        }
+    }
+}
+
+/// Severity of a message a check emits (`LEVEL: message` upstream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+/// What one native testcase found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub messages: Vec<(Level, String)>,
+}
+
+impl Outcome {
+    pub fn new(verdict: Verdict) -> Self {
+        Outcome { verdict, messages: Vec::new() }
+    }
+    pub fn with(mut self, level: Level, msg: impl Into<String>) -> Self {
+        self.messages.push((level, msg.into()));
+        self
+    }
+}

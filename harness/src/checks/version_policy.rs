@@ -1,0 +1,1 @@
+//! scs-0210-v2 Kubernetes version policy (being written).
