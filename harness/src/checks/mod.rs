@@ -1,5 +1,8 @@
 //! SCS KaaS standard checks (scs-compatible-kaas): the spec runner and native testcases.
 
+pub mod node_distribution;
+pub mod spec;
+pub mod storage_class;
 pub mod version_policy;
 
 use serde::{Deserialize, Serialize};
@@ -44,7 +47,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(verdict: Verdict) -> Self {
-        Outcome { verdict, messages: Vec::new() }
+        Outcome {
+            verdict,
+            messages: Vec::new(),
+        }
     }
     pub fn with(mut self, level: Level, msg: impl Into<String>) -> Self {
         self.messages.push((level, msg.into()));
