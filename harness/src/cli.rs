@@ -60,6 +60,8 @@ pub enum Cmd {
         #[arg(long)]
         config: bool,
     },
+    /// Run the SCS KaaS standard checks (scs-compatible-kaas) against a cluster.
+    Check(CheckArgs),
     /// The local lab: a real control plane from Go modules, no Docker.
     Lab {
         #[command(subcommand)]
@@ -70,6 +72,47 @@ pub enum Cmd {
         #[command(subcommand)]
         command: ReportCmd,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// The spec (default: the built-in scs-compatible-kaas.yaml).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// The cluster to check.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<String>,
+    /// Name of the subject under test (a KaaS offer, a cluster).
+    #[arg(long)]
+    pub subject: String,
+    /// A spec variable, key=value (repeatable).
+    #[arg(short = 'a', long = "assign")]
+    pub assign: Vec<String>,
+    /// Only testcases whose id matches this regular expression (also selects manual and informational ones).
+    #[arg(short = 't', long = "tests")]
+    pub tests: Option<String>,
+    /// Only these sections, like light,heavy.
+    #[arg(short = 'S', long = "sections", value_delimiter = ',')]
+    pub sections: Vec<String>,
+    /// Which versions are in force (default: today, UTC), YYYY-MM-DD.
+    #[arg(long)]
+    pub reference_date: Option<chrono::NaiveDate>,
+    /// Check this spec version whatever the timeline says.
+    #[arg(short = 'V', long = "force-version")]
+    pub force_version: Option<String>,
+    /// The compliance report (YAML, upstream shape; default: reports/<subject>-compliance.yaml).
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// JUnit file (default: reports/junit_scs-compliance.xml).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// How long the storage check waits for its pod and volume.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub storage_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::suite::duration::HumanDuration::parse(s).map(|d| d.0)
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,7 +232,7 @@ pub fn main() -> i32 {
         .build()
         .expect("tokio runtime");
     match rt.block_on(dispatch(cli)) {
-        Ok(code) => code as i32,
+        Ok(code) => code,
         Err(f) => {
             eprintln!("error: {:#}", f.error);
             f.exit as i32
@@ -216,9 +259,16 @@ fn verbosity(cli: &Cli) -> Verbosity {
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<Exit, Fatal> {
+async fn dispatch(cli: Cli) -> Result<i32, Fatal> {
     let v = verbosity(&cli);
-    match cli.command {
+    if let Cmd::Check(args) = cli.command {
+        return check(args).await;
+    }
+    dispatch_exit(cli.command, v).await.map(|e| e as i32)
+}
+
+async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
+    match command {
         Cmd::Run(args) => run(args, v).await,
         Cmd::List { select, json } => {
             let (_, plan) = plan_from(&select)?;
@@ -236,6 +286,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Fatal> {
             Ok(Exit::Passed)
         }
         Cmd::Lab { command } => lab_cmd(command).await,
+        Cmd::Check(_) => unreachable!("handled in dispatch"),
         Cmd::Report {
             command: ReportCmd::Merge { files, output },
         } => {
@@ -574,3 +625,83 @@ async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
 
 /// How long `lab up` waits for readiness by default.
 pub const LAB_READY: Duration = Duration::from_secs(60);
+
+/// The spec compiled in, so `scs-e2e check` works from anywhere.
+const KAAS_SPEC: &str = include_str!("../../fixtures/scs-standards/scs-compatible-kaas.yaml");
+
+async fn check(args: CheckArgs) -> Result<i32, Fatal> {
+    use crate::checks::{runner, spec::Spec};
+    let (text, file, dir) = match &args.spec {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| Fatal::usage(anyhow::anyhow!("cannot read spec {}: {e}", p.display())))?,
+            p.display().to_string(),
+            p.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        None => (
+            KAAS_SPEC.to_string(),
+            "scs-compatible-kaas.yaml (built in)".to_string(),
+            PathBuf::from("."),
+        ),
+    };
+    let spec = Spec::parse(&text, &file).map_err(Fatal::usage)?;
+    let mut given = std::collections::BTreeMap::new();
+    for a in &args.assign {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| Fatal::usage(anyhow::anyhow!("-a {a}: write key=value")))?;
+        given.insert(k.to_string(), v.to_string());
+    }
+    let kubeconfig = args
+        .kubeconfig
+        .as_deref()
+        .map(first_kubeconfig)
+        .or_else(|| given.get("kubeconfig").map(PathBuf::from));
+    if let Some(k) = &kubeconfig {
+        check_kubeconfig(k).map_err(Fatal::usage)?;
+        given.entry("kubeconfig".into()).or_insert_with(|| k.display().to_string());
+    }
+    let out_dir = PathBuf::from("reports");
+    if spec.variables.iter().any(|v| v.name == "subject_root") {
+        given
+            .entry("subject_root".into())
+            .or_insert_with(|| out_dir.join(&args.subject).display().to_string());
+    }
+    let assignment = spec.assignment(&given).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    let tests = args
+        .tests
+        .as_deref()
+        .map(|t| regex::Regex::new(t).map_err(|e| Fatal::usage(anyhow::anyhow!("-t `{t}` is not a valid regular expression: {e}"))))
+        .transpose()?;
+    if let Some(v) = &args.force_version
+        && !spec.versions.iter().any(|x| &x.version == v)
+    {
+        return Err(Fatal::usage(anyhow::anyhow!(
+            "-V {v}: the spec has versions {}",
+            spec.versions.iter().map(|x| x.version.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let req = runner::Request {
+        spec,
+        spec_dir: dir,
+        subject: args.subject.clone(),
+        assignment,
+        tests,
+        sections: (!args.sections.is_empty()).then(|| args.sections.clone()),
+        reference_date: args.reference_date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        forced_version: args.force_version.clone(),
+        kubeconfig,
+        argv: std::env::args().collect(),
+        storage_timeout: args.storage_timeout,
+    };
+    let report = runner::run(&req).await;
+    let yaml_path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| out_dir.join(format!("{}-compliance.yaml", crate::engine::slug(&args.subject))));
+    let junit_path = args.junit.clone().unwrap_or_else(|| out_dir.join("junit_scs-compliance.xml"));
+    crate::report::write_atomic(&yaml_path, serde_saphyr::to_string(&report)?.as_bytes())?;
+    crate::report::write_atomic(&junit_path, runner::junit(&req, &report).as_bytes())?;
+    print!("{}", runner::summary(&req, &report));
+    eprintln!("reports: {} {}", yaml_path.display(), junit_path.display());
+    Ok(runner::exit_code(&report))
+}

@@ -1,6 +1,7 @@
 //! SCS KaaS standard checks (scs-compatible-kaas): the spec runner and native testcases.
 
 pub mod node_distribution;
+pub mod runner;
 pub mod spec;
 pub mod storage_class;
 pub mod version_policy;
