@@ -627,7 +627,7 @@ async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
 pub const LAB_READY: Duration = Duration::from_secs(60);
 
 /// The spec compiled in, so `scs-e2e check` works from anywhere.
-const KAAS_SPEC: &str = include_str!("../../fixtures/scs-standards/scs-compatible-kaas.yaml");
+pub const KAAS_SPEC: &str = include_str!("../../fixtures/scs-standards/scs-compatible-kaas.yaml");
 
 async fn check(args: CheckArgs) -> Result<i32, Fatal> {
     use crate::checks::{runner, spec::Spec};

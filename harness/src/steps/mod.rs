@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod assert;
+pub mod checks;
 pub mod command;
 pub mod delete;
 pub mod wait;

@@ -197,6 +197,7 @@ operations! {
     "wait" => Wait(steps::wait::Wait),
     "delete" => Delete(steps::delete::Delete),
     "command" => Command(steps::command::Command),
+    "runChecks" => RunChecks(steps::checks::RunChecks),
 }
 
 const COMMON_KEYS: &[&str] = &["name", "timeout", "attempts"];

@@ -1,0 +1,132 @@
+//! `runChecks`: run SCS KaaS standard checks against the scenario's cluster.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Operation, StepCtx, StepFailure};
+use crate::checks::runner::{self, Request};
+use crate::checks::spec::Spec;
+
+/// Runs a spec's testcases (default: the built-in scs-compatible-kaas) and fails unless every
+/// selected testcase passes. The compliance YAML goes to the scenario's artifacts.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RunChecks {
+    /// Spec file, relative to the suite (default: the built-in scs-compatible-kaas.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// Subject name in the report (default: the scenario).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Testcase ids to run, a regular expression (like `-t`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<String>,
+    /// Sections, like `[light]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sections: Vec<String>,
+    /// Spec variables (`kubeconfig` and `subject_root` are filled in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub assign: BTreeMap<String, String>,
+}
+
+#[async_trait]
+impl Operation for RunChecks {
+    fn summary(&self) -> String {
+        format!("SCS checks{}", self.tests.as_ref().map(|t| format!(" {t}")).unwrap_or_default())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(t) = self.tests.as_ref().filter(|t| !t.contains("${")) {
+            regex::Regex::new(t).map_err(|e| format!("`tests` is not a valid regular expression: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let (text, file, dir) = match &self.spec {
+            Some(p) => {
+                let path = ctx.resolve_path(&ctx.substitute(p));
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| StepFailure::error(format!("cannot read spec {}: {e}", path.display())))?;
+                (
+                    text,
+                    path.display().to_string(),
+                    path.parent().map(|d| d.to_path_buf()).unwrap_or_default(),
+                )
+            }
+            None => (
+                crate::cli::KAAS_SPEC.to_string(),
+                "scs-compatible-kaas.yaml".to_string(),
+                ctx.base_dir.clone(),
+            ),
+        };
+        let spec = Spec::parse(&text, &file).map_err(|e| StepFailure::error(e.to_string()))?;
+        let subject = self
+            .subject
+            .clone()
+            .unwrap_or_else(|| ctx.vars.get("SCENARIO").cloned().unwrap_or_else(|| "cluster".into()));
+        let mut given: BTreeMap<String, String> = self.assign.iter().map(|(k, v)| (k.clone(), ctx.substitute(v))).collect();
+        for (name, value) in [
+            ("kubeconfig", ctx.kubeconfig.display().to_string()),
+            ("subject_root", ctx.artifacts.join("checks").display().to_string()),
+        ] {
+            if spec.variables.iter().any(|v| v.name == name) {
+                given.entry(name.into()).or_insert(value);
+            }
+        }
+        let assignment = spec.assignment(&given).map_err(StepFailure::error)?;
+        let tests = self
+            .tests
+            .as_deref()
+            .map(|t| regex::Regex::new(&ctx.substitute(t)))
+            .transpose()
+            .map_err(|e| StepFailure::error(e.to_string()))?;
+        let remaining = ctx.deadline.saturating_duration_since(tokio::time::Instant::now());
+        let req = Request {
+            spec,
+            spec_dir: dir,
+            subject: subject.clone(),
+            assignment,
+            tests,
+            sections: (!self.sections.is_empty()).then(|| self.sections.clone()),
+            reference_date: chrono::Utc::now().date_naive(),
+            forced_version: None,
+            kubeconfig: Some(ctx.kubeconfig.clone()),
+            argv: vec!["scs-e2e".into(), "runChecks".into()],
+            storage_timeout: remaining
+                .saturating_sub(std::time::Duration::from_secs(5))
+                .max(std::time::Duration::from_secs(1)),
+        };
+        let report = runner::run(&req).await;
+        let summary = runner::summary(&req, &report);
+        for l in summary.lines() {
+            ctx.log.line(l);
+        }
+        let path = ctx.artifacts.join(format!("{}-compliance.yaml", crate::engine::slug(&subject)));
+        let yaml = serde_saphyr::to_string(&report).map_err(|e| StepFailure::error(e.to_string()))?;
+        crate::report::write_atomic(&path, yaml.as_bytes()).map_err(|e| StepFailure::error(e.to_string()))?;
+        let results = runner::results(&report);
+        let selected: Vec<String> = req.select().into_iter().filter(|s| !s.manual).map(|s| s.id).collect();
+        let bad: Vec<String> = selected
+            .iter()
+            .filter(|id| results.get(*id) != Some(&1))
+            .map(|id| {
+                let word = match results.get(id) {
+                    Some(-1) => "FAIL",
+                    Some(_) => "ABORT",
+                    None => "MISSING",
+                };
+                format!("{id}: {word}")
+            })
+            .collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(StepFailure::failed(format!("SCS checks did not pass: {}", bad.join(", ")))
+                .details(format!("{summary}\nreport: {}", path.display())))
+        }
+    }
+}
