@@ -109,6 +109,9 @@ pub struct CheckArgs {
     /// How long the storage check waits for its pod and volume.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub storage_timeout: Duration,
+    /// How long `sonobuoy run --wait` may take (conformance takes hours).
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub sonobuoy_timeout: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -692,6 +695,7 @@ async fn check(args: CheckArgs) -> Result<i32, Fatal> {
         kubeconfig,
         argv: std::env::args().collect(),
         storage_timeout: args.storage_timeout,
+        sonobuoy_timeout: args.sonobuoy_timeout,
     };
     let report = runner::run(&req).await;
     let yaml_path = args

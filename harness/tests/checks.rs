@@ -155,3 +155,67 @@ fn check_command_writes_the_compliance_yaml_and_junit() {
     let j = quick_junit::Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
     assert_eq!((j.tests, j.failures), (1, 1));
 }
+
+/// Real sonobuoy (built by `lab install`) against the lab. The lab has no DNS pods, so
+/// sonobuoy's preflight refuses; with preflight skipped its aggregator pod never runs and
+/// `run --wait` hits our bound. Either way the check aborts with sonobuoy's own words, and the
+/// clean-up removes what the run made.
+#[tokio::test]
+async fn real_sonobuoy_against_the_lab_aborts_clearly_and_cleans_up() {
+    use scs_e2e::checks::sonobuoy;
+    let client = client().await;
+    let kc = lab().kubeconfig().display().to_string();
+    let bin = sonobuoy::find_binary(&[assets().bin_dir]).expect("lab install builds sonobuoy");
+    let ok = include_str!("../../fixtures/scs-standards/scs-sonobuoy-config-v1.yaml");
+    let work = tempfile::tempdir().unwrap();
+    let inv = |extra: &str| {
+        let argv: Vec<String> = [
+            "run",
+            "-k",
+            &kc,
+            "--scs-sonobuoy-config",
+            "c.yaml",
+            "--execution-mode",
+            "serial",
+            "-c",
+            "kaas-networking-check",
+            "-a",
+            extra,
+        ]
+        .map(String::from)
+        .to_vec();
+        sonobuoy::Invocation::from_script_args(&argv).unwrap()
+    };
+
+    let (o, _) = sonobuoy::run(
+        &inv("--e2e-focus NetworkPolicy"),
+        ok,
+        work.path(),
+        Some(bin.clone()),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(o.verdict, Verdict::Abort, "{o:?}");
+    let m = &o.messages[0].1;
+    assert!(
+        m.starts_with("sonobuoy run --wait --e2e-focus NetworkPolicy failed (exit 1)") && m.contains("Preflight checks failed"),
+        "{m}"
+    );
+
+    let (o, tests) = sonobuoy::run(&inv("--skip-preflight"), ok, work.path(), Some(bin), Duration::from_secs(8)).await;
+    assert_eq!(o.verdict, Verdict::Abort, "{o:?}");
+    assert!(
+        o.messages[0]
+            .1
+            .starts_with("sonobuoy run --wait --skip-preflight did not finish in time"),
+        "{:?}",
+        o.messages
+    );
+    assert!(tests.is_empty());
+    let left = Api::<Namespace>::all(client).get_opt("sonobuoy").await.unwrap();
+    assert!(
+        left.is_none(),
+        "`delete --wait` removed the sonobuoy namespace: {:?}",
+        left.map(|n| n.status)
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod node_distribution;
 pub mod runner;
+pub mod sonobuoy;
 pub mod spec;
 pub mod storage_class;
 pub mod version_policy;

@@ -15,6 +15,9 @@ use super::{Level, Outcome, Verdict};
 /// Testcases implemented here; the others run the spec's script.
 pub const NATIVE: &[&str] = &["node-distribution-check", "default-storage-class"];
 
+/// Scripts we replace with the native Sonobuoy driver.
+const SONOBUOY_SCRIPT: &str = "run_sonobuoy.py";
+
 /// Native testcases that are not in the spec and run only when `-t` names them.
 const INFORMATIONAL: &[&str] = &["default-storage-class"];
 
@@ -32,6 +35,8 @@ pub struct Request {
     pub kubeconfig: Option<PathBuf>,
     pub argv: Vec<String>,
     pub storage_timeout: Duration,
+    /// Bound for `sonobuoy run --wait` (conformance takes hours on real clusters).
+    pub sonobuoy_timeout: Duration,
 }
 
 /// One row of work: a testcase and the versions/targets that ask for it.
@@ -81,6 +86,10 @@ pub struct Invocation {
     pub warning: usize,
     pub error: usize,
     pub critical: usize,
+    /// Every e2e test of a Sonobuoy run (name, passed|failed|failed_ok|skipped), for JUnit only:
+    /// the compliance YAML keeps the upstream shape.
+    #[serde(skip)]
+    pub e2e: Vec<(String, String)>,
 }
 
 impl Invocation {
@@ -96,6 +105,7 @@ impl Invocation {
             warning: 0,
             error: 0,
             critical: 0,
+            e2e: vec![],
         }
     }
 
@@ -206,7 +216,11 @@ pub async fn run(req: &Request) -> Report {
         {
             // One invocation per script, like upstream: it reports all its testcases at once.
             if scripts_done.insert(i) {
-                let inv = run_script(req, script).await;
+                let inv = if script.executable.as_deref().is_some_and(|e| e.ends_with(SONOBUOY_SCRIPT)) {
+                    run_sonobuoy(req, script, &sel.id).await
+                } else {
+                    run_script(req, script).await
+                };
                 invocations.insert(uuid_like(&format!("script-{i}")), inv);
             }
         }
@@ -242,6 +256,49 @@ fn uuid_like(seed: &str) -> String {
     let h = sha2::Sha256::digest(format!("{seed}/{nanos}/{}", std::process::id()).as_bytes());
     let x: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-4{}-8{}-{}", &x[0..8], &x[8..12], &x[13..16], &x[17..20], &x[20..32])
+}
+
+/// The okToFail list named by the spec: beside the spec, else the copy built in.
+const OK_TO_FAIL: &str = include_str!("../../../fixtures/scs-standards/scs-sonobuoy-config-v1.yaml");
+
+async fn run_sonobuoy(req: &Request, script: &super::spec::Script, id: &str) -> Invocation {
+    use super::sonobuoy;
+    let args = req
+        .spec
+        .format_args(script.args.as_deref().unwrap_or(""), &req.assignment)
+        .map(|a| split_args(&a));
+    let parsed = args.and_then(|a| sonobuoy::Invocation::from_script_args(&a));
+    let mut inv = Invocation::new(
+        id,
+        format!("scs-e2e native sonobuoy ({})", script.executable.as_deref().unwrap_or("")),
+    );
+    let si = match parsed {
+        Ok(si) => si,
+        Err(e) => {
+            inv.record(id, &Outcome::new(Verdict::Abort).with(Level::Critical, e));
+            return inv;
+        }
+    };
+    let beside = req.spec_dir.join(&si.config);
+    let ok_text = std::fs::read_to_string(&beside).unwrap_or_else(|_| OK_TO_FAIL.to_string());
+    let lab_bin = crate::env::lab::build::Assets::locate(None, None).bin_dir;
+    let bin = sonobuoy::find_binary(&[lab_bin]);
+    let (outcome, tests) = sonobuoy::run(&si, &ok_text, &req.spec_dir, bin, req.sonobuoy_timeout).await;
+    inv.cmd = format!("sonobuoy {}", si.run_argv().join(" "));
+    inv.record(&si.check, &outcome);
+    inv.e2e = tests
+        .into_iter()
+        .map(|t| {
+            let s = match t.status {
+                sonobuoy::TestStatus::Passed => "passed",
+                sonobuoy::TestStatus::Failed => "failed",
+                sonobuoy::TestStatus::FailedOk => "failed_ok",
+                sonobuoy::TestStatus::Skipped => "skipped",
+            };
+            (t.name, s.to_string())
+        })
+        .collect();
+    inv
 }
 
 async fn run_script(req: &Request, script: &super::spec::Script) -> Invocation {
@@ -319,7 +376,7 @@ pub fn parse_script_output(inv: &mut Invocation, script: &super::spec::Script) {
     (inv.info, inv.warning, inv.error, inv.critical) = (i, w, e, c);
 }
 
-fn split_args(s: &str) -> Vec<String> {
+pub fn split_args(s: &str) -> Vec<String> {
     // Upstream args are shell-like with single or double quotes.
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -463,6 +520,24 @@ pub fn junit(req: &Request, r: &Report) -> String {
     }
     let mut rep = JReport::new("scs-e2e");
     rep.add_test_suite(suite);
+    for inv in r.run.invocations.values().filter(|i| !i.e2e.is_empty()) {
+        let mut ts = TestSuite::new(format!("sonobuoy.{}", inv.id));
+        for (name, status) in &inv.e2e {
+            let st = match status.as_str() {
+                "passed" | "failed_ok" => TestCaseStatus::success(),
+                "failed" => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message("failed");
+                    s
+                }
+                _ => TestCaseStatus::skipped(),
+            };
+            let mut tc = TestCase::new(name.as_str(), st);
+            tc.set_classname(format!("sonobuoy.{}", inv.id));
+            ts.add_test_case(tc);
+        }
+        rep.add_test_suite(ts);
+    }
     rep.to_string().expect("JUnit serializes")
 }
 
@@ -492,6 +567,7 @@ mod tests {
             kubeconfig: None,
             argv: vec!["scs-e2e".into(), "check".into()],
             storage_timeout: Duration::from_secs(1),
+            sonobuoy_timeout: Duration::from_secs(1),
         }
     }
 
@@ -545,22 +621,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_script_aborts_with_a_critical_line_and_the_report_round_trips() {
-        let mut r = request(Some("cncf"));
-        r.kubeconfig = None;
+        let text = "name: t\nuuid: u-1\nurl: https://example.com\nvariables: [kubeconfig]\nscripts:\n- executable: ./missing.py\n  args: -k {kubeconfig}\n  testcases:\n  - {id: probe, description: A probe., url: https://example.com/probe}\nmodules:\n- {id: m, name: M, targets: {main: [probe]}}\ntimeline:\n- {date: 2024-01-01, versions: {v1: effective}}\nversions:\n- {version: v1, include: [m]}\n";
+        let mut r = request(None);
+        r.spec = Spec::parse(text, "t.yaml").unwrap();
+        r.assignment = BTreeMap::from([("kubeconfig".into(), "/k".into())]);
         let rep = run(&r).await;
         let inv = rep.run.invocations.values().next().unwrap();
         assert!(
-            inv.stderr[0].starts_with("CRITICAL: /nonexistent/./kaas/sonobuoy_handler/run_sonobuoy.py not found"),
+            inv.stderr[0].starts_with("CRITICAL: /nonexistent/./missing.py not found"),
             "{:?}",
             inv.stderr
         );
+        assert_eq!(inv.cmd, "./missing.py -k /k");
         assert_eq!(exit_code(&rep), 1);
         let s = summary(&r, &rep);
         assert!(s.contains("- main: ABORT (0 passed, 1 missing)"), "{s}");
-        assert!(
-            s.contains("  - cncf-k8s-conformance: Must fulfill all requirements of scs-0201-v1"),
-            "{s}"
-        );
+        assert!(s.contains("  - probe: A probe.\n    > https://example.com/probe"), "{s}");
         let yaml = serde_saphyr::to_string(&rep).unwrap();
         let back: Report = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(back, rep);
@@ -572,13 +648,28 @@ mod tests {
             "run:",
             "invocations:",
             "forced_tests:",
+            "critical: 1",
         ] {
             assert!(yaml.contains(key), "{key} in\n{yaml}");
         }
         let xml = junit(&r, &rep);
         let j = quick_junit::Report::deserialize_from_str(&xml).unwrap();
-        assert_eq!(j.tests, 1);
-        assert_eq!(j.skipped, 1, "no result: skipped");
+        assert_eq!((j.tests, j.skipped), (1, 1), "no result: skipped");
+    }
+
+    #[tokio::test]
+    async fn sonobuoy_testcases_run_natively_and_abort_on_an_unusable_cluster() {
+        let r = request(Some("^cncf-k8s-conformance$"));
+        let rep = run(&r).await;
+        assert_eq!(results(&rep), BTreeMap::from([("cncf-k8s-conformance".to_string(), 0)]));
+        let inv = rep.run.invocations.values().next().unwrap();
+        assert!(
+            inv.cmd
+                .starts_with("sonobuoy --kubeconfig /k run --wait --mode=certified-conformance"),
+            "{}",
+            inv.cmd
+        );
+        assert_eq!(inv.critical, 1, "{:?}", inv.stderr);
     }
 
     #[test]

@@ -96,6 +96,7 @@ impl Operation for RunChecks {
             forced_version: None,
             kubeconfig: Some(ctx.kubeconfig.clone()),
             argv: vec!["scs-e2e".into(), "runChecks".into()],
+            sonobuoy_timeout: remaining,
             storage_timeout: remaining
                 .saturating_sub(std::time::Duration::from_secs(5))
                 .max(std::time::Duration::from_secs(1)),

@@ -26,6 +26,16 @@ static CONTROL_PLANE: Module = Module {
     ],
 };
 
+static SONOBUOY: Module = Module {
+    dir: "sonobuoy",
+    files: &[
+        ("go.mod", include_str!("../../../../fixtures/lab/sonobuoy/go.mod")),
+        ("go.sum", include_str!("../../../../fixtures/lab/sonobuoy/go.sum")),
+    ],
+};
+
+pub const SONOBUOY_VERSION: &str = "v0.57.3";
+
 pub struct Component {
     pub name: &'static str,
     module: &'static Module,
@@ -59,6 +69,13 @@ pub static COMPONENTS: &[Component] = &[
         module: &CONTROL_PLANE,
         package: "k8s.io/kubernetes/cmd/kubectl",
         kube_version: true,
+    },
+    // Not part of the lab itself: the CLI the Sonobuoy checks drive.
+    Component {
+        name: "sonobuoy",
+        module: &SONOBUOY,
+        package: "github.com/vmware-tanzu/sonobuoy",
+        kube_version: false,
     },
 ];
 
