@@ -39,6 +39,12 @@ pub async fn run_streaming(
     });
     let reader = Arc::new(expr.reader()?);
     let pids = reader.pids();
+    // If this future is dropped (a caller's timeout or Ctrl-C won the race), the process group
+    // must still die: its open pipe would otherwise keep the reader thread, and the runtime, alive.
+    let mut guard = GroupGuard {
+        pids: pids.clone(),
+        armed: true,
+    };
     let r = reader.clone();
     let mut task = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
@@ -57,6 +63,7 @@ pub async fn run_streaming(
     });
     let stop = tokio::select! {
         res = &mut task => {
+            guard.armed = false;
             let (output, status) = res.map_err(std::io::Error::other)?;
             return Ok(Outcome { ended: exit_of(status), output });
         }
@@ -77,7 +84,23 @@ pub async fn run_streaming(
         }
     };
     let _ = reader.kill();
+    guard.armed = false;
     Ok(Outcome { ended: stop, output })
+}
+
+struct GroupGuard {
+    pids: Vec<u32>,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            for pid in &self.pids {
+                kill_group(*pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 fn exit_of(status: Option<std::process::ExitStatus>) -> Ended {
