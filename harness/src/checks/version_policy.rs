@@ -1,1 +1,1442 @@
-//! scs-0210-v2 Kubernetes version policy (being written).
+//! `version-policy-check` (scs-0210-v2): the cluster runs a supported Kubernetes branch and keeps
+//! up with its patch releases (31 days; 14 days when its version has a critical CVE).
+//!
+//! Loading the inputs (sources, on-disk cache, bounded concurrency) is kept apart from the
+//! decision ([`evaluate`]), so the known answers are tested without a network or a clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::{Level, Outcome, Verdict};
+
+pub const TESTCASE: &str = "version-policy-check";
+
+/// A newer patch of the cluster's branch older than this makes the cluster outdated.
+pub const PATCH_CADENCE: TimeDelta = TimeDelta::days(31);
+/// The same, for a cluster version with a critical CVE.
+pub const CVE_CADENCE: TimeDelta = TimeDelta::days(14);
+/// From this age of a newer patch on, a cluster with a critical CVE is told to update.
+pub const CVE_WARN_AGE: TimeDelta = TimeDelta::days(2);
+/// CVSS base score from which a CVE counts as critical for the policy.
+pub const CRITICAL_SCORE: f64 = 8.0;
+
+pub const EOL_DATA_URL: &str =
+    "https://raw.githubusercontent.com/SovereignCloudStack/standards/main/Tests/kaas/scs_0210_version_policy/k8s-eol-data.yml";
+pub const RELEASES_URL: &str = "https://api.github.com/repos/kubernetes/kubernetes/releases";
+pub const CVE_FEED_URL: &str = "https://kubernetes.io/docs/reference/issues-security/official-cve-feed/index.json";
+pub const CVE_RECORD_BASE_URL: &str = "https://cveawg.mitre.org/api/cve/";
+
+const GITHUB_API: &str = "https://api.github.com/";
+const PER_PAGE: usize = 100;
+/// Kubernetes has about a thousand releases; far more pages means a server that ignores `page`.
+const MAX_RELEASE_PAGES: usize = 100;
+
+// ---------------------------------------------------------------------------------------------
+// Versions and ranges
+
+/// A Kubernetes version `major.minor.patch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub const MIN: Version = Version::new(0, 0, 0);
+
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        Version { major, minor, patch }
+    }
+
+    pub fn branch(self) -> Branch {
+        Branch {
+            major: self.major,
+            minor: self.minor,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// A release branch `major.minor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Branch {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl fmt::Display for Branch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl FromStr for Branch {
+    type Err = VersionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().split_once('.') {
+            Some((major, minor)) => match (number(major), number(minor)) {
+                (Some(major), Some(minor)) => Ok(Branch { major, minor }),
+                _ => Err(VersionError(s.into())),
+            },
+            None => Err(VersionError(s.into())),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognized version format: {0:?}")]
+pub struct VersionError(pub String);
+
+// Digits only: `u32::from_str` would also take "+5".
+fn number(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `gitVersion`-style text: whitespace and a leading `v` are dropped, build info after `+` too;
+/// what is left must be three integers.
+pub fn parse_version(s: &str) -> Result<Version, VersionError> {
+    let t = s.trim();
+    let t = t.strip_prefix('v').unwrap_or(t);
+    let t = t.split('+').next().unwrap_or(t);
+    let mut parts = t.split('.');
+    match (
+        parts.next().and_then(number),
+        parts.next().and_then(number),
+        parts.next().and_then(number),
+        parts.next(),
+    ) {
+        (Some(major), Some(minor), Some(patch), None) => Ok(Version::new(major, minor, patch)),
+        _ => Err(VersionError(s.into())),
+    }
+}
+
+/// A GitHub release tag; what follows `-` (`v1.29.3-dev0`) is not part of the version.
+pub fn parse_release_tag(tag: &str) -> Result<Version, VersionError> {
+    parse_version(tag.split('-').next().unwrap_or(tag)).map_err(|_| VersionError(tag.into()))
+}
+
+/// The upper end of an affected range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upper {
+    /// No upper bound given: only the lower version itself.
+    Exact,
+    /// `lessThan`
+    Below(Version),
+    /// `lessThanOrEqual`
+    UpTo(Version),
+    /// `*`, CVE JSON 5 for "no upper bound".
+    Unbounded,
+}
+
+/// Versions a CVE affects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionRange {
+    pub lower: Version,
+    pub upper: Upper,
+}
+
+impl VersionRange {
+    pub fn contains(&self, v: Version) -> bool {
+        match self.upper {
+            Upper::Exact => v == self.lower,
+            Upper::Below(u) => self.lower <= v && v < u,
+            Upper::UpTo(u) => self.lower <= v && v <= u,
+            Upper::Unbounded => self.lower <= v,
+        }
+    }
+}
+
+impl fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.upper {
+            Upper::Exact => write!(f, "{}", self.lower),
+            Upper::Below(u) => write!(f, ">= {}, < {u}", self.lower),
+            Upper::UpTo(u) => write!(f, ">= {}, <= {u}", self.lower),
+            Upper::Unbounded => write!(f, ">= {}", self.lower),
+        }
+    }
+}
+
+/// One `affected[].versions[]` entry of a CVE JSON 5 record (status `affected`).
+pub fn parse_affected_range(
+    version: &str,
+    less_than: Option<&str>,
+    less_than_or_equal: Option<&str>,
+) -> Result<VersionRange, VersionError> {
+    // CVE records say "0" or "unspecified" when they mean "from the beginning".
+    let lower = parse_version(version).unwrap_or(Version::MIN);
+    let upper = match (less_than_or_equal, less_than) {
+        (Some(u), _) => parse_upper(u, true)?,
+        (None, Some(u)) => parse_upper(u, false)?,
+        (None, None) => Upper::Exact,
+    };
+    Ok(VersionRange { lower, upper })
+}
+
+fn parse_upper(s: &str, inclusive: bool) -> Result<Upper, VersionError> {
+    let t = s.trim();
+    if t == "*" {
+        return Ok(Upper::Unbounded);
+    }
+    // CVE JSON 5: `*` is infinity, so "1.29.*" includes the whole 1.29 series.
+    if let Some(series) = t.strip_suffix(".*") {
+        let series = series.strip_prefix('v').unwrap_or(series);
+        let parts: Option<Vec<u32>> = series.split('.').map(number).collect();
+        return match parts.as_deref() {
+            Some(&[major]) => Ok(Upper::Below(Version::new(major.saturating_add(1), 0, 0))),
+            Some(&[major, minor]) => Ok(Upper::Below(Version::new(major, minor.saturating_add(1), 0))),
+            _ => Err(VersionError(s.into())),
+        };
+    }
+    let v = parse_version(t)?;
+    Ok(if inclusive { Upper::UpTo(v) } else { Upper::Below(v) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs and their parsers
+
+/// One line of `k8s-eol-data.yml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchEol {
+    pub branch: Branch,
+    pub end_of_life: NaiveDate,
+}
+
+impl BranchEol {
+    /// Supported until the EOL date begins (UTC).
+    pub fn is_supported(&self, now: DateTime<Utc>) -> bool {
+        now < self.end_of_life.and_time(NaiveTime::MIN).and_utc()
+    }
+}
+
+/// A published, final Kubernetes release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    pub version: Version,
+    pub published_at: DateTime<Utc>,
+}
+
+/// What the policy needs of one CVE record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CveRecord {
+    pub id: String,
+    /// Highest CVSS v3.0/v3.1/v4.0 base score the CNA gives, if any.
+    pub base_score: Option<f64>,
+    /// Affected ranges of the product "Kubernetes".
+    pub ranges: Vec<VersionRange>,
+}
+
+impl CveRecord {
+    pub fn is_critical(&self) -> bool {
+        self.base_score.is_some_and(|s| s >= CRITICAL_SCORE)
+    }
+
+    pub fn affects(&self, v: Version) -> bool {
+        self.ranges.iter().any(|r| r.contains(v))
+    }
+}
+
+/// Everything [`evaluate`] decides from, besides the cluster version and the time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inputs {
+    pub eol: Vec<BranchEol>,
+    pub releases: Vec<Release>,
+    pub cves: Vec<CveRecord>,
+}
+
+#[derive(Deserialize)]
+struct RawEol {
+    branch: String,
+    #[serde(rename = "end-of-life")]
+    end_of_life: String,
+}
+
+/// `k8s-eol-data.yml`: a list of `{branch: '1.33', end-of-life: '2026-06-28'}`.
+pub fn parse_eol_data(yaml: &[u8]) -> anyhow::Result<Vec<BranchEol>> {
+    let text = std::str::from_utf8(yaml).context("the EOL data is not UTF-8")?;
+    let raw: Vec<RawEol> = serde_saphyr::from_str(text).context("invalid EOL data")?;
+    raw.into_iter()
+        .map(|r| {
+            let branch = r
+                .branch
+                .parse::<Branch>()
+                .with_context(|| format!("EOL data: branch {:?}", r.branch))?;
+            let end_of_life = NaiveDate::parse_from_str(r.end_of_life.trim(), "%Y-%m-%d")
+                .with_context(|| format!("EOL data: end-of-life {:?} of branch {branch}", r.end_of_life))?;
+            Ok(BranchEol { branch, end_of_life })
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct RawRelease {
+    tag_name: String,
+    #[serde(default)]
+    draft: bool,
+    #[serde(default)]
+    prerelease: bool,
+    #[serde(default)]
+    published_at: Option<DateTime<Utc>>,
+}
+
+fn releases_from_raw(raw: Vec<RawRelease>) -> anyhow::Result<Vec<Release>> {
+    raw.into_iter()
+        .filter(|r| !r.draft && !r.prerelease)
+        .map(|r| {
+            let version = parse_release_tag(&r.tag_name)?;
+            let published_at = r
+                .published_at
+                .with_context(|| format!("release {} has no published_at", r.tag_name))?;
+            Ok(Release { version, published_at })
+        })
+        .collect()
+}
+
+/// A GitHub releases list (one page, or all of them in one array); drafts and pre-releases are
+/// left out.
+pub fn parse_releases(json: &[u8]) -> anyhow::Result<Vec<Release>> {
+    releases_from_raw(serde_json::from_slice(json).context("invalid GitHub releases JSON")?)
+}
+
+#[derive(Deserialize)]
+struct RawFeed {
+    items: Vec<RawFeedItem>,
+}
+
+#[derive(Deserialize)]
+struct RawFeedItem {
+    id: String,
+}
+
+// The id becomes part of a URL and of a file name, so nothing but a CVE id may pass.
+fn is_cve_id(s: &str) -> bool {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match s.strip_prefix("CVE-").and_then(|rest| rest.split_once('-')) {
+        Some((year, seq)) => year.len() == 4 && digits(year) && seq.len() >= 4 && digits(seq),
+        None => false,
+    }
+}
+
+/// The official Kubernetes CVE feed (JSON Feed): the CVE ids of its items, without repeats.
+pub fn parse_cve_feed(json: &[u8]) -> anyhow::Result<Vec<String>> {
+    let feed: RawFeed = serde_json::from_slice(json).context("invalid CVE feed JSON")?;
+    let mut seen = BTreeSet::new();
+    let mut ids = Vec::new();
+    for item in feed.items {
+        let id = item.id.trim();
+        if !is_cve_id(id) {
+            bail!("the CVE feed has an item with id {:?}, which is not a CVE id", item.id);
+        }
+        if seen.insert(id.to_string()) {
+            ids.push(id.to_string());
+        }
+    }
+    Ok(ids)
+}
+
+#[derive(Deserialize)]
+struct RawRecord {
+    containers: RawContainers,
+}
+
+#[derive(Deserialize)]
+struct RawContainers {
+    cna: RawCna,
+}
+
+// Both lists are optional in CVE JSON 5 (rejected records have neither).
+#[derive(Deserialize)]
+struct RawCna {
+    #[serde(default)]
+    metrics: Vec<RawMetric>,
+    #[serde(default)]
+    affected: Vec<RawAffected>,
+}
+
+#[derive(Deserialize)]
+struct RawMetric {
+    #[serde(rename = "cvssV3_0")]
+    v3_0: Option<RawCvss>,
+    #[serde(rename = "cvssV3_1")]
+    v3_1: Option<RawCvss>,
+    #[serde(rename = "cvssV4_0")]
+    v4_0: Option<RawCvss>,
+}
+
+#[derive(Deserialize)]
+struct RawCvss {
+    #[serde(rename = "baseScore")]
+    base_score: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct RawAffected {
+    product: Option<String>,
+    #[serde(default)]
+    versions: Vec<RawVersion>,
+}
+
+#[derive(Deserialize)]
+struct RawVersion {
+    version: Option<String>,
+    status: Option<String>,
+    #[serde(rename = "lessThan")]
+    less_than: Option<String>,
+    #[serde(rename = "lessThanOrEqual")]
+    less_than_or_equal: Option<String>,
+}
+
+/// A CVE JSON 5 record as the CVE services API serves it.
+pub fn parse_cve_record(id: &str, json: &[u8]) -> anyhow::Result<CveRecord> {
+    let raw: RawRecord = serde_json::from_slice(json).with_context(|| format!("invalid CVE JSON 5 record for {id}"))?;
+    let cna = raw.containers.cna;
+    let base_score = cna
+        .metrics
+        .iter()
+        .flat_map(|m| [&m.v3_0, &m.v3_1, &m.v4_0])
+        .filter_map(|c| c.as_ref().and_then(|c| c.base_score))
+        .reduce(f64::max);
+    let mut ranges = Vec::new();
+    for affected in cna.affected.iter().filter(|a| a.product.as_deref() == Some("Kubernetes")) {
+        for v in affected.versions.iter().filter(|v| v.status.as_deref() == Some("affected")) {
+            let range = parse_affected_range(
+                v.version.as_deref().unwrap_or(""),
+                v.less_than.as_deref(),
+                v.less_than_or_equal.as_deref(),
+            )
+            .with_context(|| format!("affected versions of {id}"))?;
+            ranges.push(range);
+        }
+    }
+    Ok(CveRecord {
+        id: id.to_string(),
+        base_score,
+        ranges,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decision
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The policy, decided for `cluster` at the reference time `now`.
+pub fn evaluate(cluster: Version, inputs: &Inputs, now: DateTime<Utc>) -> Outcome {
+    let mut msgs: Vec<(Level, String)> = Vec::new();
+    let done = |verdict, messages| Outcome { verdict, messages };
+
+    // Should a branch be listed twice, the later end of life is the one that was corrected.
+    let mut eol: BTreeMap<Branch, BranchEol> = BTreeMap::new();
+    for e in &inputs.eol {
+        let entry = eol.entry(e.branch).or_insert_with(|| e.clone());
+        entry.end_of_life = entry.end_of_life.max(e.end_of_life);
+    }
+    // Counted at the reference time, not today: old data is fine for a check of the past.
+    let supported = eol.values().filter(|e| e.is_supported(now)).count();
+    if supported < 3 {
+        msgs.push((
+            Level::Warning,
+            format!(
+                "The EOL data isn't up-to-date: it has {supported} supported branch(es) on {}.",
+                now.date_naive()
+            ),
+        ));
+    }
+    if supported < 2 {
+        msgs.push((
+            Level::Critical,
+            "The EOL data is critically outdated (fewer than 2 supported branches); update k8s-eol-data.yml.".into(),
+        ));
+        return done(Verdict::Abort, msgs);
+    }
+
+    let branch = cluster.branch();
+    match eol.get(&branch) {
+        Some(e) if !e.is_supported(now) => {
+            msgs.push((
+                Level::Error,
+                format!(
+                    "The K8s cluster version {cluster} is already EOL: branch {branch} reached its end of life on {}.",
+                    e.end_of_life
+                ),
+            ));
+            return done(Verdict::Fail, msgs);
+        }
+        Some(_) => {}
+        // A branch newer than the data knows says more about the data than about the cluster.
+        None if eol.keys().next_back().is_some_and(|newest| branch > *newest) => {
+            msgs.push((
+                Level::Critical,
+                format!("Branch {branch} of the cluster version {cluster} is newer than any in the EOL data; update k8s-eol-data.yml."),
+            ));
+            return done(Verdict::Abort, msgs);
+        }
+        None => {
+            msgs.push((
+                Level::Error,
+                format!("The K8s cluster version {cluster} is on branch {branch}, which the EOL data does not list as supported."),
+            ));
+            return done(Verdict::Fail, msgs);
+        }
+    }
+
+    // Releases after the reference time did not exist yet then.
+    let newer: Vec<(&Release, TimeDelta)> = inputs
+        .releases
+        .iter()
+        .filter(|r| r.version.branch() == branch && r.version > cluster && r.published_at <= now)
+        .map(|r| (r, now - r.published_at))
+        .collect();
+    // The first patch past the limit is the one whose deadline ran out.
+    let first_older_than = |limit: TimeDelta| {
+        newer
+            .iter()
+            .filter(|(_, age)| *age > limit)
+            .map(|(r, _)| *r)
+            .min_by_key(|r| (r.published_at, r.version))
+    };
+
+    let mut verdict = Verdict::Pass;
+    if let Some(r) = first_older_than(PATCH_CADENCE) {
+        verdict = Verdict::Fail;
+        msgs.push((
+            Level::Error,
+            format!(
+                "The K8s cluster version {cluster} is outdated according to the standard: {} was released on {}, more than {} days before {}.",
+                r.version,
+                fmt_time(r.published_at),
+                PATCH_CADENCE.num_days(),
+                fmt_time(now)
+            ),
+        ));
+    }
+
+    let critical: Vec<&str> = inputs
+        .cves
+        .iter()
+        .filter(|c| c.is_critical() && c.affects(cluster))
+        .map(|c| c.id.as_str())
+        .collect();
+    if !critical.is_empty() {
+        let ids = critical.join(", ");
+        match newer.iter().filter(|(_, age)| *age > CVE_WARN_AGE).map(|(r, _)| r.version).max() {
+            Some(target) => msgs.push((
+                Level::Warning,
+                format!("Consider updating from {cluster} to {target} to avoid a CVE ({ids})."),
+            )),
+            None => msgs.push((
+                Level::Info,
+                format!(
+                    "The K8s cluster version {cluster} has critical CVE(s) {ids}; no newer {branch} patch is older than {} days yet.",
+                    CVE_WARN_AGE.num_days()
+                ),
+            )),
+        }
+        if let Some(r) = first_older_than(CVE_CADENCE) {
+            verdict = Verdict::Fail;
+            msgs.push((
+                Level::Error,
+                format!(
+                    "The K8s cluster version {cluster} is an outdated version with a possible CRITICAL CVE ({ids}): {} was released on {}, more than {} days before {}.",
+                    r.version,
+                    fmt_time(r.published_at),
+                    CVE_CADENCE.num_days(),
+                    fmt_time(now)
+                ),
+            ));
+        }
+    }
+
+    if verdict == Verdict::Pass {
+        msgs.push((
+            Level::Info,
+            format!("The K8s cluster version {cluster} is still in the recency time window."),
+        ));
+    }
+    done(verdict, msgs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources and loading
+
+/// Where one input comes from: a local file (offline, air-gapped) or a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Url(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+/// `http(s)://…` is a URL, `file://…` or anything else a path.
+impl FromStr for Source {
+    type Err = Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(if s.starts_with("http://") || s.starts_with("https://") {
+            Source::Url(s.to_string())
+        } else {
+            Source::File(PathBuf::from(s.strip_prefix("file://").unwrap_or(s)))
+        })
+    }
+}
+
+/// The four inputs of the check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sources {
+    /// `k8s-eol-data.yml`
+    pub eol: Source,
+    /// GitHub releases: a URL is paginated, a file holds one JSON array.
+    pub releases: Source,
+    /// The official Kubernetes CVE feed (JSON Feed).
+    pub cve_feed: Source,
+    /// URL prefix for `<CVE-ID>`, or a directory of `<CVE-ID>.json` records.
+    pub cve_record_base: Source,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            eol: Source::Url(EOL_DATA_URL.into()),
+            releases: Source::Url(RELEASES_URL.into()),
+            cve_feed: Source::Url(CVE_FEED_URL.into()),
+            cve_record_base: Source::Url(CVE_RECORD_BASE_URL.into()),
+        }
+    }
+}
+
+impl Sources {
+    /// A mirror directory: `k8s-eol-data.yml`, `releases.json`, `cve-feed.json`, `cve/<CVE-ID>.json`.
+    pub fn from_dir(dir: &Path) -> Self {
+        Sources {
+            eol: Source::File(dir.join("k8s-eol-data.yml")),
+            releases: Source::File(dir.join("releases.json")),
+            cve_feed: Source::File(dir.join("cve-feed.json")),
+            cve_record_base: Source::File(dir.join("cve")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Where URL sources are cached; no caching without one.
+    pub cache_dir: Option<PathBuf>,
+    /// How long a cached answer stands in for the network.
+    pub ttl: Duration,
+    /// CVE records fetched at once.
+    pub concurrency: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_dir: None,
+            ttl: Duration::from_secs(6 * 3600),
+            concurrency: 8,
+        }
+    }
+}
+
+/// The testcase: loads the inputs and decides for the cluster's `gitVersion` at `now`.
+/// Anything that cannot be read or parsed is an ABORT with a CRITICAL message.
+pub async fn run(client_version: &str, sources: &Sources, opts: &Options, now: DateTime<Utc>) -> Outcome {
+    let cluster = match parse_version(client_version) {
+        Ok(v) => v,
+        Err(e) => {
+            return Outcome::new(Verdict::Abort).with(Level::Critical, format!("Cannot read the cluster version: {e}"));
+        }
+    };
+    match load(sources, opts).await {
+        Ok(inputs) => evaluate(cluster, &inputs, now),
+        Err(e) => Outcome::new(Verdict::Abort).with(Level::Critical, format!("Could not complete {TESTCASE}: {e:#}")),
+    }
+}
+
+/// The `gitVersion` of the cluster's `/version`.
+pub async fn cluster_version(client: &kube::Client) -> anyhow::Result<String> {
+    let info = client.apiserver_version().await.context("cannot read /version of the cluster")?;
+    Ok(info.git_version)
+}
+
+/// Loads all inputs; `GITHUB_TOKEN`, if set, authenticates the GitHub API requests.
+pub async fn load(sources: &Sources, opts: &Options) -> anyhow::Result<Inputs> {
+    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    Fetcher::new(opts, token)?.inputs(sources).await
+}
+
+// The token must never reach another host, mirrors included.
+fn auth_for<'t>(url: &str, token: Option<&'t str>) -> Option<&'t str> {
+    token.filter(|_| url.starts_with(GITHUB_API))
+}
+
+fn join_url(prefix: &str, id: &str) -> String {
+    if prefix.ends_with('/') {
+        format!("{prefix}{id}")
+    } else {
+        format!("{prefix}/{id}")
+    }
+}
+
+fn page_url(base: &str, page: usize) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}per_page={PER_PAGE}&page={page}")
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+struct Fetcher {
+    http: reqwest::Client,
+    cache_dir: Option<PathBuf>,
+    ttl: Duration,
+    concurrency: usize,
+    github_token: Option<String>,
+}
+
+impl Fetcher {
+    fn new(opts: &Options, github_token: Option<String>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("scs-e2e/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(Fetcher {
+            http,
+            cache_dir: opts.cache_dir.clone(),
+            ttl: opts.ttl,
+            concurrency: opts.concurrency.max(1),
+            github_token,
+        })
+    }
+
+    async fn inputs(&self, sources: &Sources) -> anyhow::Result<Inputs> {
+        let eol = async {
+            self.load(&sources.eol, "*/*", parse_eol_data)
+                .await
+                .with_context(|| format!("cannot load the EOL data from {}", sources.eol))
+        };
+        let releases = async {
+            self.releases(&sources.releases)
+                .await
+                .with_context(|| format!("cannot load the Kubernetes releases from {}", sources.releases))
+        };
+        let cves = self.cves(&sources.cve_feed, &sources.cve_record_base);
+        let (eol, releases, cves) = tokio::try_join!(eol, releases, cves)?;
+        Ok(Inputs { eol, releases, cves })
+    }
+
+    async fn releases(&self, source: &Source) -> anyhow::Result<Vec<Release>> {
+        let base = match source {
+            Source::File(p) => return parse_releases(&tokio::fs::read(p).await?),
+            Source::Url(u) => u,
+        };
+        let mut all: Vec<RawRelease> = Vec::new();
+        let mut previous: Option<Vec<RawRelease>> = None;
+        for page in 1..=MAX_RELEASE_PAGES {
+            let url = page_url(base, page);
+            let items: Vec<RawRelease> = self.get(&url, "application/vnd.github+json", parse_json).await?;
+            // A plain file server ignores the query and answers every page alike.
+            if items.is_empty() || previous.as_ref() == Some(&items) {
+                return releases_from_raw(all);
+            }
+            all.extend(items.iter().cloned());
+            previous = Some(items);
+        }
+        bail!("more than {MAX_RELEASE_PAGES} pages of releases at {base}; does the server ignore `page`?")
+    }
+
+    async fn cves(&self, feed: &Source, base: &Source) -> anyhow::Result<Vec<CveRecord>> {
+        let ids = self
+            .load(feed, "application/json", parse_cve_feed)
+            .await
+            .with_context(|| format!("cannot load the CVE feed from {feed}"))?;
+        let mut records: Vec<CveRecord> = futures::stream::iter(ids.iter().map(|id| self.cve_record(base, id)))
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await?;
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    async fn cve_record(&self, base: &Source, id: &str) -> anyhow::Result<CveRecord> {
+        let source = match base {
+            Source::File(dir) => Source::File(dir.join(format!("{id}.json"))),
+            Source::Url(prefix) => Source::Url(join_url(prefix, id)),
+        };
+        self.load(&source, "application/json", |b| parse_cve_record(id, b))
+            .await
+            .with_context(|| format!("cannot load the record of {id} from {source}"))
+    }
+
+    async fn load<T>(&self, source: &Source, accept: &str, parse: impl Fn(&[u8]) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        match source {
+            // Local files are read every time: caching them would hide edits.
+            Source::File(p) => parse(&tokio::fs::read(p).await?),
+            Source::Url(u) => self.get(u, accept, parse).await,
+        }
+    }
+
+    /// A URL through the cache; only answers that parse are cached, so a captive portal's
+    /// HTML page or a half-written file is never served from it.
+    async fn get<T>(&self, url: &str, accept: &str, parse: impl Fn(&[u8]) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{:x}.body", Sha256::digest(url.as_bytes()))));
+        if let Some(path) = &cached
+            && let Some(bytes) = read_fresh(path, self.ttl).await
+        {
+            match parse(&bytes) {
+                Ok(v) => return Ok(v),
+                Err(e) => tracing::debug!("ignoring the cached copy of {url}: {e:#}"),
+            }
+        }
+        let bytes = self.download(url, accept).await?;
+        let value = parse(&bytes).with_context(|| format!("cannot parse {url}"))?;
+        if let Some(path) = &cached
+            && let Err(e) = write_atomically(path, &bytes).await
+        {
+            // A cache that cannot be written costs time, not correctness.
+            tracing::warn!("cannot cache {url} in {}: {e}", path.display());
+        }
+        Ok(value)
+    }
+
+    async fn download(&self, url: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
+        let mut req = self.http.get(url).header(reqwest::header::ACCEPT, accept);
+        if url.starts_with(GITHUB_API) {
+            req = req.header("X-GitHub-Api-Version", "2022-11-28");
+        }
+        if let Some(token) = auth_for(url, self.github_token.as_deref()) {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let hint = if url.starts_with(GITHUB_API) && (status.as_u16() == 403 || status.as_u16() == 429) {
+                " (GitHub rate limit? set GITHUB_TOKEN)"
+            } else {
+                ""
+            };
+            bail!("GET {url}: HTTP {status}{hint}");
+        }
+        Ok(resp.bytes().await.with_context(|| format!("GET {url}: reading the body"))?.to_vec())
+    }
+}
+
+async fn read_fresh(path: &Path, ttl: Duration) -> Option<Vec<u8>> {
+    let modified = tokio::fs::metadata(path).await.ok()?.modified().ok()?;
+    // A file from the future (clock skew) is not trusted to be fresh.
+    let age = SystemTime::now().duration_since(modified).ok()?;
+    if age >= ttl {
+        return None;
+    }
+    tokio::fs::read(path).await.ok()
+}
+
+// Readers of a shared cache directory must never see half a file.
+async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+    tokio::fs::write(&tmp, bytes).await?;
+    if let Err(e) = tokio::fs::rename(&tmp, path).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use chrono::TimeZone;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const RELEASES: &str = include_str!("../../../fixtures/scs-standards/testdata/releases.json");
+    const EOL: &str = include_str!("../../../fixtures/scs-standards/k8s-eol-data.yml");
+    const V1_28_5: Version = Version::new(1, 28, 5);
+    const CVE_ID: &str = "CVE-2099-0001";
+
+    fn day(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+    }
+
+    fn fixture_inputs(cves: Vec<CveRecord>) -> Inputs {
+        Inputs {
+            eol: parse_eol_data(EOL.as_bytes()).unwrap(),
+            releases: parse_releases(RELEASES.as_bytes()).unwrap(),
+            cves,
+        }
+    }
+
+    fn exact_cve(score: f64) -> CveRecord {
+        CveRecord {
+            id: CVE_ID.into(),
+            base_score: Some(score),
+            ranges: vec![VersionRange {
+                lower: V1_28_5,
+                upper: Upper::Exact,
+            }],
+        }
+    }
+
+    /// A CVE JSON 5 record with one metric and the given `versions` for product Kubernetes.
+    fn record_json(metric_key: &str, score: f64, versions: serde_json::Value) -> Vec<u8> {
+        let mut metric = serde_json::Map::new();
+        metric.insert("format".into(), json!("CVSS"));
+        metric.insert(metric_key.into(), json!({ "version": "3.1", "baseScore": score }));
+        serde_json::to_vec(&json!({
+            "dataType": "CVE_RECORD",
+            "cveMetadata": { "cveId": CVE_ID, "state": "PUBLISHED" },
+            "containers": { "cna": {
+                "metrics": [metric],
+                "affected": [{ "vendor": "Kubernetes", "product": "Kubernetes", "versions": versions }],
+            }},
+        }))
+        .unwrap()
+    }
+
+    fn exact_record_json(score: f64) -> Vec<u8> {
+        record_json(
+            "cvssV3_1",
+            score,
+            json!([{ "version": "1.28.5", "status": "affected", "versionType": "semver" }]),
+        )
+    }
+
+    fn has(out: &Outcome, level: Level, needle: &str) -> bool {
+        out.messages.iter().any(|(l, m)| *l == level && m.contains(needle))
+    }
+
+    #[test]
+    fn parse_version_trims_strips_v_and_build_info() {
+        assert_eq!(parse_version("  v2.4.99   "), Ok(Version::new(2, 4, 99)));
+        assert_eq!(parse_version("v1.28.5+k3s1"), Ok(V1_28_5));
+        assert_eq!(parse_version("1.28.5"), Ok(V1_28_5));
+        for bad in ["", "v1.28", "1.28.5.1", "1.28.x", "1.28.+5", "unspecified", "0", "1.28.5-eks-1"] {
+            assert!(parse_version(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn release_tag_is_cut_at_dash() {
+        assert_eq!(parse_release_tag("v1.29.3-dev0"), Ok(Version::new(1, 29, 3)));
+        assert_eq!(parse_release_tag("1.24.0"), Ok(Version::new(1, 24, 0)));
+        assert!(parse_release_tag("kubernetes-1.2").is_err());
+    }
+
+    #[test]
+    fn releases_fixture_skips_drafts_and_prereleases() {
+        let releases = parse_releases(RELEASES.as_bytes()).unwrap();
+        assert_eq!(releases.len(), 16, "20 records, 4 of them pre-releases");
+        let v1_28_6 = releases.iter().find(|r| r.version == Version::new(1, 28, 6)).unwrap();
+        assert_eq!(v1_28_6.published_at, Utc.with_ymd_and_hms(2024, 1, 17, 19, 40, 9).unwrap());
+        // A draft has no published_at, and must not be asked for one.
+        let drafts = br#"[{"tag_name": "v1.99.0", "draft": true, "prerelease": false, "published_at": null},
+                          {"tag_name": "v1.28.9", "draft": false, "prerelease": false, "published_at": "2024-04-16T22:00:00Z"}]"#;
+        assert_eq!(
+            parse_releases(drafts).unwrap(),
+            vec![Release {
+                version: Version::new(1, 28, 9),
+                published_at: Utc.with_ymd_and_hms(2024, 4, 16, 22, 0, 0).unwrap()
+            }]
+        );
+    }
+
+    #[test]
+    fn eol_fixture_parses() {
+        let eol = parse_eol_data(EOL.as_bytes()).unwrap();
+        let b128 = eol.iter().find(|e| e.branch == Branch { major: 1, minor: 28 }).unwrap();
+        assert_eq!(b128.end_of_life, NaiveDate::from_ymd_opt(2024, 10, 28).unwrap());
+        assert!(b128.is_supported(Utc.with_ymd_and_hms(2024, 10, 27, 23, 59, 59).unwrap()));
+        assert!(!b128.is_supported(day(2024, 10, 28)));
+        assert!(parse_eol_data(b"- branch: '1.x'\n  end-of-life: '2026-06-28'\n").is_err());
+        assert!(parse_eol_data(b"- branch: '1.33'\n  end-of-life: 'soon'\n").is_err());
+    }
+
+    #[test]
+    fn known_answer_recency_without_cve() {
+        let inputs = fixture_inputs(vec![]);
+        // 1.28.6 came out on 2024-01-17 19:40 UTC.
+        for (now, expected) in [
+            (day(2024, 1, 17), Verdict::Pass),
+            (day(2024, 1, 31), Verdict::Pass),
+            (day(2024, 2, 18), Verdict::Fail),
+        ] {
+            let out = evaluate(V1_28_5, &inputs, now);
+            assert_eq!(out.verdict, expected, "at {now}: {out:?}");
+            assert!(!out.messages.iter().any(|(l, _)| *l == Level::Warning), "at {now}: {out:?}");
+        }
+        let out = evaluate(V1_28_5, &inputs, day(2024, 2, 18));
+        assert!(has(&out, Level::Error, "1.28.5 is outdated"), "{out:?}");
+        assert!(has(&out, Level::Error, "1.28.6 was released on 2024-01-17"), "{out:?}");
+    }
+
+    #[test]
+    fn known_answer_with_cve_warns_then_fails() {
+        let inputs = fixture_inputs(vec![exact_cve(9.8)]);
+        let out = evaluate(V1_28_5, &inputs, day(2024, 1, 20));
+        assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+        assert!(
+            has(&out, Level::Warning, "Consider updating from 1.28.5 to 1.28.6 to avoid a CVE"),
+            "{out:?}"
+        );
+        assert!(has(&out, Level::Warning, CVE_ID), "{out:?}");
+
+        let out = evaluate(V1_28_5, &inputs, day(2024, 2, 1));
+        assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
+        assert!(has(&out, Level::Warning, "Consider updating from 1.28.5"), "{out:?}");
+        assert!(has(&out, Level::Error, "possible CRITICAL CVE"), "{out:?}");
+
+        // Less than 2 days after 1.28.6: nothing to update to yet, so no warning.
+        let out = evaluate(V1_28_5, &inputs, day(2024, 1, 19));
+        assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+        assert!(!has(&out, Level::Warning, "Consider updating"), "{out:?}");
+        // A version outside the range is not affected (1.28.4 is merely outdated by then).
+        let out = evaluate(Version::new(1, 28, 4), &inputs, day(2024, 2, 1));
+        assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
+        assert!(!out.messages.iter().any(|(_, m)| m.contains("CVE")), "{out:?}");
+    }
+
+    #[test]
+    fn cvss_8_0_counts_and_7_9_does_not() {
+        for key in ["cvssV3_0", "cvssV3_1", "cvssV4_0"] {
+            let versions = json!([{ "version": "1.28.5", "status": "affected" }]);
+            let high = parse_cve_record(CVE_ID, &record_json(key, 8.0, versions.clone())).unwrap();
+            let low = parse_cve_record(CVE_ID, &record_json(key, 7.9, versions)).unwrap();
+            assert_eq!(high.base_score, Some(8.0), "{key}");
+            assert!(high.is_critical(), "{key}");
+            assert!(!low.is_critical(), "{key}");
+            let now = day(2024, 2, 1);
+            assert_eq!(evaluate(V1_28_5, &fixture_inputs(vec![high]), now).verdict, Verdict::Fail, "{key}");
+            let out = evaluate(V1_28_5, &fixture_inputs(vec![low]), now);
+            assert_eq!(out.verdict, Verdict::Pass, "{key}");
+            assert!(!has(&out, Level::Warning, "Consider updating"), "{key}");
+        }
+        // Other metric kinds (CVSS v2, "other") do not count.
+        let v2 = parse_cve_record(CVE_ID, &record_json("cvssV2_0", 10.0, json!([]))).unwrap();
+        assert_eq!(v2.base_score, None);
+        assert!(!v2.is_critical());
+        // The highest of several metrics counts.
+        let two = br#"{"containers": {"cna": {"metrics": [{"cvssV3_1": {"baseScore": 7.9}}, {"cvssV3_0": {"baseScore": 8.1}}]}}}"#;
+        assert_eq!(parse_cve_record(CVE_ID, two).unwrap().base_score, Some(8.1));
+    }
+
+    #[test]
+    fn affected_range_parsing() {
+        let v = Version::new;
+        assert_eq!(
+            parse_affected_range("1.2.3", Some("1.3.0"), None),
+            Ok(VersionRange {
+                lower: v(1, 2, 3),
+                upper: Upper::Below(v(1, 3, 0))
+            })
+        );
+        assert_eq!(
+            parse_affected_range("v1.2.3", None, Some("v1.3.0")),
+            Ok(VersionRange {
+                lower: v(1, 2, 3),
+                upper: Upper::UpTo(v(1, 3, 0))
+            })
+        );
+        assert_eq!(
+            parse_affected_range("1.2.3", None, None),
+            Ok(VersionRange {
+                lower: v(1, 2, 3),
+                upper: Upper::Exact
+            })
+        );
+        for lower in ["0", "unspecified", "", "1.2.x"] {
+            assert_eq!(
+                parse_affected_range(lower, None, Some("1.3.0")),
+                Ok(VersionRange {
+                    lower: Version::MIN,
+                    upper: Upper::UpTo(v(1, 3, 0))
+                }),
+                "{lower:?}"
+            );
+        }
+        assert_eq!(parse_affected_range("1.2.0", Some("*"), None).unwrap().upper, Upper::Unbounded);
+        assert_eq!(
+            parse_affected_range("1.2.0", Some("1.29.*"), None).unwrap().upper,
+            Upper::Below(v(1, 30, 0))
+        );
+        assert_eq!(
+            parse_affected_range("1.2.0", Some("2.*"), None).unwrap().upper,
+            Upper::Below(v(3, 0, 0))
+        );
+        assert!(parse_affected_range("1.2.0", Some("later"), None).is_err());
+    }
+
+    #[test]
+    fn range_membership() {
+        let v = Version::new;
+        let exact = VersionRange {
+            lower: v(3, 4, 5),
+            upper: Upper::Exact,
+        };
+        assert!(!exact.contains(v(3, 4, 4)) && exact.contains(v(3, 4, 5)) && !exact.contains(v(3, 4, 6)));
+        let incl = VersionRange {
+            lower: v(1, 2, 1),
+            upper: Upper::UpTo(v(1, 3, 4)),
+        };
+        assert!(!incl.contains(v(1, 2, 0)) && incl.contains(v(1, 2, 1)) && incl.contains(v(1, 3, 4)) && !incl.contains(v(1, 3, 5)));
+        let excl = VersionRange {
+            lower: v(1, 2, 1),
+            upper: Upper::Below(v(1, 3, 4)),
+        };
+        assert!(!excl.contains(v(1, 2, 0)) && excl.contains(v(1, 2, 1)) && excl.contains(v(1, 3, 3)) && !excl.contains(v(1, 3, 4)));
+        let open = VersionRange {
+            lower: v(1, 2, 1),
+            upper: Upper::Unbounded,
+        };
+        assert!(!open.contains(v(1, 2, 0)) && open.contains(v(99, 0, 0)));
+    }
+
+    #[test]
+    fn cve_record_keeps_only_affected_kubernetes_ranges() {
+        let json = br#"{"containers": {"cna": {
+            "metrics": [{"cvssV3_1": {"baseScore": 8.8}}],
+            "affected": [
+              {"product": "Kubernetes", "versions": [
+                {"version": "1.27.0", "lessThanOrEqual": "1.27.3", "status": "affected"},
+                {"version": "1.28.0", "status": "unaffected"}]},
+              {"product": "kubelet", "versions": [{"version": "0", "lessThan": "9.0.0", "status": "affected"}]}
+            ]}}}"#;
+        let rec = parse_cve_record(CVE_ID, json).unwrap();
+        assert_eq!(
+            rec.ranges,
+            vec![VersionRange {
+                lower: Version::new(1, 27, 0),
+                upper: Upper::UpTo(Version::new(1, 27, 3))
+            }]
+        );
+        assert!(rec.affects(Version::new(1, 27, 3)) && !rec.affects(Version::new(1, 28, 0)));
+        // A rejected record has neither metrics nor affected versions.
+        let rejected = br#"{"containers": {"cna": {"rejectedReasons": [{"lang": "en", "value": "dup"}]}}}"#;
+        assert_eq!(
+            parse_cve_record(CVE_ID, rejected).unwrap(),
+            CveRecord {
+                id: CVE_ID.into(),
+                base_score: None,
+                ranges: vec![]
+            }
+        );
+        // An error answer is no record.
+        assert!(parse_cve_record(CVE_ID, br#"{"error": "CVE_RECORD_DNE"}"#).is_err());
+    }
+
+    #[test]
+    fn cve_feed_ids() {
+        let feed = br#"{"version": "https://jsonfeed.org/version/1.1", "items": [
+            {"id": "CVE-2024-3177", "url": "x"}, {"id": "CVE-2023-5528"}, {"id": "CVE-2024-3177"}]}"#;
+        assert_eq!(parse_cve_feed(feed).unwrap(), vec!["CVE-2024-3177", "CVE-2023-5528"]);
+        assert!(parse_cve_feed(br#"{"items": [{"id": "../../etc/passwd"}]}"#).is_err());
+        assert!(parse_cve_feed(br#"{"items": "none"}"#).is_err());
+    }
+
+    #[test]
+    fn branch_past_eol_fails() {
+        let inputs = fixture_inputs(vec![]);
+        // 1.27 reached its end of life on 2024-06-28.
+        let out = evaluate(Version::new(1, 27, 16), &inputs, day(2024, 7, 1));
+        assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
+        assert!(has(&out, Level::Error, "already EOL"), "{out:?}");
+        // Unlisted and older than everything listed: not supported.
+        let out = evaluate(Version::new(1, 20, 0), &inputs, day(2024, 7, 1));
+        assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
+        // Newer than everything listed: the data is what is wrong.
+        let out = evaluate(Version::new(1, 37, 0), &inputs, day(2026, 9, 1));
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Critical, "newer than any"), "{out:?}");
+    }
+
+    #[test]
+    fn stale_eol_data_warns_then_aborts() {
+        let inputs = Inputs {
+            eol: parse_eol_data(EOL.as_bytes()).unwrap(),
+            ..Inputs::default()
+        };
+        let v136 = Version::new(1, 36, 0);
+        // 2024: many supported branches, no warning.
+        let out = evaluate(V1_28_5, &inputs, day(2024, 1, 17));
+        assert!(!out.messages.iter().any(|(l, _)| *l == Level::Warning), "{out:?}");
+        // 2027-01-01: only 1.35 and 1.36 are supported.
+        let out = evaluate(v136, &inputs, day(2027, 1, 1));
+        assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+        assert!(has(&out, Level::Warning, "isn't up-to-date"), "{out:?}");
+        // 2027-03-01: only 1.36.
+        let out = evaluate(v136, &inputs, day(2027, 3, 1));
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Warning, "isn't up-to-date"), "{out:?}");
+        assert!(has(&out, Level::Critical, "critically outdated"), "{out:?}");
+        assert_eq!(evaluate(v136, &Inputs::default(), day(2024, 1, 1)).verdict, Verdict::Abort);
+    }
+
+    #[test]
+    fn source_strings() {
+        assert_eq!("https://x/y".parse::<Source>().unwrap(), Source::Url("https://x/y".into()));
+        assert_eq!("file:///m/a.yml".parse::<Source>().unwrap(), Source::File("/m/a.yml".into()));
+        assert_eq!("mirror/a.yml".parse::<Source>().unwrap(), Source::File("mirror/a.yml".into()));
+        assert_eq!(
+            join_url(CVE_RECORD_BASE_URL, CVE_ID),
+            format!("https://cveawg.mitre.org/api/cve/{CVE_ID}")
+        );
+        assert_eq!(join_url("http://m/cve", CVE_ID), format!("http://m/cve/{CVE_ID}"));
+        assert_eq!(page_url(RELEASES_URL, 2), format!("{RELEASES_URL}?per_page=100&page=2"));
+        assert_eq!(page_url("http://m/r?x=1", 1), "http://m/r?x=1&per_page=100&page=1");
+    }
+
+    #[test]
+    fn github_token_goes_to_the_github_api_only() {
+        let t = Some("secret");
+        assert_eq!(auth_for(&page_url(RELEASES_URL, 1), t), t);
+        assert_eq!(auth_for(&page_url(RELEASES_URL, 1), None), None);
+        assert_eq!(auth_for("https://api.github.com.evil.example/releases", t), None);
+        assert_eq!(auth_for("http://api.github.com/releases", t), None);
+        assert_eq!(auth_for(CVE_FEED_URL, t), None);
+        assert_eq!(auth_for(&join_url(CVE_RECORD_BASE_URL, CVE_ID), t), None);
+    }
+
+    /// A mirror directory with the fixtures and one CVE (exactly 1.28.5, score 9.8).
+    fn write_mirror(dir: &Path) -> Sources {
+        let sources = Sources::from_dir(dir);
+        std::fs::write(dir.join("k8s-eol-data.yml"), EOL).unwrap();
+        std::fs::write(dir.join("releases.json"), RELEASES).unwrap();
+        std::fs::write(dir.join("cve-feed.json"), format!(r#"{{"items": [{{"id": "{CVE_ID}"}}]}}"#)).unwrap();
+        std::fs::create_dir(dir.join("cve")).unwrap();
+        std::fs::write(dir.join("cve").join(format!("{CVE_ID}.json")), exact_record_json(9.8)).unwrap();
+        sources
+    }
+
+    #[tokio::test]
+    async fn file_sources_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = write_mirror(dir.path());
+        let opts = Options::default();
+        let out = run("v1.28.5", &sources, &opts, day(2024, 1, 20)).await;
+        assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+        assert!(
+            has(&out, Level::Warning, "Consider updating from 1.28.5 to 1.28.6 to avoid a CVE"),
+            "{out:?}"
+        );
+        let out = run("v1.28.5", &sources, &opts, day(2024, 2, 1)).await;
+        assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
+        let out = run("  v1.28.6  ", &sources, &opts, day(2024, 2, 1)).await;
+        assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn failing_source_aborts_with_critical() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = write_mirror(dir.path());
+        let opts = Options::default();
+        let now = day(2024, 1, 20);
+
+        let out = run("v1.28.5-gke.1", &sources, &opts, now).await;
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Critical, "cluster version"), "{out:?}");
+
+        let missing = Sources {
+            releases: Source::File(dir.path().join("nope.json")),
+            ..sources.clone()
+        };
+        let out = run("v1.28.5", &missing, &opts, now).await;
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Critical, "nope.json"), "{out:?}");
+
+        std::fs::write(dir.path().join("cve").join(format!("{CVE_ID}.json")), "<html>").unwrap();
+        let out = run("v1.28.5", &sources, &opts, now).await;
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Critical, CVE_ID), "{out:?}");
+
+        std::fs::write(dir.path().join("cve").join(format!("{CVE_ID}.json")), exact_record_json(9.8)).unwrap();
+        std::fs::write(dir.path().join("k8s-eol-data.yml"), "branch: [").unwrap();
+        let out = run("v1.28.5", &sources, &opts, now).await;
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Critical, "EOL data"), "{out:?}");
+        assert_eq!(out.messages.len(), 1, "{out:?}");
+    }
+
+    /// A loopback HTTP server answering `routes` (path with query, else path alone; else 404),
+    /// counting the requests it gets.
+    async fn serve(routes: HashMap<String, Vec<u8>>) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let routes = Arc::new(routes);
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (routes, counter) = (routes.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 2048];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let text = String::from_utf8_lossy(&head);
+                    let target = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let path = target.split('?').next().unwrap_or("/");
+                    let (status, body) = match routes.get(&target).or_else(|| routes.get(path)) {
+                        Some(b) => ("200 OK", b.clone()),
+                        None => ("404 Not Found", b"{}".to_vec()),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(&body).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (base, hits)
+    }
+
+    fn url_routes() -> HashMap<String, Vec<u8>> {
+        let all: Vec<serde_json::Value> = serde_json::from_str(RELEASES).unwrap();
+        let page = |items: &[serde_json::Value]| serde_json::to_vec(items).unwrap();
+        HashMap::from([
+            ("/eol.yml".to_string(), EOL.as_bytes().to_vec()),
+            ("/releases?per_page=100&page=1".to_string(), page(&all[..10])),
+            ("/releases?per_page=100&page=2".to_string(), page(&all[10..])),
+            ("/releases?per_page=100&page=3".to_string(), b"[]".to_vec()),
+            // A plain file server: the query makes no difference.
+            ("/static/releases.json".to_string(), RELEASES.as_bytes().to_vec()),
+            (
+                "/feed.json".to_string(),
+                format!(r#"{{"items": [{{"id": "{CVE_ID}"}}]}}"#).into_bytes(),
+            ),
+            (format!("/cve/{CVE_ID}"), exact_record_json(9.8)),
+        ])
+    }
+
+    fn url_sources(base: &str) -> Sources {
+        Sources {
+            eol: Source::Url(format!("{base}/eol.yml")),
+            releases: Source::Url(format!("{base}/releases")),
+            cve_feed: Source::Url(format!("{base}/feed.json")),
+            cve_record_base: Source::Url(format!("{base}/cve/")),
+        }
+    }
+
+    #[tokio::test]
+    async fn url_sources_paginate_and_are_cached_within_the_ttl() {
+        let (base, hits) = serve(url_routes()).await;
+        let cache = tempfile::tempdir().unwrap();
+        let sources = url_sources(&base);
+        let opts = Options {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ttl: Duration::from_secs(3600),
+            concurrency: 4,
+        };
+        let now = day(2024, 2, 1);
+
+        let first = run("v1.28.5", &sources, &opts, now).await;
+        assert_eq!(first.verdict, Verdict::Fail, "{first:?}");
+        assert!(has(&first, Level::Error, "possible CRITICAL CVE"), "{first:?}");
+        // EOL data, three release pages, the feed, one record.
+        assert_eq!(hits.load(Ordering::SeqCst), 6);
+        let inputs = load(&sources, &opts).await.unwrap();
+        assert_eq!(inputs.releases, parse_releases(RELEASES.as_bytes()).unwrap());
+
+        let second = run("v1.28.5", &sources, &opts, now).await;
+        assert_eq!(second, first);
+        assert_eq!(hits.load(Ordering::SeqCst), 6, "the cache must answer within the TTL");
+
+        let expired = Options {
+            ttl: Duration::ZERO,
+            ..opts.clone()
+        };
+        assert_eq!(run("v1.28.5", &sources, &expired, now).await, first);
+        assert_eq!(hits.load(Ordering::SeqCst), 12, "past the TTL the network is asked again");
+    }
+
+    #[tokio::test]
+    async fn url_failures_abort_and_static_release_files_end_pagination() {
+        let (base, hits) = serve(url_routes()).await;
+        let opts = Options::default();
+        let now = day(2024, 1, 20);
+
+        let static_file = Sources {
+            releases: Source::Url(format!("{base}/static/releases.json")),
+            ..url_sources(&base)
+        };
+        let before = hits.load(Ordering::SeqCst);
+        let out = run("v1.28.5", &static_file, &opts, now).await;
+        assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+        assert!(has(&out, Level::Warning, "Consider updating from 1.28.5 to 1.28.6"), "{out:?}");
+        // EOL data, the same release list twice, the feed, one record.
+        assert_eq!(hits.load(Ordering::SeqCst) - before, 5);
+
+        let no_records = Sources {
+            cve_record_base: Source::Url(format!("{base}/missing")),
+            ..url_sources(&base)
+        };
+        let out = run("v1.28.5", &no_records, &opts, now).await;
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Critical, "404"), "{out:?}");
+        assert!(has(&out, Level::Critical, CVE_ID), "{out:?}");
+
+        // Nothing listens on a port just freed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let unreachable = Sources {
+            cve_feed: Source::Url(format!("http://127.0.0.1:{port}/feed.json")),
+            ..url_sources(&base)
+        };
+        let out = run("v1.28.5", &unreachable, &opts, now).await;
+        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
+        assert!(has(&out, Level::Critical, "CVE feed"), "{out:?}");
+    }
+}
