@@ -626,9 +626,6 @@ async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
     }
 }
 
-/// How long `lab up` waits for readiness by default.
-pub const LAB_READY: Duration = Duration::from_secs(60);
-
 /// The spec compiled in, so `scs-e2e check` works from anywhere.
 pub const KAAS_SPEC: &str = include_str!("../../fixtures/scs-standards/scs-compatible-kaas.yaml");
 

@@ -86,7 +86,7 @@ impl Filters {
                 Regex::new(s).map_err(|e| {
                     InputError::new(format!(
                         "{flag} `{s}` is not a valid regular expression: {}",
-                        first_line(&e.to_string())
+                        last_line(&e.to_string())
                     ))
                 })
             })
@@ -115,7 +115,8 @@ impl Filters {
     }
 }
 
-fn first_line(s: &str) -> String {
+/// Regex errors put the useful sentence last.
+fn last_line(s: &str) -> String {
     s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
 }
 
