@@ -112,6 +112,11 @@ pub struct CheckArgs {
     /// How long `sonobuoy run --wait` may take (conformance takes hours).
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     pub sonobuoy_timeout: Duration,
+    #[command(flatten, next_help_heading = "version-policy-check inputs")]
+    pub version_policy: crate::checks::runner::VersionPolicySources,
+    /// How long downloaded EOL data, releases and CVE records are reused (0s: always download).
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -693,6 +698,12 @@ async fn check(args: CheckArgs) -> Result<i32, Fatal> {
         argv: std::env::args().collect(),
         storage_timeout: args.storage_timeout,
         sonobuoy_timeout: args.sonobuoy_timeout,
+        version_policy: {
+            let mut vp = runner::VersionPolicyInputs::cached();
+            vp.sources = args.version_policy.resolve(Path::new("."));
+            vp.options.ttl = args.cache_ttl;
+            vp
+        },
     };
     let report = runner::run(&req).await;
     let yaml_path = args

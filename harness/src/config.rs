@@ -211,3 +211,15 @@ pub fn load_config(path: &Path) -> Result<ConfigFile, InputError> {
     }
     Ok(cfg)
 }
+
+/// The harness's cache: `SCS_E2E_CACHE_DIR`, else `$XDG_CACHE_HOME/scs-e2e`, else `~/.cache/scs-e2e`.
+pub fn cache_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("SCS_E2E_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("scs-e2e")
+}

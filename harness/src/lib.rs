@@ -16,3 +16,5 @@ pub mod process;
 pub mod report;
 pub mod steps;
 pub mod suite;
+#[doc(hidden)]
+pub mod testing;

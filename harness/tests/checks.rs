@@ -219,3 +219,144 @@ async fn real_sonobuoy_against_the_lab_aborts_clearly_and_cleans_up() {
         left.map(|n| n.status)
     );
 }
+
+/// A version-policy mirror directory for the lab's version: releases of its branch published
+/// `ages` days before now (the lab's own version 90 days ago), supported branches around it, and
+/// the CVEs given as (id, score) affecting exactly the lab's version.
+fn version_policy_mirror(newer_patch_age_days: Option<i64>, cves: &[(&str, f64)]) -> tempfile::TempDir {
+    use serde_json::json;
+    let lab = scs_e2e::env::lab::build::KUBERNETES_VERSION.trim_start_matches('v');
+    let parts: Vec<u32> = lab.split('.').map(|p| p.parse().unwrap()).collect();
+    let (minor, patch) = (parts[1], parts[2]);
+    let now = chrono::Utc::now();
+    let at = |days: i64| (now - chrono::TimeDelta::days(days)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut releases = vec![json!({"tag_name": format!("v{lab}"), "draft": false, "prerelease": false, "published_at": at(90)})];
+    if let Some(age) = newer_patch_age_days {
+        releases
+            .push(json!({"tag_name": format!("v1.{minor}.{}", patch + 1), "draft": false, "prerelease": false, "published_at": at(age)}));
+    }
+    // Drafts and prereleases never count, however old.
+    releases.push(json!({"tag_name": format!("v1.{minor}.{}", patch + 2), "draft": true, "prerelease": false, "published_at": at(80)}));
+    releases
+        .push(json!({"tag_name": format!("v1.{minor}.{}-rc.0", patch + 3), "draft": false, "prerelease": true, "published_at": at(80)}));
+    let eol: String = (0..3)
+        .map(|i| {
+            format!(
+                "- branch: '1.{}'\n  end-of-life: '{}'\n",
+                minor + i,
+                (now + chrono::TimeDelta::days(100 + 120 * i as i64)).format("%Y-%m-%d")
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("cve")).unwrap();
+    std::fs::write(dir.path().join("k8s-eol-data.yml"), eol).unwrap();
+    std::fs::write(dir.path().join("releases.json"), serde_json::to_vec(&releases).unwrap()).unwrap();
+    let items: Vec<_> = cves.iter().map(|(id, _)| json!({"id": id})).collect();
+    std::fs::write(
+        dir.path().join("cve-feed.json"),
+        serde_json::to_vec(&json!({"items": items})).unwrap(),
+    )
+    .unwrap();
+    for (id, score) in cves {
+        let record = json!({
+            "cveMetadata": {"cveId": id},
+            "containers": {"cna": {
+                "metrics": [{"cvssV3_1": {"baseScore": score}}],
+                "affected": [{"product": "Kubernetes", "versions": [{"version": lab, "status": "affected"}]}],
+            }},
+        });
+        std::fs::write(
+            dir.path().join("cve").join(format!("{id}.json")),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// `version-policy-check` end to end through `scs-e2e check`: the lab's real `/version`, offline
+/// data from a mirror directory; the verdict follows the age of the newer patch and the CVEs.
+#[test]
+fn version_policy_check_reads_the_lab_version_and_a_mirror() {
+    let lab_version = scs_e2e::env::lab::build::KUBERNETES_VERSION.trim_start_matches('v');
+    let check = |mirror: &tempfile::TempDir| {
+        let out_dir = tempfile::tempdir().unwrap();
+        let yaml = out_dir.path().join("report.yaml");
+        let out = std::process::Command::new(bin())
+            .args(["check", "--subject", "lab", "-t", "^version-policy-check$", "--kubeconfig"])
+            .arg(lab().kubeconfig())
+            .arg("--version-policy-data")
+            .arg(mirror.path())
+            .arg("-o")
+            .arg(&yaml)
+            .arg("--junit")
+            .arg(out_dir.path().join("junit.xml"))
+            .current_dir(out_dir.path())
+            .output()
+            .unwrap();
+        let report: scs_e2e::checks::runner::Report = serde_saphyr::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
+        let inv = report.run.invocations.values().next().unwrap().clone();
+        let result = scs_e2e::checks::runner::results(&report)["version-policy-check"];
+        (out.status.code(), result, inv.stderr.join("\n"))
+    };
+
+    // Only the lab's own patch (drafts and prereleases don't count): recent.
+    let (code, result, stderr) = check(&version_policy_mirror(None, &[]));
+    assert_eq!((code, result), (Some(0), 1), "{stderr}");
+    // A newer patch, 20 days old: still within the 31 days.
+    let (code, result, stderr) = check(&version_policy_mirror(Some(20), &[]));
+    assert_eq!((code, result), (Some(0), 1), "{stderr}");
+    // 40 days old: outdated, named in an ERROR line.
+    let (code, result, stderr) = check(&version_policy_mirror(Some(40), &[]));
+    assert_eq!(result, -1, "{stderr}");
+    assert!(code.unwrap_or(0) >= 1, "{stderr}");
+    assert!(stderr.contains(lab_version), "{stderr}");
+    // A critical CVE on the lab's version: 5 days in, a warning naming both versions ...
+    let (code, result, stderr) = check(&version_policy_mirror(Some(5), &[("CVE-2099-0001", 8.0)]));
+    assert_eq!((code, result), (Some(0), 1), "{stderr}");
+    assert!(stderr.contains(&format!("Consider updating from {lab_version} to")), "{stderr}");
+    // ... 20 days in, a failure; a score under 8 changes nothing.
+    let (_, result, stderr) = check(&version_policy_mirror(Some(20), &[("CVE-2099-0001", 9.1)]));
+    assert_eq!(result, -1, "{stderr}");
+    let (_, result, stderr) = check(&version_policy_mirror(Some(20), &[("CVE-2099-0001", 7.9)]));
+    assert_eq!(result, 1, "{stderr}");
+    // A mirror missing a file aborts with a CRITICAL line naming it.
+    let broken = version_policy_mirror(None, &[]);
+    std::fs::remove_file(broken.path().join("cve-feed.json")).unwrap();
+    let (code, result, stderr) = check(&broken);
+    assert_eq!(result, 0, "{stderr}");
+    assert!(
+        code.unwrap_or(0) >= 1 && stderr.contains("CRITICAL") && stderr.contains("cve-feed.json"),
+        "{stderr}"
+    );
+}
+
+/// The `runChecks` suite step with `versionPolicy: {data: ...}` (a run-time variable, resolved):
+/// passes on a current mirror, fails naming the testcase on an outdated one.
+#[tokio::test]
+async fn run_checks_step_takes_the_version_policy_mirror() {
+    use scs_e2e::steps::Operation;
+    let client = client().await;
+    let artifacts = tempfile::tempdir().unwrap();
+    let step: scs_e2e::steps::checks::RunChecks = serde_json::from_value(serde_json::json!({
+        "tests": "^version-policy-check$",
+        "subject": "lab-step",
+        "versionPolicy": {"data": "${MIRROR}"}
+    }))
+    .unwrap();
+    for (mirror, passes) in [
+        (version_policy_mirror(None, &[]), true),
+        (version_policy_mirror(Some(45), &[]), false),
+    ] {
+        let mut ctx = step_ctx(lab(), client.clone(), "default", Duration::from_secs(60));
+        ctx.artifacts = artifacts.path().to_path_buf();
+        ctx.vars.insert("MIRROR".into(), mirror.path().display().to_string());
+        let got = step.run(&ctx).await;
+        assert_eq!(got.is_ok(), passes, "{got:?}");
+        if let Err(e) = got {
+            assert!(e.message.contains("version-policy-check: FAIL"), "{}", e.message);
+        }
+        assert!(artifacts.path().join("lab-step-compliance.yaml").exists());
+    }
+}

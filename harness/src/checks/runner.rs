@@ -13,7 +13,7 @@ use super::spec::Spec;
 use super::{Level, Outcome, Verdict};
 
 /// Testcases implemented here; the others run the spec's script.
-pub const NATIVE: &[&str] = &["node-distribution-check", "default-storage-class"];
+pub const NATIVE: &[&str] = &["version-policy-check", "node-distribution-check", "default-storage-class"];
 
 /// Scripts we replace with the native Sonobuoy driver.
 const SONOBUOY_SCRIPT: &str = "run_sonobuoy.py";
@@ -37,6 +37,93 @@ pub struct Request {
     pub storage_timeout: Duration,
     /// Bound for `sonobuoy run --wait` (conformance takes hours on real clusters).
     pub sonobuoy_timeout: Duration,
+    /// Where `version-policy-check` reads EOL data, releases and CVEs, and how it caches them.
+    pub version_policy: VersionPolicyInputs,
+}
+
+/// Where `version-policy-check` gets its data: a mirror directory and/or one file or URL per
+/// input. Given as `check` flags or a `runChecks` step's `versionPolicy`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema, clap::Args)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VersionPolicySources {
+    /// Mirror directory for air-gapped runs: k8s-eol-data.yml, releases.json (GitHub releases, one
+    /// array), cve-feed.json (Kubernetes CVE feed) and cve/<CVE-ID>.json.
+    #[arg(long = "version-policy-data", value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Kubernetes EOL data (file or URL; default: the SCS standards repository's).
+    #[arg(long, value_name = "FILE|URL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eol_data: Option<String>,
+    /// Kubernetes releases (default: the GitHub releases API; GITHUB_TOKEN is used if set).
+    #[arg(long = "k8s-releases", value_name = "FILE|URL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releases: Option<String>,
+    /// The official Kubernetes CVE feed (JSON).
+    #[arg(long, value_name = "FILE|URL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cve_feed: Option<String>,
+    /// CVE records: a URL prefix (CVE services API) or a directory of <CVE-ID>.json.
+    #[arg(long, value_name = "DIR|URL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cve_records: Option<String>,
+}
+
+impl VersionPolicySources {
+    /// Relative paths are taken from `base` (the working directory, or the suite's directory).
+    pub fn resolve(&self, base: &std::path::Path) -> super::version_policy::Sources {
+        use super::version_policy::{Source, Sources};
+        let source = |s: &str| match s.parse::<Source>() {
+            Ok(Source::File(p)) if p.is_relative() => Source::File(base.join(p)),
+            Ok(other) => other,
+            Err(never) => match never {},
+        };
+        let mut out = match &self.data {
+            Some(d) => match source(d) {
+                Source::File(dir) => Sources::from_dir(&dir),
+                Source::Url(u) => Sources {
+                    eol: Source::Url(format!("{}/k8s-eol-data.yml", u.trim_end_matches('/'))),
+                    releases: Source::Url(format!("{}/releases.json", u.trim_end_matches('/'))),
+                    cve_feed: Source::Url(format!("{}/cve-feed.json", u.trim_end_matches('/'))),
+                    cve_record_base: Source::Url(format!("{}/cve/", u.trim_end_matches('/'))),
+                },
+            },
+            None => Sources::default(),
+        };
+        for (given, slot) in [
+            (&self.eol_data, &mut out.eol),
+            (&self.releases, &mut out.releases),
+            (&self.cve_feed, &mut out.cve_feed),
+            (&self.cve_records, &mut out.cve_record_base),
+        ] {
+            if let Some(g) = given {
+                *slot = source(g);
+            }
+        }
+        out
+    }
+}
+
+/// Inputs of `version-policy-check`; `now` pins the clock (reproducible runs, tests).
+#[derive(Clone, Debug, Default)]
+pub struct VersionPolicyInputs {
+    pub sources: super::version_policy::Sources,
+    pub options: super::version_policy::Options,
+    pub now: Option<chrono::DateTime<Utc>>,
+}
+
+impl VersionPolicyInputs {
+    /// The defaults (the upstream URLs), cached under the user's cache directory for a few hours
+    /// so that repeated runs neither hammer GitHub's rate limit nor need the network.
+    pub fn cached() -> Self {
+        VersionPolicyInputs {
+            options: super::version_policy::Options {
+                cache_dir: Some(crate::config::cache_root().join("version-policy")),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
 }
 
 /// One row of work: a testcase and the versions/targets that ask for it.
@@ -201,19 +288,15 @@ pub async fn run(req: &Request) -> Report {
         if native {
             let outcome = match (&client, sel.id.as_str()) {
                 (Err(e), _) => Outcome::new(Verdict::Abort).with(Level::Critical, e.clone()),
+                (Ok(c), "version-policy-check") => version_policy(c, &req.version_policy).await,
                 (Ok(c), "node-distribution-check") => super::node_distribution::run(c).await,
                 (Ok(c), _) => super::storage_class::run(c, req.storage_timeout).await,
             };
             let mut inv = Invocation::new(&sel.id, format!("scs-e2e native {}", sel.id));
             inv.record(&sel.id, &outcome);
             invocations.insert(uuid_like(&sel.id), inv);
-        } else if let Some((i, script)) = req
-            .spec
-            .scripts
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.testcases.iter().any(|t| t.id == sel.id))
-        {
+        } else if let Some(i) = req.spec.scripts.iter().position(|s| s.testcases.iter().any(|t| t.id == sel.id)) {
+            let script = &req.spec.scripts[i];
             // One invocation per script, like upstream: it reports all its testcases at once.
             if scripts_done.insert(i) {
                 let inv = if script.executable.as_deref().is_some_and(|e| e.ends_with(SONOBUOY_SCRIPT)) {
@@ -243,6 +326,14 @@ pub async fn run(req: &Request) -> Report {
             forced_tests: req.tests.as_ref().map(|r| r.as_str().to_string()),
             invocations,
         },
+    }
+}
+
+async fn version_policy(client: &kube::Client, inputs: &VersionPolicyInputs) -> Outcome {
+    use super::version_policy as vp;
+    match vp::cluster_version(client).await {
+        Ok(v) => vp::run(&v, &inputs.sources, &inputs.options, inputs.now.unwrap_or_else(Utc::now)).await,
+        Err(e) => Outcome::new(Verdict::Abort).with(Level::Critical, format!("{e:#}")),
     }
 }
 
@@ -568,7 +659,37 @@ mod tests {
             argv: vec!["scs-e2e".into(), "check".into()],
             storage_timeout: Duration::from_secs(1),
             sonobuoy_timeout: Duration::from_secs(1),
+            version_policy: VersionPolicyInputs::default(),
         }
+    }
+
+    #[test]
+    fn version_policy_sources_resolve_mirrors_and_overrides() {
+        use crate::checks::version_policy::{Source, Sources};
+        let base = std::path::Path::new("/suite");
+        assert_eq!(VersionPolicySources::default().resolve(base), Sources::default());
+        let local = VersionPolicySources {
+            data: Some("mirror".into()),
+            cve_feed: Some("https://feeds.example/cve.json".into()),
+            ..Default::default()
+        }
+        .resolve(base);
+        assert_eq!(
+            local,
+            Sources {
+                cve_feed: Source::Url("https://feeds.example/cve.json".into()),
+                ..Sources::from_dir(std::path::Path::new("/suite/mirror"))
+            }
+        );
+        let remote = VersionPolicySources {
+            data: Some("https://m.example/vp/".into()),
+            eol_data: Some("file:///etc/eol.yml".into()),
+            ..Default::default()
+        }
+        .resolve(base);
+        assert_eq!(remote.eol, Source::File("/etc/eol.yml".into()));
+        assert_eq!(remote.releases, Source::Url("https://m.example/vp/releases.json".into()));
+        assert_eq!(remote.cve_record_base, Source::Url("https://m.example/vp/cve/".into()));
     }
 
     #[test]

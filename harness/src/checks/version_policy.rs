@@ -783,7 +783,10 @@ impl Fetcher {
             .load(feed, "application/json", parse_cve_feed)
             .await
             .with_context(|| format!("cannot load the CVE feed from {feed}"))?;
-        let mut records: Vec<CveRecord> = futures::stream::iter(ids.iter().map(|id| self.cve_record(base, id)))
+        // Owned ids: a closure taking `&String` makes rustc's higher-ranked `Send` check fail once
+        // this runs inside an `async_trait` step (rust-lang/rust#102211).
+        let mut records: Vec<CveRecord> = futures::stream::iter(ids)
+            .map(|id| async move { self.cve_record(base, &id).await })
             .buffer_unordered(self.concurrency)
             .try_collect()
             .await?;
@@ -889,8 +892,6 @@ mod tests {
 
     use chrono::TimeZone;
     use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     use super::*;
 
@@ -1303,41 +1304,17 @@ mod tests {
     /// A loopback HTTP server answering `routes` (path with query, else path alone; else 404),
     /// counting the requests it gets.
     async fn serve(routes: HashMap<String, Vec<u8>>) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(AtomicUsize::new(0));
-        let routes = Arc::new(routes);
         let counter = hits.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let (routes, counter) = (routes.clone(), counter.clone());
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 2048];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let text = String::from_utf8_lossy(&head);
-                    let target = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let path = target.split('?').next().unwrap_or("/");
-                    let (status, body) = match routes.get(&target).or_else(|| routes.get(path)) {
-                        Some(b) => ("200 OK", b.clone()),
-                        None => ("404 Not Found", b"{}".to_vec()),
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(head.as_bytes()).await;
-                    let _ = sock.write_all(&body).await;
-                    let _ = sock.shutdown().await;
-                });
+        let base = crate::testing::serve_http(Duration::ZERO, move |target| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let path = target.split('?').next().unwrap_or("/");
+            match routes.get(target).or_else(|| routes.get(path)) {
+                Some(b) => (200, b.clone()),
+                None => (404, b"{}".to_vec()),
             }
-        });
+        })
+        .await;
         (base, hits)
     }
 

@@ -30,6 +30,9 @@ pub struct RunChecks {
     /// Spec variables (`kubeconfig` and `subject_root` are filled in).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub assign: BTreeMap<String, String>,
+    /// Where version-policy-check reads its data (default: upstream URLs, cached for 6h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_policy: Option<runner::VersionPolicySources>,
 }
 
 #[async_trait]
@@ -100,6 +103,20 @@ impl Operation for RunChecks {
             storage_timeout: remaining
                 .saturating_sub(std::time::Duration::from_secs(5))
                 .max(std::time::Duration::from_secs(1)),
+            version_policy: {
+                let mut vp = runner::VersionPolicyInputs::cached();
+                if let Some(given) = &self.version_policy {
+                    let given = runner::VersionPolicySources {
+                        data: given.data.as_deref().map(|s| ctx.substitute(s)),
+                        eol_data: given.eol_data.as_deref().map(|s| ctx.substitute(s)),
+                        releases: given.releases.as_deref().map(|s| ctx.substitute(s)),
+                        cve_feed: given.cve_feed.as_deref().map(|s| ctx.substitute(s)),
+                        cve_records: given.cve_records.as_deref().map(|s| ctx.substitute(s)),
+                    };
+                    vp.sources = given.resolve(&ctx.base_dir);
+                }
+                vp
+            },
         };
         let report = runner::run(&req).await;
         let summary = runner::summary(&req, &report);

@@ -155,14 +155,7 @@ impl Assets {
 }
 
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SCS_E2E_CACHE_DIR") {
-        return PathBuf::from(d).join("lab");
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("scs-e2e").join("lab")
+    crate::config::cache_root().join("lab")
 }
 
 /// Changes whenever a pinned module changes, so a new pin never reuses stale binaries.
