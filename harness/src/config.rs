@@ -223,3 +223,30 @@ pub fn cache_root() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
         .join("scs-e2e")
 }
+
+/// A directory only this user can read, for credentials that must not land in artifacts
+/// (workload kubeconfigs): `$XDG_RUNTIME_DIR/scs-e2e`, else `<tmp>/scs-e2e-<uid>`.
+pub fn private_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("scs-e2e"),
+        None => std::env::temp_dir().join(format!("scs-e2e-{uid}")),
+    };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    let meta = std::fs::symlink_metadata(&dir)?;
+    // A directory someone else made in a shared /tmp must not receive our credentials.
+    if meta.uid() != uid || !meta.is_dir() {
+        return Err(std::io::Error::other(format!("{} is not a directory owned by us", dir.display())));
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+/// Writes a file readable by this user only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}

@@ -310,23 +310,27 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
     let dir = sh.opts.artifacts.join(&rel_dir);
     let _ = std::fs::create_dir_all(&dir);
     let namespace = sc.namespace.clone().unwrap_or_else(|| namespace_for(sc, &sh.opts.run_id));
-    let mut vars = sc.vars.clone();
+    let mut vars = sh.env.step_vars();
+    vars.extend(sc.vars.clone());
     vars.insert("NAMESPACE".into(), namespace.clone());
     vars.insert("SCENARIO".into(), id.clone());
     vars.insert("ARTIFACTS".into(), dir.display().to_string());
     vars.insert("RUN_ID".into(), sh.opts.run_id.clone());
     vars.insert("KUBECONFIG".into(), sh.kubeconfig.display().to_string());
+    let outputs = crate::steps::StepOutputs::default();
     let ctx_for = |deadline: Instant, cancel: CancellationToken| StepCtx {
         resolver: sh.resolver.clone(),
         namespace: namespace.clone(),
         kubeconfig: sh.kubeconfig.clone(),
         base_dir: sc.suite_dir.clone(),
         artifacts: dir.clone(),
-        vars: vars.clone(),
+        // Earlier steps' outputs, but never over the harness's own variables.
+        vars: outputs.snapshot().into_iter().chain(vars.clone()).collect(),
         extra_path: sh.extra_path.clone(),
         log: StepLog::default(),
         deadline,
         cancel,
+        outputs: outputs.clone(),
     };
 
     let owns_namespace = sc.namespace.is_none();

@@ -143,6 +143,21 @@ pub async fn wait_until<F>(
     api: Api<DynamicObject>,
     target: &Target,
     deadline: Instant,
+    check: F,
+) -> Result<BTreeMap<String, DynamicObject>, WaitError>
+where
+    F: FnMut(&BTreeMap<String, DynamicObject>) -> Verdict,
+{
+    wait_until_ticking(api, target, deadline, None, check).await
+}
+
+/// [`wait_until`], also re-checking every `tick` without events, for checks that depend on how
+/// long a state has lasted (an object that stays in an error state never changes again).
+pub async fn wait_until_ticking<F>(
+    api: Api<DynamicObject>,
+    target: &Target,
+    deadline: Instant,
+    tick: Option<Duration>,
     mut check: F,
 ) -> Result<BTreeMap<String, DynamicObject>, WaitError>
 where
@@ -159,8 +174,20 @@ where
     let mut last = "nothing observed yet: no answer from the API server".to_string();
     let mut last_error: Option<String> = None;
     loop {
-        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+        let wake = match tick {
+            Some(t) if synced => deadline.min(Instant::now() + t),
+            _ => deadline,
+        };
+        let next = match tokio::time::timeout_at(wake, stream.next()).await {
             Ok(Some(n)) => n,
+            Err(_) if wake < deadline => {
+                match check(&objects) {
+                    Verdict::Done => return Ok(objects),
+                    Verdict::Pending(s) => last = s,
+                    Verdict::Failed(s) => return Err(WaitError::Failed(s)),
+                }
+                continue;
+            }
             Ok(None) => return Err(WaitError::Failed("watch stream ended".into())),
             Err(_) => {
                 let mut last = last;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod kube;
 pub mod process;
 pub mod report;
+pub mod stack;
 pub mod steps;
 pub mod suite;
 #[doc(hidden)]

@@ -43,6 +43,12 @@ pub trait Environment: Send + Sync {
         None
     }
 
+    /// Variables the environment gives every step, like `CSO_RELEASE_DIR` (where CSO in local
+    /// mode reads release assets).
+    fn step_vars(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
     /// Optional capability: fault injection into the management cluster's processes.
     fn faults(&self) -> Option<&dyn Faults> {
         None

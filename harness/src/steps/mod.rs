@@ -4,8 +4,15 @@ pub mod apply;
 pub mod assert;
 pub mod checks;
 pub mod command;
+pub mod create_cluster;
 pub mod delete;
+pub mod delete_cluster;
+pub mod delete_cluster_stack;
+pub mod install_cluster_stack;
+pub mod upgrade_cluster;
 pub mod wait;
+pub mod wait_cluster;
+pub mod wait_cluster_stack_release;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,6 +124,21 @@ pub struct StepCtx {
     pub log: StepLog,
     pub deadline: Instant,
     pub cancel: CancellationToken,
+    /// Variables a step hands to the scenario's later steps (a workload cluster's kubeconfig path).
+    pub outputs: StepOutputs,
+}
+
+/// Variables set by steps, shared by one scenario's steps.
+#[derive(Clone, Default)]
+pub struct StepOutputs(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl StepOutputs {
+    pub fn set(&self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.lock().unwrap().insert(name.into(), value.into());
+    }
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 impl StepCtx {

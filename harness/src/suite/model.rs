@@ -198,6 +198,13 @@ operations! {
     "delete" => Delete(steps::delete::Delete),
     "command" => Command(steps::command::Command),
     "runChecks" => RunChecks(steps::checks::RunChecks),
+    "installClusterStack" => InstallClusterStack(steps::install_cluster_stack::InstallClusterStack),
+    "waitClusterStackRelease" => WaitClusterStackRelease(steps::wait_cluster_stack_release::WaitClusterStackRelease),
+    "createCluster" => CreateCluster(steps::create_cluster::CreateCluster),
+    "waitCluster" => WaitCluster(steps::wait_cluster::WaitCluster),
+    "upgradeCluster" => UpgradeCluster(steps::upgrade_cluster::UpgradeCluster),
+    "deleteCluster" => DeleteCluster(steps::delete_cluster::DeleteCluster),
+    "deleteClusterStack" => DeleteClusterStack(steps::delete_cluster_stack::DeleteClusterStack),
 }
 
 const COMMON_KEYS: &[&str] = &["name", "timeout", "attempts"];

@@ -105,6 +105,7 @@ pub fn step_ctx(lab: &Lab, client: kube::Client, ns: &str, timeout: std::time::D
         log: Default::default(),
         deadline: tokio::time::Instant::now() + timeout,
         cancel: Default::default(),
+        outputs: Default::default(),
     }
 }
 

@@ -1,0 +1,106 @@
+//! `installClusterStack`: a ClusterStack with the versions a test needs, never auto-subscribing.
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Operation, StepCtx, StepFailure};
+use crate::stack::{StackId, ops, validate_version};
+
+/// Creates (or extends) the ClusterStack `<provider>-<name>-<major>-<minor>` in the scenario's
+/// namespace. With `source`, the release assets of each version are built from a stack
+/// directory into the environment's CSO release directory first (local mode).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstallClusterStack {
+    /// Provider, like `inmemory`, `docker` or `openstack`.
+    pub provider: String,
+    /// Stack name, like `scs`.
+    pub name: String,
+    /// Kubernetes `<major>.<minor>`, quoted: `"1.33"`.
+    pub kubernetes_version: String,
+    /// Stack versions, like `[v1]`.
+    pub versions: Vec<String>,
+    /// Release channel (default `stable`).
+    #[serde(default = "stable")]
+    pub channel: String,
+    /// The provider has no provider-specific release (CSO only); default true.
+    #[serde(default = "yes")]
+    pub no_provider: bool,
+    /// The ClusterStack object's name (default `<provider>-<name>-<major>-<minor>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_name: Option<String>,
+    /// A stack source directory (relative to the suite) to build release assets from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+fn stable() -> String {
+    "stable".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl InstallClusterStack {
+    fn id(&self, ctx: Option<&StepCtx>) -> StackId {
+        let s = |v: &str| ctx.map(|c| c.substitute(v)).unwrap_or_else(|| v.to_string());
+        StackId {
+            provider: s(&self.provider),
+            name: s(&self.name),
+            kubernetes_version: s(&self.kubernetes_version),
+        }
+    }
+}
+
+#[async_trait]
+impl Operation for InstallClusterStack {
+    fn summary(&self) -> String {
+        format!(
+            "install cluster stack {}/{} {} {}",
+            self.provider,
+            self.name,
+            self.kubernetes_version,
+            self.versions.join(",")
+        )
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.versions.is_empty() {
+            return Err("`versions` needs at least one stack version, like [v1]".into());
+        }
+        let id = self.id(None);
+        if ![&id.provider, &id.name, &id.kubernetes_version].iter().any(|s| s.contains("${")) {
+            id.validate()?;
+        }
+        for v in self.versions.iter().filter(|v| !v.contains("${")) {
+            validate_version(v)?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let id = self.id(Some(ctx));
+        id.validate().map_err(StepFailure::error)?;
+        let versions: Vec<String> = self.versions.iter().map(|v| ctx.substitute(v)).collect();
+        for v in &versions {
+            validate_version(v).map_err(StepFailure::error)?;
+        }
+        if let Some(src) = &self.source {
+            let src = ctx.resolve_path(&ctx.substitute(src));
+            let Some(release_dir) = ctx.vars.get("CSO_RELEASE_DIR") else {
+                return Err(StepFailure::error(
+                    "`source:` builds release assets for CSO's local mode, but this environment runs CSO without a local release directory",
+                ));
+            };
+            for v in &versions {
+                let dir = crate::stack::assets::build_release(&src, &id, v, std::path::Path::new(release_dir))
+                    .map_err(|e| StepFailure::error(format!("{e:#}")))?;
+                ctx.log.line(format!("built release assets {}", dir.display()));
+            }
+        }
+        let object_name = self.object_name.as_deref().map(|n| ctx.substitute(n));
+        ops::apply_cluster_stack(ctx, &id, object_name.as_deref(), &ctx.substitute(&self.channel), &versions, self.no_provider).await?;
+        Ok(())
+    }
+}

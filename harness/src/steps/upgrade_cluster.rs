@@ -1,0 +1,115 @@
+//! `upgradeCluster`: to a new stack version of the same Kubernetes minor, or to the next minor.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use kube::api::{Patch, PatchParams};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Operation, StepCtx, StepFailure};
+use crate::stack::{CAPI_GROUP_VERSION, ops, parse_class_name, validate_version};
+
+/// Upgrades a Cluster built from a cluster stack. Same minor: adds `version` to the
+/// ClusterStack. Next minor (`kubernetesVersion`, +1 only): a second ClusterStack, since a
+/// ClusterStack's Kubernetes version cannot change. Then waits for the release, patches
+/// `topology.class` and `topology.version`, and waits until every Machine is replaced by one
+/// running the new version, the Cluster is ready and its addons follow.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpgradeCluster {
+    /// The Cluster's name.
+    pub name: String,
+    /// The stack version to upgrade to.
+    pub version: String,
+    /// The next Kubernetes minor, quoted (`"1.34"`); default: the Cluster's minor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// How long a lifecycle hook may block the topology before the step fails (default 2m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_timeout: Option<crate::suite::duration::HumanDuration>,
+    /// Also wait for the ClusterAddon to follow (default true).
+    #[serde(default = "yes")]
+    pub addons: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[async_trait]
+impl Operation for UpgradeCluster {
+    fn summary(&self) -> String {
+        match &self.kubernetes_version {
+            Some(k) => format!("upgrade cluster {} to {k} {}", self.name, self.version),
+            None => format!("upgrade cluster {} to {}", self.name, self.version),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.version.contains("${") {
+            validate_version(&self.version)?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let name = ctx.substitute(&self.name);
+        let version = ctx.substitute(&self.version);
+        validate_version(&version).map_err(StepFailure::error)?;
+        let clusters = ops::api(ctx, CAPI_GROUP_VERSION, "Cluster").await?;
+        let cluster = clusters.get_opt(&name).await?.ok_or_else(|| StepFailure::error(format!("Cluster {name} does not exist")))?;
+        let class = cluster.data.pointer("/spec/topology/class").and_then(Value::as_str).unwrap_or_default().to_string();
+        let (current, current_version) = parse_class_name(&class).ok_or_else(|| {
+            StepFailure::error(format!("Cluster {name} uses ClusterClass {class:?}, which is not named like a cluster stack's (<provider>-<name>-<major>-<minor>-<version>)"))
+        })?;
+        let mut target = current.clone();
+        if let Some(k) = &self.kubernetes_version {
+            target.kubernetes_version = ctx.substitute(k);
+            target.validate().map_err(StepFailure::error)?;
+            let (Some((cm, cn)), Some((tm, tn))) = (current.minor(), target.minor()) else {
+                return Err(StepFailure::error("cannot read the Kubernetes minors"));
+            };
+            if (tm, tn) != (cm, cn) && (tm, tn) != (cm, cn + 1) {
+                return Err(StepFailure::error(format!(
+                    "Cluster {name} runs Kubernetes {}: upgrade one minor at a time (to {cm}.{}), not to {}",
+                    current.kubernetes_version,
+                    cn + 1,
+                    target.kubernetes_version
+                )));
+            }
+        }
+        if target == current && version == current_version {
+            return Err(StepFailure::error(format!("Cluster {name} already uses {class}")));
+        }
+        // The ClusterStack for the target minor: extended (same minor) or created (next minor),
+        // with the settings of the current one.
+        let template = ops::find_cluster_stack(ctx, &current).await?;
+        let spec = |k: &str| template.as_ref().and_then(|t| t.data.pointer(&format!("/spec/{k}")).cloned());
+        let channel = spec("channel").and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| "stable".into());
+        let no_provider = spec("noProvider").and_then(|v| v.as_bool()).unwrap_or(true);
+        ops::apply_cluster_stack(ctx, &target, None, &channel, std::slice::from_ref(&version), no_provider).await?;
+        let release = ops::wait_release(ctx, &target, &version).await?;
+
+        let old: BTreeSet<String> = ops::machines(ctx, &name).await?.into_keys().collect();
+        let patch = json!({"spec": {"topology": {"class": release.class, "version": release.kubernetes_version}}});
+        clusters
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| StepFailure::failed(format!("Cluster {name}: the upgrade patch was refused: {}", ops::api_message(&e))))?;
+        ctx.log.line(format!("Cluster {name}: {class} -> {} ({}), replacing {} machine(s)", release.class, release.kubernetes_version, old.len()));
+
+        let hooks = self.hook_timeout.map(|d| d.0).unwrap_or(super::wait_cluster::DEFAULT_HOOK_TIMEOUT);
+        let n = tokio::select! {
+            n = ops::wait_machines_replaced(ctx, &name, &old, &release.kubernetes_version) => n?,
+            e = ops::fail_on_blocking_hook(ctx, &name, hooks) => return Err(e),
+        };
+        ops::wait_cluster_ready(ctx, &name, hooks).await?;
+        ctx.log.line(format!("Cluster {name}: {n} machine(s) run {}", release.kubernetes_version));
+        if self.addons {
+            ops::wait_addon(ctx, &name, &release.class).await?;
+        }
+        Ok(())
+    }
+}
