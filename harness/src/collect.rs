@@ -23,6 +23,9 @@ pub enum Collector {
     PodLogs(PodLogs),
     /// The environment's own logs: lab processes, kind nodes, controllers.
     EnvironmentLogs(Empty),
+    /// Every object of the Cluster API, CSO and infrastructure provider kinds (API groups
+    /// ending in `x-k8s.io`, found by discovery) in the scenario's namespace.
+    ClusterApi(Empty),
     /// Run a command; its output is saved.
     Command(crate::steps::command::Command),
 }
@@ -67,6 +70,7 @@ impl Collector {
             Collector::Events(_) => "events",
             Collector::PodLogs(_) => "pod-logs",
             Collector::EnvironmentLogs(_) => "environment-logs",
+            Collector::ClusterApi(_) => "cluster-api",
             Collector::Command(_) => "command",
         }
     }
@@ -100,20 +104,27 @@ impl Collector {
                 for k in &r.kinds {
                     let (av, kind) = split_kind(k).map_err(anyhow::Error::msg)?;
                     for ns in nss(&r.namespaces) {
-                        let api = ctx.resolver.api(av, kind, &ns).await?;
-                        for o in api.list(&ListParams::default()).await?.items {
-                            let file = dir.join(kind.to_lowercase()).join(format!(
-                                "{}{}.yaml",
-                                o.metadata.namespace.as_deref().map(|n| format!("{n}_")).unwrap_or_default(),
-                                o.metadata.name.as_deref().unwrap_or("unnamed")
-                            ));
-                            std::fs::create_dir_all(file.parent().unwrap())?;
-                            std::fs::write(&file, serde_saphyr::to_string(&sanitize(&o))?)?;
-                            n += 1;
-                        }
+                        n += dump_kind(ctx, av, kind, &ns, dir).await?;
                     }
                 }
                 Ok(format!("{n} objects"))
+            }
+            Collector::ClusterApi(_) => {
+                let discovery = kube::discovery::Discovery::new(ctx.client())
+                    .filter(&[])
+                    .run()
+                    .await?;
+                let (mut n, mut kinds) = (0, 0);
+                for group in discovery.groups().filter(|g| g.name().ends_with("x-k8s.io")) {
+                    for (ar, caps) in group.recommended_resources() {
+                        if !caps.supports_operation(kube::discovery::verbs::LIST) {
+                            continue;
+                        }
+                        kinds += 1;
+                        n += dump_kind(ctx, &ar.api_version, &ar.kind, &ctx.namespace, dir).await?;
+                    }
+                }
+                Ok(format!("{n} objects of {kinds} Cluster API kinds"))
             }
             Collector::Events(e) => {
                 let mut lines = Vec::new();
@@ -177,6 +188,23 @@ impl Collector {
             }
         }
     }
+}
+
+/// Writes every object of one kind (in `ns`, if namespaced) as YAML; returns the count.
+async fn dump_kind(ctx: &StepCtx, api_version: &str, kind: &str, ns: &str, dir: &Path) -> anyhow::Result<usize> {
+    let api = ctx.resolver.api(api_version, kind, ns).await?;
+    let mut n = 0;
+    for o in api.list(&ListParams::default()).await?.items {
+        let file = dir.join(kind.to_lowercase()).join(format!(
+            "{}{}.yaml",
+            o.metadata.namespace.as_deref().map(|n| format!("{n}_")).unwrap_or_default(),
+            o.metadata.name.as_deref().unwrap_or("unnamed")
+        ));
+        std::fs::create_dir_all(file.parent().unwrap())?;
+        std::fs::write(&file, serde_saphyr::to_string(&sanitize(&o))?)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn event_time(e: &Event) -> String {

@@ -33,6 +33,11 @@ impl Pki {
     pub fn sa_pub(&self) -> PathBuf {
         self.dir.join("sa.pub")
     }
+    /// Serving certificate of the controllers' webhook and extension servers on 127.0.0.1, in
+    /// controller-runtime's layout (`tls.crt`, `tls.key`); the API server trusts it via the CA.
+    pub fn webhook_dir(&self) -> PathBuf {
+        self.dir.join("webhook")
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -95,6 +100,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     // In system:masters: its controllers act as the manager itself, with no per-controller
     // service-account tokens to bootstrap first (seconds faster to a working lab).
     let (kcm_crt, kcm_key) = leaf("system:kube-controller-manager", Some("system:masters"), vec![], false)?;
+    let (hook_crt, hook_key) = leaf("scs-e2e-lab-webhooks", None, ["127.0.0.1", "localhost"].map(String::from).to_vec(), true)?;
     let sa = KeyPair::generate()?;
 
     let pki = Pki {
@@ -110,6 +116,9 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     std::fs::write(pki.apiserver_crt(), api_crt)?;
     write_private(&pki.apiserver_key(), &api_key)?;
     write_private(&pki.sa_key(), &sa.serialize_pem())?;
+    std::fs::create_dir_all(pki.webhook_dir())?;
+    std::fs::write(pki.webhook_dir().join("tls.crt"), hook_crt)?;
+    write_private(&pki.webhook_dir().join("tls.key"), &hook_key)?;
     std::fs::write(pki.sa_pub(), sa.public_key_pem())?;
     Ok(pki)
 }
