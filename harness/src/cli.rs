@@ -136,6 +136,10 @@ pub enum LabCmd {
         /// Fixed API server port (default: a free one).
         #[arg(long)]
         apiserver_port: Option<u16>,
+        /// Also run Cluster API (core, kubeadm, in-memory provider) and the Cluster Stack
+        /// Operator in local mode; release assets go to `<dir>/releases`.
+        #[arg(long)]
+        cluster_api: bool,
     },
     /// Stop a lab and remove its data.
     Down {
@@ -379,10 +383,11 @@ fn print_plan(plan: &Plan, json: bool, dry_run: bool) {
             }
         }
     }
+    let (n, steps) = (plan.scenarios.len(), plan.scenarios.iter().map(|s| s.steps.len()).sum::<usize>());
     println!(
-        "{} scenarios, {} steps",
-        plan.scenarios.len(),
-        plan.scenarios.iter().map(|s| s.steps.len()).sum::<usize>()
+        "{n} scenario{}, {steps} step{}",
+        if n == 1 { "" } else { "s" },
+        if steps == 1 { "" } else { "s" }
     );
 }
 
@@ -479,6 +484,7 @@ async fn run(args: RunArgs, v: Verbosity) -> Result<Exit, Fatal> {
             let mut lo = LabOptions::new(lab::default_dir().with_file_name(format!("lab-run-{}", opts.run_id)), assets);
             // A lab that may be kept must outlive this process; one always deleted dies with it.
             lo.detached = delete != DeletePolicy::Always;
+            lo.cluster_api = plan.uses_cluster_stacks();
             Box::new(LabEnv::new(lo, v != Verbosity::Quiet))
         }
         EnvKind::Kind => Box::new(crate::env::unsupported::Unsupported { name: "kind" }),
@@ -566,6 +572,7 @@ async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
             assets,
             dir,
             apiserver_port,
+            cluster_api,
         } => {
             let assets = build::Assets::locate(assets.bin_dir, assets.cache_dir);
             let a2 = assets.clone();
@@ -577,9 +584,13 @@ async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
             let mut opts = LabOptions::new(dir.clone(), assets);
             opts.apiserver_port = apiserver_port;
             opts.detached = true;
+            opts.cluster_api = cluster_api;
             let t0 = std::time::Instant::now();
             let lab = lab::Lab::start(opts).await.map_err(|e| match e {
-                lab::LabError::Running { .. } | lab::LabError::Stale { .. } | lab::LabError::PortInUse { .. } => Fatal::usage(e),
+                lab::LabError::Running { .. }
+                | lab::LabError::Stale { .. }
+                | lab::LabError::PortInUse { .. }
+                | lab::LabError::FixedPortInUse { .. } => Fatal::usage(e),
                 other => Fatal::infra(other),
             })?;
             let kc = lab.kubeconfig();

@@ -47,9 +47,9 @@ fn results(artifacts: &Path) -> RunReport {
 }
 
 #[test]
-fn quickstart_against_an_existing_cluster_passes_and_writes_reports() {
+fn generic_steps_against_an_existing_cluster_pass_and_write_reports() {
     let out = tempfile::tempdir().unwrap();
-    let (code, _, err) = run_out(&mut on_lab(Path::new("quickstart"), out.path(), &[]));
+    let (code, _, err) = run_out(&mut on_lab(Path::new("custom-resources"), out.path(), &[]));
     assert_eq!(code, 0, "{err}");
     let r = results(out.path());
     assert_eq!(r.environment, "kubeconfig");
@@ -62,7 +62,7 @@ fn quickstart_against_an_existing_cluster_passes_and_writes_reports() {
     assert_eq!(back.tests, 10 + 2, "10 steps and 2 environment phases");
     assert!(
         out.path()
-            .join("quickstart/custom-resource-lifecycle/steps/04-mark-the-widget-ready-as-a-controller-would.log")
+            .join("custom-resources/custom-resource-lifecycle/steps/04-mark-the-widget-ready-as-a-controller-would.log")
             .exists()
     );
 }
@@ -353,16 +353,19 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
     c.arg(&art).env("XDG_STATE_HOME", dir.path().join("state"));
     let (code, out, err) = run_out(&mut c);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("quickstart.custom-resource-lifecycle"), "{out}");
-    assert!(out.contains("(timeout 1m from step (wait-crd)"), "{out}");
-    assert!(out.contains("on failure: collect events"), "{out}");
-    assert!(out.contains("2 scenarios, 10 steps"), "{out}");
+    assert!(out.contains("quickstart.cluster-stack-lifecycle"), "{out}");
+    assert!(
+        out.contains("waitClusterStackRelease wait until the release is usable  (timeout 2m from step)"),
+        "{out}"
+    );
+    assert!(out.contains("on failure: collect cluster-api"), "{out}");
+    assert!(out.contains("1 scenario, 7 steps"), "{out}");
     assert!(!art.exists() && !dir.path().join("state").exists(), "dry run touched the disk");
 }
 
 #[test]
 fn list_validate_and_schema() {
-    let (code, out, _) = run_out(&mut scs(&["list", "--json", "--focus", "config"]));
+    let (code, out, _) = run_out(&mut scs(&["list", "--json", "--suite", "custom-resources", "--focus", "config"]));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
@@ -370,7 +373,7 @@ fn list_validate_and_schema() {
     assert_eq!(v[0]["steps"][0]["operation"], "apply");
 
     let dir = tempfile::tempdir().unwrap();
-    let good = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/quickstart.yaml");
+    let good = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/custom-resources.yaml");
     let bad = write_suite(
         dir.path(),
         "dup",
@@ -378,7 +381,10 @@ fn list_validate_and_schema() {
     );
     let (code, out, err) = run_out(scs(&["validate"]).arg(&good).arg(&bad));
     assert_eq!(code, 2);
-    assert!(out.contains("ok: ") && out.contains("(suite quickstart (2 scenarios))"), "{out}");
+    assert!(
+        out.contains("ok: ") && out.contains("(suite custom-resources (2 scenarios))"),
+        "{out}"
+    );
     assert!(err.contains("dup.yaml:7:11: duplicate scenario name `a`"), "{err}");
 
     let (code, out, _) = run_out(&mut scs(&["schema"]));
@@ -392,7 +398,7 @@ fn env_lab_run_passes_and_leaves_no_lab_behind() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let art = dir.path().join("out");
-    let mut c = scs(&["run", "--env", "lab", "--suite", "quickstart", "--artifacts"]);
+    let mut c = scs(&["run", "--env", "lab", "--suite", "custom-resources", "--artifacts"]);
     c.arg(&art)
         .env("XDG_STATE_HOME", &state)
         .env("SCS_E2E_LAB_BIN_DIR", assets().bin_dir);
@@ -494,7 +500,7 @@ fn delete_never_keeps_the_lab_and_says_how_to_reach_it() {
         "--delete",
         "never",
         "--suite",
-        "quickstart",
+        "custom-resources",
         "--focus",
         "config",
         "--artifacts",

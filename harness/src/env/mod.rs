@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+/// Variables environments may give steps (see [`Environment::step_vars`]); commands see them as
+/// environment variables too.
+pub const STEP_VAR_NAMES: &[&str] = &["CSO_RELEASE_DIR", "CSO_HOOKS_MANIFEST"];
+
 #[async_trait]
 pub trait Environment: Send + Sync {
     fn name(&self) -> &'static str;

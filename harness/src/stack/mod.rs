@@ -2,6 +2,7 @@
 //! steps create and watch, and (in [`assets`]) release assets for CSO's local mode.
 
 pub mod assets;
+pub mod builtin;
 pub mod ops;
 
 use std::sync::LazyLock;
@@ -156,7 +157,10 @@ mod tests {
         assert_eq!(s.release_name("v1"), "inmemory-scs-1-33-v1");
         assert_eq!(s.release_name("v0-sha.3e2f1"), "inmemory-scs-1-33-v0-sha-3e2f1");
         assert_eq!(s.class_name("v0-sha.3e2f1"), "inmemory-scs-1-33-v0-sha.3e2f1");
-        assert_eq!(parse_class_name("inmemory-scs-1-33-v0-sha.3e2f1"), Some((s.clone(), "v0-sha.3e2f1".into())));
+        assert_eq!(
+            parse_class_name("inmemory-scs-1-33-v0-sha.3e2f1"),
+            Some((s.clone(), "v0-sha.3e2f1".into()))
+        );
         assert_eq!(parse_class_name("inmemory-scs-1-33-2"), None);
         assert_eq!(s.minor(), Some((1, 33)));
     }
@@ -175,4 +179,19 @@ mod tests {
             assert!(validate_version(v).is_err(), "{v}");
         }
     }
+}
+
+/// How far a step waits for the Cluster's ClusterAddon (`cluster-addon-<cluster>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AddonWait {
+    /// `status.ready` and `spec.clusterStack` equal to the Cluster's class (the default).
+    #[default]
+    Ready,
+    /// CSO created it for the Cluster (`spec.clusterRef`); readiness is not awaited. For simulated workload
+    /// clusters that cannot take addons: CAPI's in-memory API server has no `/readyz` and no
+    /// server-side apply, both of which CSO needs to apply the addon chart.
+    Created,
+    /// Not looked at.
+    Skip,
 }

@@ -133,7 +133,7 @@ pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<
             let since = *missing_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= ASSETS_GRACE {
                 return Verdict::Failed(format!(
-                    "ClusterStackRelease {name}: release assets not found (ClusterStackReleaseDownloaded=False, ReleaseAssetsNotDownloadedYet for {}s); CSO expects them in {asset_dir} (metadata.yaml, the cluster-class and cluster-addon charts, clusteraddon.yaml): build them from the stack's source (installClusterStack `source:`) or fix the version",
+                    "ClusterStackRelease {name}: release assets not found (ClusterStackReleaseDownloaded=False, ReleaseAssetsNotDownloadedYet for {}s); CSO expects them in {asset_dir} (metadata.yaml, the cluster-class and cluster-addon chart .tgz, cluster-addon-values.yaml or clusteraddon.yaml): build them from the stack's source (installClusterStack `source:`) or fix the version",
                     ASSETS_GRACE.as_secs()
                 ));
             }
@@ -161,7 +161,9 @@ pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<
     })
     .await
     .map_err(|e| StepFailure::failed(e.to_string()))?;
-    ctx.log.line(format!("release {name} usable: Kubernetes {kubernetes_version}, ClusterClass {class}"));
+    ctx.log.line(format!(
+        "release {name} usable: Kubernetes {kubernetes_version}, ClusterClass {class}"
+    ));
     Ok(ReleaseInfo {
         name,
         kubernetes_version,
@@ -243,18 +245,24 @@ pub fn blocking_hook(c: &DynamicObject, limit: Duration) -> Option<String> {
 
 pub async fn wait_cluster_ready(ctx: &StepCtx, cluster: &str, hook_limit: Duration) -> Result<DynamicObject, StepFailure> {
     let clusters = api(ctx, CAPI_GROUP_VERSION, "Cluster").await?;
-    let done = wait_until_ticking(clusters, &Target::Name(cluster.into()), ctx.deadline, Some(Duration::from_secs(1)), |objs| {
-        let Some(c) = objs.get(cluster) else {
-            return Verdict::Pending(format!("Cluster {cluster} does not exist"));
-        };
-        if let Some(h) = blocking_hook(c, hook_limit) {
-            return Verdict::Failed(format!("Cluster {cluster}: {h}"));
-        }
-        match cluster_not_ready(c) {
-            None => Verdict::Done,
-            Some(why) => Verdict::Pending(format!("Cluster {cluster}: {why}")),
-        }
-    })
+    let done = wait_until_ticking(
+        clusters,
+        &Target::Name(cluster.into()),
+        ctx.deadline,
+        Some(Duration::from_secs(1)),
+        |objs| {
+            let Some(c) = objs.get(cluster) else {
+                return Verdict::Pending(format!("Cluster {cluster} does not exist"));
+            };
+            if let Some(h) = blocking_hook(c, hook_limit) {
+                return Verdict::Failed(format!("Cluster {cluster}: {h}"));
+            }
+            match cluster_not_ready(c) {
+                None => Verdict::Done,
+                Some(why) => Verdict::Pending(format!("Cluster {cluster}: {why}")),
+            }
+        },
+    )
     .await?;
     Ok(done[cluster].clone())
 }
@@ -281,7 +289,11 @@ pub async fn fetch_kubeconfig(ctx: &StepCtx, cluster: &str) -> Result<PathBuf, S
 }
 
 /// Waits for the cluster's ClusterAddon to be ready for `class` (the Cluster's current class).
-pub async fn wait_addon(ctx: &StepCtx, cluster: &str, class: &str) -> Result<(), StepFailure> {
+pub async fn wait_addon(ctx: &StepCtx, cluster: &str, class: &str, mode: super::AddonWait) -> Result<(), StepFailure> {
+    if mode == super::AddonWait::Skip {
+        return Ok(());
+    }
+    let need_ready = mode == super::AddonWait::Ready;
     let name = format!("cluster-addon-{cluster}");
     let addons = api(ctx, CSO_GROUP_VERSION, "ClusterAddon").await?;
     wait_until(addons, &Target::Name(name.clone()), ctx.deadline, |objs| {
@@ -290,7 +302,9 @@ pub async fn wait_addon(ctx: &StepCtx, cluster: &str, class: &str) -> Result<(),
         };
         let stack = str_at(a, "/spec/clusterStack").unwrap_or("");
         let ready = a.data.pointer("/status/ready").and_then(Value::as_bool) == Some(true);
-        if ready && stack == class {
+        let for_cluster = str_at(a, "/spec/clusterRef/name") == Some(cluster);
+        // CSO fills spec.clusterStack only once it applied the chart.
+        if (need_ready && ready && stack == class) || (!need_ready && for_cluster) {
             Verdict::Done
         } else {
             Verdict::Pending(format!(
@@ -306,7 +320,9 @@ pub async fn wait_addon(ctx: &StepCtx, cluster: &str, class: &str) -> Result<(),
 /// Name → (version, phase, node) of the cluster's Machines.
 pub async fn machines(ctx: &StepCtx, cluster: &str) -> Result<BTreeMap<String, String>, StepFailure> {
     let api = api(ctx, CAPI_GROUP_VERSION, "Machine").await?;
-    let list = api.list(&ListParams::default().labels(&format!("{CLUSTER_NAME_LABEL}={cluster}"))).await?;
+    let list = api
+        .list(&ListParams::default().labels(&format!("{CLUSTER_NAME_LABEL}={cluster}")))
+        .await?;
     Ok(list
         .items
         .iter()
@@ -331,12 +347,16 @@ pub async fn fail_on_blocking_hook(ctx: &StepCtx, cluster: &str, limit: Duration
         Err(e) => return e,
     };
     let deadline = ctx.deadline + Duration::from_secs(1);
-    let r = wait_until_ticking(clusters, &Target::Name(cluster.into()), deadline, Some(Duration::from_secs(1)), |objs| {
-        match objs.get(cluster).and_then(|c| blocking_hook(c, limit)) {
+    let r = wait_until_ticking(
+        clusters,
+        &Target::Name(cluster.into()),
+        deadline,
+        Some(Duration::from_secs(1)),
+        |objs| match objs.get(cluster).and_then(|c| blocking_hook(c, limit)) {
             Some(h) => Verdict::Failed(format!("Cluster {cluster}: {h}")),
             None => Verdict::Pending(String::new()),
-        }
-    })
+        },
+    )
     .await;
     match r {
         Err(e) => e.into(),
@@ -377,7 +397,9 @@ pub async fn wait_machines_replaced(ctx: &StepCtx, cluster: &str, old: &BTreeSet
 /// Deletes one object and waits until it is gone (finalizers included).
 pub async fn delete_and_wait(ctx: &StepCtx, api_version: &str, kind: &str, name: &str) -> Result<(), StepFailure> {
     let api = api(ctx, api_version, kind).await?;
-    match api.delete(name, &DeleteParams::foreground()).await {
+    // Not foreground: the garbage collector would delete a Cluster's infrastructure cluster
+    // together with its machines, while Cluster API's own finalizer deletes them in order.
+    match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 => {}
         Err(e) => return Err(e.into()),

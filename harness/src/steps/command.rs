@@ -10,7 +10,8 @@ use super::{Operation, StepCtx, StepFailure, exactly_one};
 use crate::process::{Ended, path_with, run_streaming};
 
 /// Runs `argv` or a bash `script` (with `set -euo pipefail`) in the suite's directory. The
-/// environment has `KUBECONFIG`, `NAMESPACE`, `SCENARIO` and `ARTIFACTS`, plus `env`.
+/// environment has `KUBECONFIG`, `NAMESPACE`, `SCENARIO`, `ARTIFACTS`, earlier steps' outputs
+/// (like `CLUSTER_KUBECONFIG`) and the environment's variables (like `CSO_RELEASE_DIR`), plus `env`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Command {
@@ -74,6 +75,16 @@ impl Operation for Command {
             .env("PATH", path_with(&ctx.extra_path));
         if let Some(s) = ctx.vars.get("SCENARIO") {
             expr = expr.env("SCENARIO", s);
+        }
+        // What earlier steps handed on (a workload cluster's CLUSTER_KUBECONFIG) and what the
+        // environment gives steps (CSO_RELEASE_DIR), so scripts can use `$NAME` too.
+        for (k, v) in ctx.outputs.snapshot() {
+            expr = expr.env(k, v);
+        }
+        for k in crate::env::STEP_VAR_NAMES {
+            if let Some(v) = ctx.vars.get(*k) {
+                expr = expr.env(k, v);
+            }
         }
         for (k, v) in &self.env {
             expr = expr.env(k, ctx.substitute(v));

@@ -50,7 +50,10 @@ fn default_worker() -> String {
 #[async_trait]
 impl Operation for CreateCluster {
     fn summary(&self) -> String {
-        format!("create cluster {} from {}/{} {} {}", self.name, self.stack.provider, self.stack.name, self.stack.kubernetes_version, self.stack.version)
+        format!(
+            "create cluster {} from {}/{} {} {}",
+            self.name, self.stack.provider, self.stack.name, self.stack.kubernetes_version, self.stack.version
+        )
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -61,7 +64,11 @@ impl Operation for CreateCluster {
         let (id, version) = self.stack.resolve(|s| ctx.substitute(s)).map_err(StepFailure::error)?;
         let release = ops::ready_release(ctx, &id, &version).await?;
         let name = ctx.substitute(&self.name);
-        let topology_version = self.topology_version.as_deref().map(|v| ctx.substitute(v)).unwrap_or(release.kubernetes_version.clone());
+        let topology_version = self
+            .topology_version
+            .as_deref()
+            .map(|v| ctx.substitute(v))
+            .unwrap_or(release.kubernetes_version.clone());
         let variables: Vec<Value> = self.variables.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
         let labels: BTreeMap<String, String> = self.labels.iter().map(|(k, v)| (k.clone(), ctx.substitute(v))).collect();
         let mut topology = json!({
@@ -70,7 +77,8 @@ impl Operation for CreateCluster {
             "controlPlane": {"replicas": self.control_plane_replicas},
         });
         if self.workers > 0 {
-            topology["workers"] = json!({"machineDeployments": [{"class": ctx.substitute(&self.worker_class), "name": "md-0", "replicas": self.workers}]});
+            topology["workers"] =
+                json!({"machineDeployments": [{"class": ctx.substitute(&self.worker_class), "name": "md-0", "replicas": self.workers}]});
         }
         if !variables.is_empty() {
             topology["variables"] = Value::Array(variables);
@@ -87,7 +95,8 @@ impl Operation for CreateCluster {
             .create(&PostParams::default(), &obj)
             .await
             .map_err(|e| StepFailure::failed(format!("Cluster {name} was refused: {}", ops::api_message(&e))))?;
-        ctx.log.line(format!("Cluster {name}: class {}, version {topology_version}", release.class));
+        ctx.log
+            .line(format!("Cluster {name}: class {}, version {topology_version}", release.class));
         Ok(())
     }
 }

@@ -29,7 +29,8 @@ impl Operation for DeleteCluster {
         ops::wait_none_left(ctx, CAPI_GROUP_VERSION, "Machine", Some(&selector), None).await?;
         ops::wait_none_left(ctx, "v1", "Secret", None, Some(&format!("{name}-"))).await?;
         ops::wait_none_left(ctx, CSO_GROUP_VERSION, "ClusterAddon", None, Some(&format!("cluster-addon-{name}"))).await?;
-        ctx.log.line(format!("Cluster {name} and its machines, secrets and addons are gone"));
+        ctx.log
+            .line(format!("Cluster {name} and its machines, secrets and addons are gone"));
         Ok(())
     }
 }

@@ -44,11 +44,21 @@ impl Operation for DeleteClusterStack {
         };
         id.validate().map_err(StepFailure::error)?;
         let Some(stack) = ops::find_cluster_stack(ctx, &id).await? else {
-            return Err(StepFailure::failed(format!("no ClusterStack for {}/{} {} in {}", id.provider, id.name, id.kubernetes_version, ctx.namespace)));
+            return Err(StepFailure::failed(format!(
+                "no ClusterStack for {}/{} {} in {}",
+                id.provider, id.name, id.kubernetes_version, ctx.namespace
+            )));
         };
         let name = stack.metadata.name.clone().unwrap_or_default();
         ops::delete_and_wait(ctx, CSO_GROUP_VERSION, "ClusterStack", &name).await?;
-        ops::wait_none_left(ctx, CSO_GROUP_VERSION, "ClusterStackRelease", None, Some(&format!("{}-", id.prefix()))).await?;
+        ops::wait_none_left(
+            ctx,
+            CSO_GROUP_VERSION,
+            "ClusterStackRelease",
+            None,
+            Some(&format!("{}-", id.prefix())),
+        )
+        .await?;
         ctx.log.line(format!("ClusterStack {name} and its releases are gone"));
         Ok(())
     }

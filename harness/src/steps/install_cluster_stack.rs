@@ -30,7 +30,8 @@ pub struct InstallClusterStack {
     /// The ClusterStack object's name (default `<provider>-<name>-<major>-<minor>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_name: Option<String>,
-    /// A stack source directory (relative to the suite) to build release assets from.
+    /// A stack source directory (relative to the suite) to build release assets from, or
+    /// `builtin:inmemory/scs` for our in-memory stack compiled into scs-e2e.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
@@ -87,20 +88,37 @@ impl Operation for InstallClusterStack {
             validate_version(v).map_err(StepFailure::error)?;
         }
         if let Some(src) = &self.source {
-            let src = ctx.resolve_path(&ctx.substitute(src));
+            let src = ctx.substitute(src);
+            let src = match src.strip_prefix(crate::stack::builtin::PREFIX) {
+                Some(name) => crate::stack::builtin::materialize(name).map_err(|e| StepFailure::error(format!("{e:#}")))?,
+                None => ctx.resolve_path(&src),
+            };
             let Some(release_dir) = ctx.vars.get("CSO_RELEASE_DIR") else {
                 return Err(StepFailure::error(
                     "`source:` builds release assets for CSO's local mode, but this environment runs CSO without a local release directory",
                 ));
             };
+            let Some(helm) = crate::process::which("helm", &ctx.extra_path) else {
+                return Err(StepFailure::error(
+                    "`source:` packages the stack's charts with helm, which is not on PATH (the lab builds it: `scs-e2e lab install`)",
+                ));
+            };
             for v in &versions {
-                let dir = crate::stack::assets::build_release(&src, &id, v, std::path::Path::new(release_dir))
+                let dir = crate::stack::assets::build_release(&src, &id, v, std::path::Path::new(release_dir), &helm)
                     .map_err(|e| StepFailure::error(format!("{e:#}")))?;
                 ctx.log.line(format!("built release assets {}", dir.display()));
             }
         }
         let object_name = self.object_name.as_deref().map(|n| ctx.substitute(n));
-        ops::apply_cluster_stack(ctx, &id, object_name.as_deref(), &ctx.substitute(&self.channel), &versions, self.no_provider).await?;
+        ops::apply_cluster_stack(
+            ctx,
+            &id,
+            object_name.as_deref(),
+            &ctx.substitute(&self.channel),
+            &versions,
+            self.no_provider,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Operation, StepCtx, StepFailure};
-use crate::stack::{CAPI_GROUP_VERSION, ops, parse_class_name, validate_version};
+use crate::stack::{AddonWait, CAPI_GROUP_VERSION, ops, parse_class_name, validate_version};
 
 /// Upgrades a Cluster built from a cluster stack. Same minor: adds `version` to the
 /// ClusterStack. Next minor (`kubernetesVersion`, +1 only): a second ClusterStack, since a
@@ -29,13 +29,9 @@ pub struct UpgradeCluster {
     /// How long a lifecycle hook may block the topology before the step fails (default 2m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_timeout: Option<crate::suite::duration::HumanDuration>,
-    /// Also wait for the ClusterAddon to follow (default true).
-    #[serde(default = "yes")]
-    pub addons: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// How far to wait for the ClusterAddon to follow: `ready` (default), `created`, `skip`.
+    #[serde(default)]
+    pub addons: AddonWait,
 }
 
 #[async_trait]
@@ -59,8 +55,16 @@ impl Operation for UpgradeCluster {
         let version = ctx.substitute(&self.version);
         validate_version(&version).map_err(StepFailure::error)?;
         let clusters = ops::api(ctx, CAPI_GROUP_VERSION, "Cluster").await?;
-        let cluster = clusters.get_opt(&name).await?.ok_or_else(|| StepFailure::error(format!("Cluster {name} does not exist")))?;
-        let class = cluster.data.pointer("/spec/topology/class").and_then(Value::as_str).unwrap_or_default().to_string();
+        let cluster = clusters
+            .get_opt(&name)
+            .await?
+            .ok_or_else(|| StepFailure::error(format!("Cluster {name} does not exist")))?;
+        let class = cluster
+            .data
+            .pointer("/spec/topology/class")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let (current, current_version) = parse_class_name(&class).ok_or_else(|| {
             StepFailure::error(format!("Cluster {name} uses ClusterClass {class:?}, which is not named like a cluster stack's (<provider>-<name>-<major>-<minor>-<version>)"))
         })?;
@@ -87,7 +91,9 @@ impl Operation for UpgradeCluster {
         // with the settings of the current one.
         let template = ops::find_cluster_stack(ctx, &current).await?;
         let spec = |k: &str| template.as_ref().and_then(|t| t.data.pointer(&format!("/spec/{k}")).cloned());
-        let channel = spec("channel").and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| "stable".into());
+        let channel = spec("channel")
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_else(|| "stable".into());
         let no_provider = spec("noProvider").and_then(|v| v.as_bool()).unwrap_or(true);
         ops::apply_cluster_stack(ctx, &target, None, &channel, std::slice::from_ref(&version), no_provider).await?;
         let release = ops::wait_release(ctx, &target, &version).await?;
@@ -98,7 +104,12 @@ impl Operation for UpgradeCluster {
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| StepFailure::failed(format!("Cluster {name}: the upgrade patch was refused: {}", ops::api_message(&e))))?;
-        ctx.log.line(format!("Cluster {name}: {class} -> {} ({}), replacing {} machine(s)", release.class, release.kubernetes_version, old.len()));
+        ctx.log.line(format!(
+            "Cluster {name}: {class} -> {} ({}), replacing {} machine(s)",
+            release.class,
+            release.kubernetes_version,
+            old.len()
+        ));
 
         let hooks = self.hook_timeout.map(|d| d.0).unwrap_or(super::wait_cluster::DEFAULT_HOOK_TIMEOUT);
         let n = tokio::select! {
@@ -106,10 +117,9 @@ impl Operation for UpgradeCluster {
             e = ops::fail_on_blocking_hook(ctx, &name, hooks) => return Err(e),
         };
         ops::wait_cluster_ready(ctx, &name, hooks).await?;
-        ctx.log.line(format!("Cluster {name}: {n} machine(s) run {}", release.kubernetes_version));
-        if self.addons {
-            ops::wait_addon(ctx, &name, &release.class).await?;
-        }
+        ctx.log
+            .line(format!("Cluster {name}: {n} machine(s) run {}", release.kubernetes_version));
+        ops::wait_addon(ctx, &name, &release.class, self.addons).await?;
         Ok(())
     }
 }

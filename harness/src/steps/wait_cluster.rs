@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Operation, StepCtx, StepFailure};
-use crate::stack::ops;
+use crate::stack::{AddonWait, ops};
 
 /// Waits until the Cluster is ready (v1beta2 `Available`, or v1beta1 `Ready`,
 /// `ControlPlaneReady`, `InfrastructureReady` and `TopologyReconciled`), fetches its kubeconfig
@@ -18,16 +18,13 @@ use crate::stack::ops;
 pub struct WaitCluster {
     /// The Cluster's name.
     pub name: String,
-    /// Also wait for the ClusterAddon `cluster-addon-<name>` (default true).
-    #[serde(default = "yes")]
-    pub addons: bool,
+    /// How far to wait for the ClusterAddon `cluster-addon-<name>`: `ready` (default),
+    /// `created` (simulated clusters that cannot take addons) or `skip`.
+    #[serde(default)]
+    pub addons: AddonWait,
     /// How long a lifecycle hook may block the topology before the step fails (default 2m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_timeout: Option<crate::suite::duration::HumanDuration>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -44,11 +41,20 @@ impl Operation for WaitCluster {
         let cluster = ops::wait_cluster_ready(ctx, &name, hooks).await?;
         let path = ops::fetch_kubeconfig(ctx, &name).await?;
         ctx.outputs.set("CLUSTER_KUBECONFIG", path.display().to_string());
-        ctx.log.line(format!("Cluster {name} ready; its kubeconfig is ${{CLUSTER_KUBECONFIG}}"));
-        if self.addons {
-            let class = cluster.data.pointer("/spec/topology/class").and_then(|v| v.as_str()).unwrap_or_default();
-            ops::wait_addon(ctx, &name, class).await?;
-            ctx.log.line(format!("ClusterAddon cluster-addon-{name} ready for {class}"));
+        ctx.log
+            .line(format!("Cluster {name} ready; its kubeconfig is ${{CLUSTER_KUBECONFIG}}"));
+        if self.addons != AddonWait::Skip {
+            let class = cluster
+                .data
+                .pointer("/spec/topology/class")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            ops::wait_addon(ctx, &name, class, self.addons).await?;
+            if self.addons == AddonWait::Ready {
+                ctx.log.line(format!("ClusterAddon cluster-addon-{name} ready for {class}"));
+            } else {
+                ctx.log.line(format!("ClusterAddon cluster-addon-{name} created"));
+            }
         }
         Ok(())
     }

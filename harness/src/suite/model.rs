@@ -207,6 +207,17 @@ operations! {
     "deleteClusterStack" => DeleteClusterStack(steps::delete_cluster_stack::DeleteClusterStack),
 }
 
+/// Operations that need Cluster API and CSO in the management cluster.
+pub const CLUSTER_STACK_OPERATIONS: &[&str] = &[
+    "installClusterStack",
+    "waitClusterStackRelease",
+    "createCluster",
+    "waitCluster",
+    "upgradeCluster",
+    "deleteCluster",
+    "deleteClusterStack",
+];
+
 const COMMON_KEYS: &[&str] = &["name", "timeout", "attempts"];
 
 impl<'de> Deserialize<'de> for Step {

@@ -45,6 +45,16 @@ pub struct PlannedScenario {
     pub on_failure: Vec<Collector>,
 }
 
+impl Plan {
+    /// Whether any step drives Cluster API or CSO (the lab then starts its Cluster API layer).
+    pub fn uses_cluster_stacks(&self) -> bool {
+        self.scenarios
+            .iter()
+            .flat_map(|s| &s.steps)
+            .any(|s| crate::suite::model::CLUSTER_STACK_OPERATIONS.contains(&s.operation))
+    }
+}
+
 impl PlannedScenario {
     /// `suite.scenario`: JUnit classname, filter subject, shard key.
     pub fn id(&self) -> String {

@@ -17,6 +17,19 @@ struct Module {
     files: &'static [(&'static str, &'static str)],
 }
 
+/// A wrapper module that is just `go.mod` and `go.sum` in `fixtures/lab/<dir>`.
+macro_rules! go_module {
+    ($dir:literal) => {
+        Module {
+            dir: $dir,
+            files: &[
+                ("go.mod", include_str!(concat!("../../../../fixtures/lab/", $dir, "/go.mod"))),
+                ("go.sum", include_str!(concat!("../../../../fixtures/lab/", $dir, "/go.sum"))),
+            ],
+        }
+    };
+}
+
 static CONTROL_PLANE: Module = Module {
     dir: "control-plane",
     files: &[
@@ -26,15 +39,29 @@ static CONTROL_PLANE: Module = Module {
     ],
 };
 
-static SONOBUOY: Module = Module {
-    dir: "sonobuoy",
-    files: &[
-        ("go.mod", include_str!("../../../../fixtures/lab/sonobuoy/go.mod")),
-        ("go.sum", include_str!("../../../../fixtures/lab/sonobuoy/go.sum")),
-    ],
-};
+static SONOBUOY: Module = go_module!("sonobuoy");
 
 pub const SONOBUOY_VERSION: &str = "v0.57.3";
+
+static CAPI: Module = go_module!("capi");
+
+static CSO: Module = go_module!("cso");
+
+static HELM: Module = go_module!("helm");
+
+pub const CLUSTER_API_VERSION: &str = "v1.10.10";
+pub const CSO_VERSION: &str = "v0.1.0-alpha.7";
+pub const HELM_VERSION: &str = "v3.18.6";
+
+/// Manifests a controller ships in its Go module: CRDs and webhook configurations, copied into
+/// `<bin>/manifests/<component>/` at install time so the lab never needs Go at start-up.
+pub struct Manifests {
+    /// The Go module holding them (its directory comes from `go list -m`).
+    pub module: &'static str,
+    /// Relative to the module: the CRD directory and the webhook manifest.
+    pub crds: &'static str,
+    pub webhooks: &'static str,
+}
 
 pub struct Component {
     pub name: &'static str,
@@ -42,6 +69,7 @@ pub struct Component {
     package: &'static str,
     /// Kubernetes binaries report their version from these variables (`/version`, `--version`).
     kube_version: bool,
+    pub manifests: Option<Manifests>,
 }
 
 /// What the lab needs, in build order (etcd first: it is the smallest and checks the toolchain).
@@ -51,24 +79,28 @@ pub static COMPONENTS: &[Component] = &[
         module: &CONTROL_PLANE,
         package: "./etcd",
         kube_version: false,
+        manifests: None,
     },
     Component {
         name: "kube-apiserver",
         module: &CONTROL_PLANE,
         package: "k8s.io/kubernetes/cmd/kube-apiserver",
         kube_version: true,
+        manifests: None,
     },
     Component {
         name: "kube-controller-manager",
         module: &CONTROL_PLANE,
         package: "k8s.io/kubernetes/cmd/kube-controller-manager",
         kube_version: true,
+        manifests: None,
     },
     Component {
         name: "kubectl",
         module: &CONTROL_PLANE,
         package: "k8s.io/kubernetes/cmd/kubectl",
         kube_version: true,
+        manifests: None,
     },
     // Not part of the lab itself: the CLI the Sonobuoy checks drive.
     Component {
@@ -76,8 +108,77 @@ pub static COMPONENTS: &[Component] = &[
         module: &SONOBUOY,
         package: "github.com/vmware-tanzu/sonobuoy",
         kube_version: false,
+        manifests: None,
+    },
+    // The Cluster API layer (started only for plans with cluster-stack steps).
+    Component {
+        name: "cluster-api",
+        module: &CAPI,
+        package: "sigs.k8s.io/cluster-api",
+        kube_version: false,
+        manifests: Some(Manifests {
+            module: "sigs.k8s.io/cluster-api",
+            crds: "config/crd/bases",
+            webhooks: "config/webhook/manifests.yaml",
+        }),
+    },
+    Component {
+        name: "kubeadm-bootstrap",
+        module: &CAPI,
+        package: "sigs.k8s.io/cluster-api/bootstrap/kubeadm",
+        kube_version: false,
+        manifests: Some(Manifests {
+            module: "sigs.k8s.io/cluster-api",
+            crds: "bootstrap/kubeadm/config/crd/bases",
+            webhooks: "bootstrap/kubeadm/config/webhook/manifests.yaml",
+        }),
+    },
+    Component {
+        name: "kubeadm-control-plane",
+        module: &CAPI,
+        package: "sigs.k8s.io/cluster-api/controlplane/kubeadm",
+        kube_version: false,
+        manifests: Some(Manifests {
+            module: "sigs.k8s.io/cluster-api",
+            crds: "controlplane/kubeadm/config/crd/bases",
+            webhooks: "controlplane/kubeadm/config/webhook/manifests.yaml",
+        }),
+    },
+    // CAPD: since v1.9 its DevCluster/DevMachine in-memory backend is the in-memory provider.
+    Component {
+        name: "capd",
+        module: &CAPI,
+        package: "sigs.k8s.io/cluster-api/test/infrastructure/docker",
+        kube_version: false,
+        manifests: Some(Manifests {
+            module: "sigs.k8s.io/cluster-api/test",
+            crds: "infrastructure/docker/config/crd/bases",
+            webhooks: "infrastructure/docker/config/webhook/manifests.yaml",
+        }),
+    },
+    Component {
+        name: "cso",
+        module: &CSO,
+        package: "github.com/SovereignCloudStack/cluster-stack-operator/cmd",
+        kube_version: false,
+        manifests: Some(Manifests {
+            module: "github.com/SovereignCloudStack/cluster-stack-operator",
+            crds: "config/crd/bases",
+            webhooks: "config/webhook/manifests.yaml",
+        }),
+    },
+    // CSO runs `helm template` as a child process.
+    Component {
+        name: "helm",
+        module: &HELM,
+        package: "helm.sh/helm/v3/cmd/helm",
+        kube_version: false,
+        manifests: None,
     },
 ];
+
+/// The Cluster API layer's binaries, in start order (helm is not a process but CSO needs it).
+pub const CLUSTER_API: &[&str] = &["cluster-api", "kubeadm-bootstrap", "kubeadm-control-plane", "capd", "cso", "helm"];
 
 /// The binaries `lab up` starts (kubectl is a convenience for command steps).
 pub const REQUIRED: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager"];
@@ -132,13 +233,31 @@ impl Assets {
         self.bin_dir.join(name)
     }
 
+    /// Components whose binary (or copied manifests) is absent.
     pub fn missing(&self) -> Vec<&'static str> {
-        COMPONENTS.iter().map(|c| c.name).filter(|n| !self.path(n).is_file()).collect()
+        COMPONENTS
+            .iter()
+            .filter(|c| !self.path(c.name).is_file() || (c.manifests.is_some() && !self.manifests_dir(c.name).is_dir()))
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// `<bin>/manifests/<component>`: `crds/*.yaml` and `webhooks.yaml`.
+    pub fn manifests_dir(&self, component: &str) -> PathBuf {
+        self.bin_dir.join("manifests").join(component)
+    }
+
+    /// Fails unless the Cluster API layer (binaries and manifests) is present.
+    pub fn check_cluster_api(&self) -> Result<(), BuildError> {
+        self.incomplete(self.missing().into_iter().filter(|n| CLUSTER_API.contains(n)).collect())
     }
 
     /// Fails unless the binaries `lab up` needs are present.
     pub fn check(&self) -> Result<(), BuildError> {
-        let missing: Vec<&str> = REQUIRED.iter().copied().filter(|n| !self.path(n).is_file()).collect();
+        self.incomplete(REQUIRED.iter().copied().filter(|n| !self.path(n).is_file()).collect())
+    }
+
+    fn incomplete(&self, missing: Vec<&str>) -> Result<(), BuildError> {
         if missing.is_empty() {
             Ok(())
         } else {
@@ -275,7 +394,12 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
             std::fs::create_dir_all(f.parent().unwrap())?;
             std::fs::write(&f, text)?;
         }
-        build_one(&go, c, &mdir, &assets.bin_dir, &src)?;
+        if !assets.path(c.name).is_file() {
+            build_one(&go, c, &mdir, &assets.bin_dir, &src)?;
+        }
+        if let Some(m) = &c.manifests {
+            copy_manifests(&go, c.name, m, &mdir, &assets.manifests_dir(c.name))?;
+        }
         progress.done(c.name, t0.elapsed().as_secs_f64());
         built.push(c.name);
     }
@@ -367,6 +491,65 @@ fn build_one(go: &Path, c: &Component, module_dir: &Path, bin_dir: &Path, src: &
     // Rename last: a binary is either whole or absent, so an interrupted build is simply redone.
     std::fs::rename(&tmp, bin_dir.join(c.name))?;
     Ok(())
+}
+
+/// Copies a controller's CRDs and webhook manifest out of the Go module cache (the build just
+/// downloaded the module). Written to a temporary directory and renamed: whole or absent.
+fn copy_manifests(go: &Path, name: &str, m: &Manifests, module_dir: &Path, dest: &Path) -> Result<(), BuildError> {
+    let out = duct::cmd(go, ["list", "-m", "-f", "{{.Dir}}", m.module])
+        .dir(module_dir)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || text.is_empty() {
+        return Err(BuildError::Build {
+            component: name.to_string(),
+            detail: format!("`go list -m {}` found no module directory: {text}", m.module),
+            log: module_dir.display().to_string(),
+        });
+    }
+    let src = PathBuf::from(text);
+    let tmp = dest.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("crds"))?;
+    let mut n = 0;
+    for e in std::fs::read_dir(src.join(m.crds))? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            std::fs::copy(&p, tmp.join("crds").join(p.file_name().unwrap()))?;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err(BuildError::Build {
+            component: name.to_string(),
+            detail: format!("no CRDs in {}", src.join(m.crds).display()),
+            log: module_dir.display().to_string(),
+        });
+    }
+    std::fs::copy(src.join(m.webhooks), tmp.join("webhooks.yaml"))?;
+    // The module cache is read-only; our copies must be removable with the cache.
+    for p in [tmp.join("crds"), tmp.join("webhooks.yaml")] {
+        set_writable(&p)?;
+    }
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::create_dir_all(dest.parent().unwrap())?;
+    std::fs::rename(&tmp, dest)?;
+    Ok(())
+}
+
+fn set_writable(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if p.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            set_writable(&e?.path())?;
+        }
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
+    } else {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))
+    }
 }
 
 fn is_download_failure(out: &str) -> bool {

@@ -6,6 +6,7 @@
 //! stopped with `lab down`, which finds them through `<dir>/lab.json`.
 
 pub mod build;
+pub mod capi;
 pub mod pki;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,18 @@ use crate::process::{alive, kill_group, signal};
 
 pub const STATE_FILE: &str = "lab.json";
 
+/// Controllers before the control plane they talk to, the API server before etcd.
+const STOP_ORDER: &[&str] = &[
+    "cso",
+    "capd",
+    "kubeadm-control-plane",
+    "kubeadm-bootstrap",
+    "cluster-api",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+];
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Ports {
@@ -46,6 +59,9 @@ pub struct LabState {
     pub kubeconfig: PathBuf,
     pub kubernetes_version: String,
     pub detached: bool,
+    /// Ports of the Cluster API layer's controllers (empty without it).
+    #[serde(default)]
+    pub controller_ports: BTreeMap<String, capi::ControllerPorts>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +90,12 @@ pub enum LabError {
         log: String,
         tail: String,
     },
+    #[error(
+        "port {port} is in use, and the Cluster API layer needs it (CSO's webhook server listens on 9443 and CAPD's in-memory debug server on 19000, neither configurable): stop the other lab (`scs-e2e lab down`) or whatever holds the port (`ss -ltnp | grep {port}`)"
+    )]
+    FixedPortInUse { port: u16 },
+    #[error("installing the Cluster API layer: {0}")]
+    Manifests(String),
     #[error("no lab in {dir}: start one with `scs-e2e lab up --dir {dir}`")]
     NoLab { dir: String },
     #[error(transparent)]
@@ -96,6 +118,8 @@ pub struct LabOptions {
     pub apiserver_port: Option<u16>,
     pub detached: bool,
     pub ready_timeout: Duration,
+    /// Also run Cluster API, its kubeadm and in-memory providers, and CSO.
+    pub cluster_api: bool,
 }
 
 impl LabOptions {
@@ -106,6 +130,7 @@ impl LabOptions {
             apiserver_port: None,
             detached: false,
             ready_timeout: Duration::from_secs(60),
+            cluster_api: false,
         }
     }
 }
@@ -127,7 +152,10 @@ pub struct Lab {
     state: Mutex<LabState>,
     children: Mutex<BTreeMap<String, Child>>,
     args: BTreeMap<String, Vec<String>>,
+    env: BTreeMap<String, BTreeMap<String, String>>,
     stopped: Mutex<bool>,
+    /// Held while the Cluster API layer runs (its fixed ports allow one per machine).
+    _machine_lock: Option<capi::MachineLock>,
 }
 
 impl Lab {
@@ -149,6 +177,13 @@ impl Lab {
         let dir = opts.dir.clone();
         check_dir(&dir)?;
         opts.assets.check()?;
+        if opts.cluster_api {
+            opts.assets.check_cluster_api()?;
+        }
+        let machine_lock = match opts.cluster_api {
+            true => Some(capi::MachineLock::acquire().await?),
+            false => None,
+        };
         let ports = pick_ports(opts.apiserver_port)?;
         for sub in ["pki", "logs", "etcd"] {
             std::fs::create_dir_all(dir.join(sub))?;
@@ -171,7 +206,19 @@ impl Lab {
             &pki.kcm_key_pem,
             "kube-controller-manager",
         )?;
-        let args = process_args(&dir, &pki, ports);
+        let mut args = process_args(&dir, &pki, ports);
+        let mut env = BTreeMap::new();
+        let controller_ports = if opts.cluster_api {
+            let cp = capi::pick_ports()?;
+            for (name, (a, e)) in capi::process_specs(&dir, &pki, &opts.assets, &cp) {
+                args.insert(name.clone(), a);
+                env.insert(name, e);
+            }
+            capi::prepare_dirs(&dir, &pki)?;
+            cp
+        } else {
+            BTreeMap::new()
+        };
         let lab = Lab {
             dir: dir.clone(),
             state: Mutex::new(LabState {
@@ -181,17 +228,28 @@ impl Lab {
                 kubeconfig: dir.join("kubeconfig"),
                 kubernetes_version: build::KUBERNETES_VERSION.into(),
                 detached: opts.detached,
+                controller_ports,
             }),
             opts,
             children: Mutex::new(BTreeMap::new()),
             args,
+            env,
             stopped: Mutex::new(false),
+            _machine_lock: machine_lock,
         };
-        match lab.boot().await {
+        match lab.boot(&pki).await {
             Ok(()) => Ok(lab),
             Err(e) => {
                 lab.kill_all();
-                for sub in ["etcd", "pki", STATE_FILE, "kubeconfig", "kcm.kubeconfig"] {
+                for sub in [
+                    "etcd",
+                    "pki",
+                    STATE_FILE,
+                    "kubeconfig",
+                    "kcm.kubeconfig",
+                    "cso-tmp",
+                    capi::RELEASE_DIR,
+                ] {
                     let p = dir.join(sub);
                     let _ = if p.is_dir() {
                         std::fs::remove_dir_all(&p)
@@ -205,13 +263,22 @@ impl Lab {
         }
     }
 
-    async fn boot(&self) -> Result<(), LabError> {
+    async fn boot(&self, pki: &pki::Pki) -> Result<(), LabError> {
         self.spawn("etcd")?;
         self.spawn("kube-apiserver")?;
         let client = crate::kube::client_from_kubeconfig(&self.kubeconfig()).await?;
         self.wait_apiserver_ready(&client).await?;
         self.spawn("kube-controller-manager")?;
-        self.wait_controller_manager(&client).await
+        self.wait_controller_manager(&client).await?;
+        if self.opts.cluster_api {
+            capi::start(self, &client, pki).await?;
+        }
+        Ok(())
+    }
+
+    /// Where CSO reads release assets in local mode (`None` without the Cluster API layer).
+    pub fn release_dir(&self) -> Option<PathBuf> {
+        self.opts.cluster_api.then(|| self.dir.join(capi::RELEASE_DIR))
     }
 
     /// Polls `/readyz` (a process start-up, not a resource: there is nothing to watch yet) and
@@ -299,6 +366,7 @@ impl Lab {
         let log = OpenOptions::new().create(true).append(true).open(self.log_path(name))?;
         let mut cmd = Command::new(&bin);
         cmd.args(&self.args[name])
+            .envs(self.env.get(name).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -363,7 +431,7 @@ impl Lab {
     pub async fn stop(&self) -> std::io::Result<()> {
         let children: Vec<(String, Child)> = {
             let mut c = self.children.lock().unwrap();
-            ["kube-controller-manager", "kube-apiserver", "etcd"]
+            STOP_ORDER
                 .iter()
                 .filter_map(|n| c.remove(*n).map(|ch| (n.to_string(), ch)))
                 .collect()
@@ -645,8 +713,8 @@ pub fn down_dir(dir: &Path) -> Result<usize, LabError> {
         });
     };
     let mut stopped = 0;
-    for name in ["kube-controller-manager", "kube-apiserver", "etcd"] {
-        let Some(&pid) = state.pids.get(name) else { continue };
+    for name in STOP_ORDER {
+        let Some(&pid) = state.pids.get(*name) else { continue };
         if !is_lab_process(pid, &state.bin_dir) {
             continue;
         }
@@ -756,10 +824,31 @@ impl Environment for LabEnv {
     }
 
     fn properties(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut p = BTreeMap::from([
             ("kubernetes_version".to_string(), build::KUBERNETES_VERSION.to_string()),
             ("etcd_version".to_string(), build::ETCD_VERSION.to_string()),
-        ])
+        ]);
+        if self.opts.cluster_api {
+            p.insert("cluster_api_version".into(), build::CLUSTER_API_VERSION.into());
+            p.insert("cso_version".into(), build::CSO_VERSION.into());
+        }
+        p
+    }
+
+    fn step_vars(&self) -> BTreeMap<String, String> {
+        self.lab
+            .as_ref()
+            .and_then(Lab::release_dir)
+            .map(|d| {
+                BTreeMap::from([
+                    ("CSO_RELEASE_DIR".to_string(), d.display().to_string()),
+                    (
+                        "CSO_HOOKS_MANIFEST".to_string(),
+                        self.opts.dir.join(capi::HOOKS_MANIFEST).display().to_string(),
+                    ),
+                ])
+            })
+            .unwrap_or_default()
     }
 
     fn bin_dirs(&self) -> Vec<PathBuf> {

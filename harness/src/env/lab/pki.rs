@@ -100,7 +100,12 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     // In system:masters: its controllers act as the manager itself, with no per-controller
     // service-account tokens to bootstrap first (seconds faster to a working lab).
     let (kcm_crt, kcm_key) = leaf("system:kube-controller-manager", Some("system:masters"), vec![], false)?;
-    let (hook_crt, hook_key) = leaf("scs-e2e-lab-webhooks", None, ["127.0.0.1", "localhost"].map(String::from).to_vec(), true)?;
+    let (hook_crt, hook_key) = leaf(
+        "scs-e2e-lab-webhooks",
+        None,
+        ["127.0.0.1", "localhost"].map(String::from).to_vec(),
+        true,
+    )?;
     let sa = KeyPair::generate()?;
 
     let pki = Pki {

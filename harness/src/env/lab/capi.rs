@@ -1,0 +1,370 @@
+//! The lab's Cluster API layer: the core manager, the kubeadm bootstrap and control-plane
+//! providers, CAPD (whose in-memory backend simulates machines and serves one small API server per
+//! workload cluster) and the Cluster Stack Operator in local mode, as local processes.
+//!
+//! Like envtest, the CRDs' conversion webhooks and the webhook configurations are rewritten to
+//! loopback URLs that trust the lab CA, and each controller gets its own ports. Two ports are
+//! fixed by the controllers themselves (CSO's webhook server 9443, CAPD's in-memory debug server
+//! 19000), so one Cluster API lab runs per machine at a time: others wait on a machine-wide lock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::build::Assets;
+use super::pki::Pki;
+use super::{Lab, LabError};
+use crate::kube::{Target, Verdict, conditions, describe_conditions, wait_until};
+
+/// Controllers in start order: webhooks a later controller's objects need come first.
+pub const CONTROLLERS: &[&str] = &["cluster-api", "kubeadm-bootstrap", "kubeadm-control-plane", "capd", "cso"];
+
+/// Cluster API providers (their CRDs carry the contract label).
+const PROVIDERS: &[&str] = &["kubeadm-bootstrap", "kubeadm-control-plane", "capd"];
+
+/// Ports the controllers hard-code (see the module comment).
+pub const CSO_WEBHOOK_PORT: u16 = 9443;
+pub const CAPD_DEBUG_PORT: u16 = 19000;
+
+/// Where CSO finds release assets in local mode: `<dir>/cluster-stacks/<tag>/`.
+pub const RELEASE_DIR: &str = "releases";
+
+const FIELD_MANAGER: &str = "scs-e2e-lab";
+const FEATURE_GATES: &str = "ClusterTopology=true,RuntimeSDK=true";
+/// The ExtensionConfig registering CSO's runtime hooks.
+pub const EXTENSION_CONFIG: &str = "cso-hooks";
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerPorts {
+    pub webhook: u16,
+    pub health: u16,
+    pub metrics: u16,
+    /// CSO's runtime-extension (hook) server; 0 for the others.
+    #[serde(default)]
+    pub hook: u16,
+}
+
+/// Free loopback ports for every controller, all chosen while held so none repeat.
+pub fn pick_ports() -> std::io::Result<BTreeMap<String, ControllerPorts>> {
+    let held: Vec<std::net::TcpListener> = (0..CONTROLLERS.len() * 4)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let p: Vec<u16> = held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+    Ok(CONTROLLERS
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let cso = *n == "cso";
+            let ports = ControllerPorts {
+                webhook: if cso { CSO_WEBHOOK_PORT } else { p[i * 4] },
+                health: p[i * 4 + 1],
+                metrics: p[i * 4 + 2],
+                hook: if cso { p[i * 4 + 3] } else { 0 },
+            };
+            (n.to_string(), ports)
+        })
+        .collect())
+}
+
+/// Each controller's command line and environment.
+pub fn process_specs(
+    dir: &Path,
+    pki: &Pki,
+    assets: &Assets,
+    ports: &BTreeMap<String, ControllerPorts>,
+) -> BTreeMap<String, (Vec<String>, BTreeMap<String, String>)> {
+    let d = |p: &Path| p.display().to_string();
+    let kubeconfig = d(&dir.join("kubeconfig"));
+    let webhook_dir = d(&pki.webhook_dir());
+    let mut out = BTreeMap::new();
+    for name in CONTROLLERS {
+        let p = ports[*name];
+        let mut env = BTreeMap::from([("KUBECONFIG".to_string(), kubeconfig.clone())]);
+        let args: Vec<String> = if *name == "cso" {
+            // CSO's webhook server has no cert-dir flag: controller-runtime looks in
+            // $TMPDIR/k8s-webhook-server/serving-certs, so TMPDIR points into the lab.
+            env.insert("TMPDIR".into(), d(&dir.join("cso-tmp")));
+            // `helm template` runs as a child process: our helm first on PATH.
+            let path = std::env::var("PATH").unwrap_or_default();
+            env.insert("PATH".into(), format!("{}:{path}", d(&assets.bin_dir)));
+            vec![
+                "--leader-elect=false".into(),
+                format!("--health-probe-bind-address=127.0.0.1:{}", p.health),
+                format!("--metrics-bind-address=127.0.0.1:{}", p.metrics),
+                format!("--hook-port={}", p.hook),
+                format!("--hook-cert-dir={webhook_dir}"),
+                "--local=true".into(),
+                format!("--release-dir={}", d(&dir.join(RELEASE_DIR))),
+                "--log-level=info".into(),
+            ]
+        } else {
+            if *name == "capd" {
+                // The in-memory workload API servers listen here.
+                env.insert("POD_IP".into(), "127.0.0.1".into());
+            }
+            vec![
+                "--leader-elect=false".into(),
+                format!("--webhook-port={}", p.webhook),
+                format!("--webhook-cert-dir={webhook_dir}"),
+                format!("--health-addr=127.0.0.1:{}", p.health),
+                format!("--diagnostics-address=127.0.0.1:{}", p.metrics),
+                "--insecure-diagnostics=true".into(),
+                format!("--feature-gates={FEATURE_GATES}"),
+                "--v=2".into(),
+            ]
+        };
+        out.insert(name.to_string(), (args, env));
+    }
+    out
+}
+
+/// A machine-wide lock: the fixed ports allow one Cluster API lab at a time.
+pub struct MachineLock(#[allow(dead_code)] std::fs::File);
+
+impl MachineLock {
+    /// Waits for the lock, then checks the fixed ports are free (a detached lab holds them
+    /// without holding the lock).
+    pub async fn acquire() -> Result<MachineLock, LabError> {
+        let path = crate::config::cache_root().join("lab-cluster-api.lock");
+        let f = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            use std::os::fd::AsRawFd;
+            std::fs::create_dir_all(path.parent().unwrap())?;
+            let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed)");
+                // SAFETY: as above, blocking this time.
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(f)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        for port in [CSO_WEBHOOK_PORT, CAPD_DEBUG_PORT] {
+            if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
+                return Err(LabError::FixedPortInUse { port });
+            }
+        }
+        Ok(MachineLock(f))
+    }
+}
+
+/// Prepares CSO's certificate directory and release directory.
+pub fn prepare_dirs(dir: &Path, pki: &Pki) -> std::io::Result<()> {
+    let certs = dir.join("cso-tmp").join("k8s-webhook-server").join("serving-certs");
+    std::fs::create_dir_all(&certs)?;
+    for f in ["tls.crt", "tls.key"] {
+        std::fs::copy(pki.webhook_dir().join(f), certs.join(f))?;
+    }
+    std::fs::create_dir_all(dir.join(RELEASE_DIR).join("cluster-stacks"))
+}
+
+fn read_docs(path: &Path) -> Result<Vec<Value>, LabError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LabError::Manifests(format!("{}: {e}", path.display())))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| LabError::Manifests(format!("{}: {e}", path.display())))?;
+    Ok(docs.into_iter().filter(|d| d.is_object()).collect())
+}
+
+fn loopback(port: u16, path: &str, ca_b64: &str) -> Value {
+    json!({"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_b64})
+}
+
+/// CRDs with their conversion webhook (multi-version ones) pointed at the owner's webhook port.
+pub fn crds(assets: &Assets, controller: &str, port: u16, ca_b64: &str) -> Result<Vec<Value>, LabError> {
+    let dir = assets.manifests_dir(controller).join("crds");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| LabError::Manifests(format!("{}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut out = Vec::new();
+    for p in entries {
+        for mut doc in read_docs(&p)? {
+            // The provider contract label kustomize adds in each provider's config/crd: the
+            // topology controller looks a template's API version up by it.
+            if PROVIDERS.contains(&controller) {
+                doc["metadata"]["labels"]["cluster.x-k8s.io/v1beta1"] = json!("v1beta1");
+            }
+            let versions = doc.pointer("/spec/versions").and_then(Value::as_array).map_or(0, Vec::len);
+            if versions > 1 {
+                doc["spec"]["conversion"] = json!({
+                    "strategy": "Webhook",
+                    "webhook": {
+                        "conversionReviewVersions": ["v1", "v1beta1"],
+                        "clientConfig": loopback(port, "/convert", ca_b64),
+                    }
+                });
+            }
+            out.push(doc);
+        }
+    }
+    Ok(out)
+}
+
+/// The webhook configurations, renamed per controller (every module calls its own
+/// `validating-webhook-configuration`) and pointed at its loopback port.
+pub fn webhooks(assets: &Assets, controller: &str, port: u16, ca_b64: &str) -> Result<Vec<Value>, LabError> {
+    let mut out = Vec::new();
+    for mut doc in read_docs(&assets.manifests_dir(controller).join("webhooks.yaml"))? {
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("webhooks")
+            .to_string();
+        doc["metadata"] = json!({"name": format!("{controller}-{name}")});
+        if let Some(hooks) = doc.get_mut("webhooks").and_then(Value::as_array_mut) {
+            for h in hooks {
+                let path = h
+                    .pointer("/clientConfig/service/path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_string();
+                h["clientConfig"] = loopback(port, &path, ca_b64);
+            }
+        }
+        out.push(doc);
+    }
+    Ok(out)
+}
+
+async fn apply(client: &kube::Client, ar: &ApiResource, doc: &Value) -> Result<(), LabError> {
+    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(doc))
+        .await
+        .map_err(|e| LabError::Manifests(format!("applying {} {name}: {e}", ar.kind)))?;
+    Ok(())
+}
+
+fn ar(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Installs CRDs and webhook configurations, starts the controllers, waits until each serves,
+/// and registers CSO's runtime hooks.
+pub async fn start(lab: &Lab, client: &kube::Client, pki: &Pki) -> Result<(), LabError> {
+    let assets = &lab.opts.assets;
+    assets.check_cluster_api()?;
+    let ports = lab.state().controller_ports;
+    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem);
+    let crd_ar = ar("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions");
+    let mut names = Vec::new();
+    for c in CONTROLLERS {
+        for doc in crds(assets, c, ports[*c].webhook, &ca_b64)? {
+            apply(client, &crd_ar, &doc).await?;
+            names.push(
+                doc.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    let deadline = tokio::time::Instant::now() + lab.opts.ready_timeout;
+    let crd_api: Api<DynamicObject> = Api::all_with(client.clone(), &crd_ar);
+    for n in &names {
+        wait_until(crd_api.clone(), &Target::Name(n.clone()), deadline, |objs| match objs.get(n) {
+            Some(o) if conditions(o).iter().any(|c| c.type_ == "Established" && c.status == "True") => Verdict::Done,
+            Some(o) => Verdict::Pending(format!("CRD {n}: {}", describe_conditions(o))),
+            None => Verdict::Pending(format!("CRD {n} not found")),
+        })
+        .await
+        .map_err(|e| LabError::Manifests(format!("CRD {n} never became Established: {e}")))?;
+    }
+    for c in CONTROLLERS {
+        for doc in webhooks(assets, c, ports[*c].webhook, &ca_b64)? {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+            let plural = format!("{}s", kind.to_lowercase());
+            apply(client, &ar("admissionregistration.k8s.io/v1", &kind, &plural), &doc).await?;
+        }
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| LabError::Manifests(e.to_string()))?;
+    for c in CONTROLLERS {
+        lab.spawn(c)?;
+        wait_healthy(lab, &http, c, ports[*c].health, deadline).await?;
+    }
+    // CSO's hooks are not registered by default: its BeforeClusterUpgrade hook holds every
+    // upgrade until the ClusterAddon's chart is applied, which never happens on in-memory
+    // workload clusters. Suites that test hooks apply this manifest (`${CSO_HOOKS_MANIFEST}`).
+    let manifest = serde_json::to_string_pretty(&hooks_manifest(ports["cso"].hook, &ca_b64)).expect("serializes");
+    std::fs::write(lab.dir.join(HOOKS_MANIFEST), manifest)?;
+    Ok(())
+}
+
+/// The file holding CSO's ExtensionConfig, in the lab directory.
+pub const HOOKS_MANIFEST: &str = "cso-hooks.json";
+
+/// The ExtensionConfig registering CSO's hook server with Cluster API's Runtime SDK.
+pub fn hooks_manifest(port: u16, ca_b64: &str) -> Value {
+    json!({
+        "apiVersion": "runtime.cluster.x-k8s.io/v1alpha1",
+        "kind": "ExtensionConfig",
+        "metadata": {"name": EXTENSION_CONFIG},
+        "spec": {"clientConfig": loopback(port, "", ca_b64), "namespaceSelector": {}},
+    })
+}
+
+/// Polls the controller's `/readyz` (a process start-up: nothing to watch), failing fast with
+/// the log tail if it exits. CAPI's readiness includes its webhook server.
+async fn wait_healthy(lab: &Lab, http: &reqwest::Client, name: &str, port: u16, deadline: tokio::time::Instant) -> Result<(), LabError> {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    loop {
+        lab.check_exited(&[name])?;
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(lab.not_ready(&format!("{name} /readyz"), name));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_and_cso_keeps_its_fixed_webhook_port() {
+        let p = pick_ports().unwrap();
+        assert_eq!(p.len(), CONTROLLERS.len());
+        assert_eq!(p["cso"].webhook, CSO_WEBHOOK_PORT);
+        let mut all: Vec<u16> = p
+            .iter()
+            .flat_map(|(n, c)| {
+                let mut v = vec![c.health, c.metrics];
+                if n != "cso" {
+                    v.push(c.webhook);
+                } else {
+                    v.push(c.hook);
+                }
+                v
+            })
+            .collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "a port repeats: {p:?}");
+    }
+}

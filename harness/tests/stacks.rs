@@ -1,0 +1,258 @@
+//! The Cluster Stacks lifecycle against real Cluster API and CSO in the lab: the quickstart and
+//! upgrade suites through the CLI, and each failure path ending in a clear message with artifacts.
+//! Cluster API labs run one at a time per machine (CSO and CAPD fix two ports); these tests
+//! queue on that lock.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{assets, bin, lab_options};
+use scs_e2e::report::Status;
+
+fn suites() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites")
+}
+
+/// `run --env lab` with its own state directory; returns (exit code, stderr).
+fn run_lab(suite: &Path, art: &Path, state: &Path) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(["run", "--env", "lab", "--suite"])
+        .arg(suite)
+        .arg("--artifacts")
+        .arg(art)
+        .env("XDG_STATE_HOME", state)
+        .env("SCS_E2E_LAB_BIN_DIR", assets().bin_dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// No process mentions the run's state directory (every lab process has a path under it).
+fn processes_under(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect()
+}
+
+fn step_log(art: &Path, scenario: &str) -> String {
+    let dir = art.join(scenario).join("steps");
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    logs.sort();
+    logs.iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn quickstart_runs_the_stack_lifecycle_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (art, state) = (dir.path().join("out"), dir.path().join("state"));
+    let (code, err) = run_lab(&suites().join("quickstart.yaml"), &art, &state);
+    assert_eq!(code, 0, "{err}");
+    let r = scs_e2e::report::json::read(&art.join("results.json")).unwrap();
+    assert_eq!(r.scenarios.len(), 1);
+    assert_eq!(r.scenarios[0].status, Status::Passed);
+    assert_eq!(r.properties["cluster_api_version"], scs_e2e::env::lab::build::CLUSTER_API_VERSION);
+    let steps: Vec<&str> = r.scenarios[0].steps.iter().map(|s| s.operation.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "installClusterStack",
+            "waitClusterStackRelease",
+            "createCluster",
+            "waitCluster",
+            "command",
+            "deleteCluster",
+            "deleteClusterStack"
+        ]
+    );
+    let log = step_log(&art, "quickstart/cluster-stack-lifecycle");
+    assert!(log.contains("ClusterClass inmemory-scs-1-33-v1"), "{log}");
+    assert!(log.contains("ClusterAddon cluster-addon-quickstart created"), "{log}");
+    assert!(art.join("junit_scs-e2e.xml").is_file());
+    // The workload kubeconfig is a secret: used by the command step, never in the artifacts.
+    let all = walk(&art);
+    assert!(!all.iter().any(|f| f.contains("kubeconfig")), "{all:?}");
+    assert!(processes_under(&state).is_empty(), "{:?}", processes_under(&state));
+    assert!(!state.join("scs-e2e").exists() || std::fs::read_dir(state.join("scs-e2e")).unwrap().next().is_none());
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn upgrade_suite_replaces_every_machine_for_a_new_version_and_the_next_minor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (art, state) = (dir.path().join("out"), dir.path().join("state"));
+    let (code, err) = run_lab(&suites().join("upgrade.yaml"), &art, &state);
+    let log = step_log(&art, "upgrade/same-minor-then-next-minor");
+    assert_eq!(code, 0, "{err}\n{log}");
+    assert!(log.contains("2 machine(s) run v1.33.5"), "{log}");
+    assert!(log.contains("2 machine(s) run v1.34.1"), "{log}");
+    assert!(processes_under(&state).is_empty());
+}
+
+const NEGATIVE: &str = r#"apiVersion: scs-e2e/v1alpha1
+kind: Suite
+name: negative
+vars:
+  STACK_SOURCE: builtin:inmemory/scs
+scenarios:
+  - name: missing-assets
+    steps:
+      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v7]}
+      - timeout: 1m
+        waitClusterStackRelease: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v7}
+    onFailure:
+      - clusterApi: {}
+  - name: wrong-topology-version
+    steps:
+      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v1], source: "${STACK_SOURCE}"}
+      - timeout: 2m
+        waitClusterStackRelease: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}
+      - createCluster:
+          name: wrong
+          stack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}
+          topologyVersion: v1.33.99
+    onFailure:
+      - clusterApi: {}
+  - name: blocking-hook
+    steps:
+      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v1, v2], source: "${STACK_SOURCE}"}
+      - timeout: 2m
+        waitClusterStackRelease: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}
+      - createCluster:
+          name: hooked
+          stack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}
+          workers: 0
+      - timeout: 3m
+        waitCluster: {name: hooked, addons: skip}
+      - name: register CSO's runtime hooks
+        apply: {file: "${CSO_HOOKS_MANIFEST}"}
+      - name: the hooks are discovered
+        timeout: 1m
+        wait:
+          resource: {apiVersion: runtime.cluster.x-k8s.io/v1alpha1, kind: ExtensionConfig, name: cso-hooks}
+          condition: Discovered
+      - timeout: 3m
+        upgradeCluster: {name: hooked, version: v2, hookTimeout: 20s, addons: skip}
+    onFailure:
+      - clusterApi: {}
+      - environmentLogs: {}
+"#;
+
+#[test]
+fn each_failure_path_ends_with_a_clear_message_and_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("negative.yaml");
+    std::fs::write(&suite, NEGATIVE).unwrap();
+    let (art, state) = (dir.path().join("out"), dir.path().join("state"));
+    let (code, err) = run_lab(&suite, &art, &state);
+    assert_eq!(code, 1, "{err}");
+    let r = scs_e2e::report::json::read(&art.join("results.json")).unwrap();
+    let failure = |name: &str| -> String {
+        let sc = r.scenarios.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(sc.status, Status::Failed, "{name}");
+        sc.steps.iter().filter_map(|s| s.message.clone()).collect::<Vec<_>>().join("\n")
+    };
+    let m = failure("missing-assets");
+    assert!(
+        m.contains("release assets not found") && m.contains("/releases/cluster-stacks/inmemory-scs-1-33-v7/"),
+        "{m}"
+    );
+    let m = failure("wrong-topology-version");
+    assert!(m.contains("v1.33.99"), "{m}");
+    let m = failure("blocking-hook");
+    assert!(m.contains("BeforeClusterUpgrade"), "{m}");
+    for sc in ["missing-assets", "wrong-topology-version", "blocking-hook"] {
+        let d = art.join("negative").join(sc);
+        let files = walk(&d);
+        assert!(
+            files.iter().any(|f| f.contains("cluster-api") || f.contains("clusterstack")),
+            "{sc}: {files:?}"
+        );
+    }
+    assert!(processes_under(&state).is_empty());
+}
+
+#[test]
+fn bad_stack_names_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("bad.yaml");
+    std::fs::write(
+        &suite,
+        "apiVersion: scs-e2e/v1alpha1\nkind: Suite\nname: bad\nscenarios:\n  - name: s\n    steps:\n      - installClusterStack: {provider: In-Memory, name: scs, kubernetesVersion: \"1.33\", versions: [v1]}\n      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: \"v1.33\", versions: [v1]}\n      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: \"1.33\", versions: [\"1\"]}\n",
+    )
+    .unwrap();
+    let out = Command::new(bin()).arg("validate").arg(&suite).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.yaml:7:") && err.contains("In-Memory"), "{err}");
+    assert!(err.contains("bad.yaml:8:") && err.contains("v1.33"), "{err}");
+    assert!(err.contains("bad.yaml:9:") && err.contains("\"1\""), "{err}");
+    // `run` refuses the same file without starting a lab.
+    let state = dir.path().join("state");
+    let (code, err) = run_lab(&suite, &dir.path().join("out"), &state);
+    assert_eq!(code, 2, "{err}");
+    assert!(!state.exists(), "a lab was started for an invalid suite");
+}
+
+/// Kills the kubeadm control-plane provider once the upgrade patch is in: the step must time
+/// out naming the machines that were never replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_stopped_mid_upgrade_fails_the_upgrade_naming_the_stuck_machines() {
+    let mut opts = lab_options("capi-fault");
+    opts.cluster_api = true;
+    let lab = scs_e2e::env::lab::Lab::start(opts).await.unwrap();
+    let client = common::client_for(&lab).await;
+    let ns = common::namespace(&client, "fault").await;
+    let mut ctx = common::step_ctx(&lab, client.clone(), &ns, Duration::from_secs(180));
+    ctx.vars
+        .insert("CSO_RELEASE_DIR".into(), lab.release_dir().unwrap().display().to_string());
+    let step = |y: &str| -> scs_e2e::suite::model::Step { serde_saphyr::from_str(y).unwrap() };
+    for y in [
+        r#"installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v1, v2], source: "builtin:inmemory/scs"}"#,
+        r#"waitClusterStackRelease: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}"#,
+        r#"waitClusterStackRelease: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v2}"#,
+        r#"createCluster: {name: fault, stack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}, workers: 0}"#,
+        r#"waitCluster: {name: fault, addons: skip}"#,
+    ] {
+        step(y).op.operation().run(&ctx).await.unwrap_or_else(|e| panic!("{y}: {e:?}"));
+    }
+    lab.kill("kubeadm-control-plane").await;
+    let mut ctx = ctx.clone();
+    ctx.deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let e = step(r#"upgradeCluster: {name: fault, version: v2, addons: skip}"#)
+        .op
+        .operation()
+        .run(&ctx)
+        .await
+        .unwrap_err();
+    let msg = format!("{e:?}");
+    assert!(msg.contains("timed out") && msg.contains("old machines left: [fault-"), "{msg}");
+    lab.stop().await.unwrap();
+}
