@@ -110,7 +110,7 @@ impl Collector {
                 Ok(format!("{n} objects"))
             }
             Collector::ClusterApi(_) => {
-                let discovery = kube::discovery::Discovery::new(ctx.client()).filter(&[]).run().await?;
+                let discovery = kube::discovery::Discovery::new(ctx.client()).run().await?;
                 let (mut n, mut kinds) = (0, 0);
                 for group in discovery.groups().filter(|g| g.name().ends_with("x-k8s.io")) {
                     for (ar, caps) in group.recommended_resources() {

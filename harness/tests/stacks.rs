@@ -19,7 +19,9 @@ fn suites() -> PathBuf {
 /// `run --env lab` with its own state directory; returns (exit code, stderr).
 fn run_lab(suite: &Path, art: &Path, state: &Path) -> (i32, String) {
     let out = Command::new(bin())
-        .args(["run", "--env", "lab", "--suite"])
+        // Owned by the run: the lab dies with it whatever happens (a kept lab would hold the
+        // Cluster API layer's fixed ports for the next test).
+        .args(["run", "--env", "lab", "--delete", "always", "--suite"])
         .arg(suite)
         .arg("--artifacts")
         .arg(art)
@@ -85,8 +87,13 @@ fn quickstart_runs_the_stack_lifecycle_and_leaves_nothing_behind() {
     assert!(log.contains("ClusterAddon cluster-addon-quickstart created"), "{log}");
     assert!(art.join("junit_scs-e2e.xml").is_file());
     // The workload kubeconfig is a secret: used by the command step, never in the artifacts.
-    let all = walk(&art);
-    assert!(!all.iter().any(|f| f.contains("kubeconfig")), "{all:?}");
+    for f in walk(&art) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(
+            !text.contains("client-key-data") && !text.contains("PRIVATE KEY"),
+            "{f} holds a secret"
+        );
+    }
     assert!(processes_under(&state).is_empty(), "{:?}", processes_under(&state));
     assert!(!state.join("scs-e2e").exists() || std::fs::read_dir(state.join("scs-e2e")).unwrap().next().is_none());
 }
@@ -181,7 +188,7 @@ fn each_failure_path_ends_with_a_clear_message_and_artifacts() {
     };
     let m = failure("missing-assets");
     assert!(
-        m.contains("release assets not found") && m.contains("/releases/cluster-stacks/inmemory-scs-1-33-v7/"),
+        m.contains("release assets not found") && m.contains("/releases/cluster-stacks/inmemory-scs-1-33-v7 "),
         "{m}"
     );
     let m = failure("wrong-topology-version");
@@ -202,21 +209,42 @@ fn each_failure_path_ends_with_a_clear_message_and_artifacts() {
 #[test]
 fn bad_stack_names_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let suite = dir.path().join("bad.yaml");
-    std::fs::write(
-        &suite,
-        "apiVersion: scs-e2e/v1alpha1\nkind: Suite\nname: bad\nscenarios:\n  - name: s\n    steps:\n      - installClusterStack: {provider: In-Memory, name: scs, kubernetesVersion: \"1.33\", versions: [v1]}\n      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: \"v1.33\", versions: [v1]}\n      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: \"1.33\", versions: [\"1\"]}\n",
-    )
-    .unwrap();
-    let out = Command::new(bin()).arg("validate").arg(&suite).output().unwrap();
+    let cases = [
+        (
+            "provider",
+            r#"{provider: In-Memory, name: scs, kubernetesVersion: "1.33", versions: [v1]}"#,
+            "In-Memory",
+        ),
+        (
+            "minor",
+            r#"{provider: inmemory, name: scs, kubernetesVersion: "v1.33", versions: [v1]}"#,
+            "v1.33",
+        ),
+        (
+            "version",
+            r#"{provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: ["1.0"]}"#,
+            "1.0",
+        ),
+    ];
+    let mut files = Vec::new();
+    for (name, step, _) in cases {
+        let f = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &f,
+            format!("apiVersion: scs-e2e/v1alpha1\nkind: Suite\nname: {name}\nscenarios:\n  - name: s\n    steps:\n      - installClusterStack: {step}\n"),
+        )
+        .unwrap();
+        files.push(f);
+    }
+    let out = Command::new(bin()).arg("validate").args(&files).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("bad.yaml:7:") && err.contains("In-Memory"), "{err}");
-    assert!(err.contains("bad.yaml:8:") && err.contains("v1.33"), "{err}");
-    assert!(err.contains("bad.yaml:9:") && err.contains("\"1\""), "{err}");
-    // `run` refuses the same file without starting a lab.
+    for (name, _, bad) in cases {
+        assert!(err.contains(&format!("{name}.yaml:7:")) && err.contains(bad), "{name}: {err}");
+    }
+    // `run` refuses such a file without starting a lab.
     let state = dir.path().join("state");
-    let (code, err) = run_lab(&suite, &dir.path().join("out"), &state);
+    let (code, err) = run_lab(&files[0], &dir.path().join("out"), &state);
     assert_eq!(code, 2, "{err}");
     assert!(!state.exists(), "a lab was started for an invalid suite");
 }
@@ -243,15 +271,30 @@ async fn a_controller_stopped_mid_upgrade_fails_the_upgrade_naming_the_stuck_mac
     ] {
         step(y).op.operation().run(&ctx).await.unwrap_or_else(|e| panic!("{y}: {e:?}"));
     }
-    lab.kill("kubeadm-control-plane").await;
     let mut ctx = ctx.clone();
-    ctx.deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let e = step(r#"upgradeCluster: {name: fault, version: v2, addons: skip}"#)
-        .op
-        .operation()
-        .run(&ctx)
+    ctx.deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let upgrade = step(r#"upgradeCluster: {name: fault, version: v2, addons: skip}"#);
+    // Mid-upgrade: once the upgrade patch is in, the control-plane provider goes away.
+    let clusters = ctx.resolver.api("cluster.x-k8s.io/v1beta1", "Cluster", &ns).await.unwrap();
+    let stop = async {
+        scs_e2e::kube::wait_until(
+            clusters,
+            &scs_e2e::kube::Target::Name("fault".into()),
+            ctx.deadline,
+            |objs| match objs
+                .get("fault")
+                .and_then(|c| c.data.pointer("/spec/topology/class")?.as_str().map(String::from))
+            {
+                Some(c) if c == "inmemory-scs-1-33-v2" => scs_e2e::kube::Verdict::Done,
+                other => scs_e2e::kube::Verdict::Pending(format!("class {other:?}")),
+            },
+        )
         .await
-        .unwrap_err();
+        .unwrap();
+        lab.kill("kubeadm-control-plane").await;
+    };
+    let (result, ()) = tokio::join!(upgrade.op.operation().run(&ctx), stop);
+    let e = result.unwrap_err();
     let msg = format!("{e:?}");
     assert!(msg.contains("timed out") && msg.contains("old machines left: [fault-"), "{msg}");
     lab.stop().await.unwrap();

@@ -53,10 +53,8 @@ pub struct ControllerPorts {
 
 /// Free loopback ports for every controller, all chosen while held so none repeat.
 pub fn pick_ports() -> std::io::Result<BTreeMap<String, ControllerPorts>> {
-    let held: Vec<std::net::TcpListener> = (0..CONTROLLERS.len() * 4)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    let p: Vec<u16> = held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+    let held = super::reserve_ports(CONTROLLERS.len() * 4)?;
+    let p = super::ports_of(&held)?;
     Ok(CONTROLLERS
         .iter()
         .enumerate()

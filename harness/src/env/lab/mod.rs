@@ -608,23 +608,58 @@ fn is_lab_process(pid: u32, bin_dir: &Path) -> bool {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Listeners on free ports below the kernel's ephemeral range: outgoing connections never take
+/// those, so a port stays free between our choosing it and the process binding it (with dozens
+/// of controller connections a port from the ephemeral range was taken in that gap). Checked on
+/// all interfaces, as webhook servers bind there; held by the caller until all are chosen.
+pub(crate) fn reserve_ports(n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    // CAPD's in-memory API servers count up from 20000; stay above its usual use.
+    const LOW: u32 = 24_100;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .clamp(LOW + 1_000, 65_535);
+    let span = high - LOW;
+    // A different start per process and call, so labs started together rarely probe the same ports.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed =
+        std::process::id().wrapping_mul(7_919) ^ nanos ^ CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(104_729);
+    let mut held = Vec::with_capacity(n);
+    for i in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let port = (LOW + (seed.wrapping_add(i.wrapping_mul(13))) % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("0.0.0.0", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        return Err(std::io::Error::other(format!("fewer than {n} free ports between {LOW} and {high}")));
+    }
+    Ok(held)
+}
+
+pub(crate) fn ports_of(held: &[std::net::TcpListener]) -> std::io::Result<Vec<u16>> {
+    held.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
 }
 
 fn pick_ports(apiserver: Option<u16>) -> Result<Ports, LabError> {
+    // Hold all listeners until every port is chosen, so no two are the same.
+    let held = reserve_ports(4)?;
+    let p = ports_of(&held)?;
     let apiserver = match apiserver {
         Some(p) => {
             std::net::TcpListener::bind(("127.0.0.1", p)).map_err(|_| LabError::PortInUse { port: p })?;
             p
         }
-        None => free_port()?,
+        None => p[3],
     };
-    // Hold all listeners until every port is chosen, so no two are the same.
-    let l: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    let p: Vec<u16> = l.iter().map(|x| x.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
     Ok(Ports {
         etcd_client: p[0],
         etcd_peer: p[1],
