@@ -1,6 +1,7 @@
 //! Every scenario in `suites/` as a libtest trial (`cargo test --test suites -- <filter>`), run by
-//! the real engine against this binary's lab. Scenarios of suites that cannot run in the lab are
-//! listed as ignored.
+//! the real engine against this binary's lab (scenarios with cluster-stack steps get a lab with
+//! Cluster API and CSO of their own). Scenarios of suites that cannot run in the lab are listed
+//! as ignored.
 
 mod common;
 
@@ -10,6 +11,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use scs_e2e::config::Settings;
 use scs_e2e::engine::{self, RunOptions};
 use scs_e2e::env::kubeconfig::KubeconfigEnv;
+use scs_e2e::env::lab::LabEnv;
 use scs_e2e::error::Exit;
 use scs_e2e::suite::loader::{LoadedSuite, load_suite_file, suites_in};
 use scs_e2e::suite::plan::{Filters, build_plan, expand_suite};
@@ -33,7 +35,6 @@ fn main() {
 }
 
 fn run(ls: LoadedSuite, id: &str) -> Result<(), Failed> {
-    let lab = common::lab();
     let focus = format!("^{}$", regex::escape(id));
     let filters = Filters::parse(Some(&focus), None, None)?;
     let plan = build_plan(vec![ls], &Settings::default(), &filters)?;
@@ -42,8 +43,16 @@ fn run(ls: LoadedSuite, id: &str) -> Result<(), Failed> {
     let opts = RunOptions::new(artifacts.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let report = rt.block_on(async {
-        let mut env = KubeconfigEnv::new(lab.kubeconfig());
-        engine::run(&plan, &mut env, &opts, Default::default(), &scs_e2e::report::console::Silent).await
+        if plan.uses_cluster_stacks() {
+            // Cluster API and CSO: a lab of its own with that layer (one at a time per machine).
+            let mut lo = common::lab_options("suite-capi");
+            lo.cluster_api = true;
+            let mut env = LabEnv::new(lo, false);
+            engine::run(&plan, &mut env, &opts, Default::default(), &scs_e2e::report::console::Silent).await
+        } else {
+            let mut env = KubeconfigEnv::new(common::lab().kubeconfig());
+            engine::run(&plan, &mut env, &opts, Default::default(), &scs_e2e::report::console::Silent).await
+        }
     });
     engine::write_reports(&report, &opts)?;
     if report.exit() == Exit::Passed {
