@@ -437,7 +437,15 @@ impl Lab {
                 .collect()
         };
         tokio::task::spawn_blocking(move || {
-            for (_, c) in children {
+            // The Cluster API layer's controllers are independent of each other: stop them
+            // together (each may take seconds to drain), then the control plane in order.
+            let (controllers, base): (Vec<_>, Vec<_>) = children.into_iter().partition(|(n, _)| capi::CONTROLLERS.contains(&n.as_str()));
+            std::thread::scope(|s| {
+                for (_, c) in controllers {
+                    s.spawn(move || stop_child(c));
+                }
+            });
+            for (_, c) in base {
                 stop_child(c);
             }
         })
