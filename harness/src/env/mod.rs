@@ -3,6 +3,7 @@
 
 pub mod kubeconfig;
 pub mod lab;
+pub mod openstack;
 pub mod unsupported;
 
 use std::collections::BTreeMap;
