@@ -134,20 +134,23 @@ pub fn alive(pid: u32) -> bool {
     signal(pid, 0)
 }
 
+/// A regular file (symlinks followed) with an execute bit.
+pub fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 /// Searches PATH (plus `extra` first) for an executable.
 pub fn which(name: &str, extra: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
     extra
         .iter()
         .cloned()
         .chain(std::env::split_paths(&path))
         .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+        .find(|p| is_executable(p))
 }
 
 /// PATH with `extra` directories first.

@@ -1,6 +1,7 @@
 //! Environments provide the cluster a run talks to. `up`/`down` are reported as testcases of
 //! their own, so a cluster that never comes up still yields a full report.
 
+pub mod kind;
 pub mod kubeconfig;
 pub mod lab;
 pub mod openstack;
