@@ -288,3 +288,47 @@ async fn a_controller_stopped_mid_upgrade_fails_the_upgrade_naming_the_stuck_mac
     assert!(msg.contains("timed out") && msg.contains("old machines left: [fault-"), "{msg}");
     lab.stop().await.unwrap();
 }
+
+/// The objects openstack-csp-helper would create are accepted by the API server and Cluster
+/// API's webhooks (the ClusterResourceSet is validated by the core manager).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openstack_credential_objects_are_accepted_by_cluster_api() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use scs_e2e::env::openstack::{clouds, secrets};
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("clouds.yaml"),
+        "clouds:\n  gx:\n    auth_type: v3applicationcredential\n    auth: {auth_url: 'https://api.example:5000/v3', application_credential_id: id1, application_credential_secret: s}\n",
+    )
+    .unwrap();
+    let cloud = clouds::load(&clouds::Lookup {
+        cwd: d.path().to_path_buf(),
+        etc: d.path().join("none"),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut opts = lab_options("capi-openstack");
+    opts.cluster_api = true;
+    let lab = scs_e2e::env::lab::Lab::start(opts).await.unwrap();
+    let client = common::client_for(&lab).await;
+    let ns = common::namespace(&client, "openstack").await;
+    let resolver = scs_e2e::kube::Resolver::new(client.clone());
+    for o in secrets::objects(&cloud, &secrets::Naming::scs("gx"), &ns, None) {
+        let (av, kind, name) = (
+            o["apiVersion"].as_str().unwrap(),
+            o["kind"].as_str().unwrap(),
+            o["metadata"]["name"].as_str().unwrap(),
+        );
+        let api: Api<DynamicObject> = resolver.api(av, kind, &ns).await.unwrap();
+        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&o))
+            .await
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+    }
+    let crs = resolver
+        .api("addons.cluster.x-k8s.io/v1beta1", "ClusterResourceSet", &ns)
+        .await
+        .unwrap();
+    let got = crs.get("crs-gx-secret").await.unwrap();
+    assert_eq!(got.data["spec"]["clusterSelector"]["matchLabels"]["managed-secret"], "cloud-config");
+    lab.stop().await.unwrap();
+}

@@ -130,7 +130,8 @@ impl MachineLock {
     /// Waits for the lock, then checks the fixed ports are free (a detached lab holds them
     /// without holding the lock).
     pub async fn acquire() -> Result<MachineLock, LabError> {
-        let path = crate::config::cache_root().join("lab-cluster-api.lock");
+        // In /tmp, not the cache: the ports are the machine's, whatever cache a run uses.
+        let path = PathBuf::from("/tmp/scs-e2e-cluster-api.lock");
         let f = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             use std::os::fd::AsRawFd;
             std::fs::create_dir_all(path.parent().unwrap())?;

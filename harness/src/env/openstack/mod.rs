@@ -1,4 +1,5 @@
 //! `--env openstack`: Cluster API's OpenStack provider against an SCS OpenStack cloud. So far:
-//! the credentials (clouds.yaml / secure.yaml) the environment reads.
+//! the credentials (clouds.yaml / secure.yaml) and the objects openstack-csp-helper would create.
 
 pub mod clouds;
+pub mod secrets;
