@@ -72,6 +72,21 @@ pub enum Cmd {
         #[command(subcommand)]
         command: ReportCmd,
     },
+    /// Re-run a report's failed scenarios with the suite content it recorded, keeping the
+    /// environment (`--delete never`) so you can look at it.
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReproduceArgs {
+    /// The run's results.json.
+    pub results: PathBuf,
+    /// Only this scenario (`name` or `suite.scenario`; repeatable; any outcome). Default: every
+    /// failed or errored scenario.
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -282,6 +297,7 @@ async fn dispatch(cli: Cli) -> Result<i32, Fatal> {
 async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
     match command {
         Cmd::Run(args) => run(args, v).await,
+        Cmd::Reproduce(args) => reproduce(args, v).await,
         Cmd::List { select, json } => {
             let (_, plan) = plan_from(&select)?;
             print_plan(&plan, json, false);
@@ -422,6 +438,90 @@ fn validate(files: &[PathBuf]) -> Result<Exit, Fatal> {
 
 async fn run(args: RunArgs, v: Verbosity) -> Result<Exit, Fatal> {
     let (settings, plan) = plan_from(&args.select)?;
+    run_plan(args, settings, plan, v).await
+}
+
+/// `reproduce`: the scenarios to re-run, their suites as recorded, and a plan of just those.
+async fn reproduce(args: ReproduceArgs, v: Verbosity) -> Result<Exit, Fatal> {
+    use sha2::Digest;
+    let report = crate::report::json::read(&args.results).map_err(Fatal::usage)?;
+    let ids: Vec<String> = if args.scenarios.is_empty() {
+        report
+            .scenarios
+            .iter()
+            .filter(|s| matches!(s.status, crate::report::Status::Failed | crate::report::Status::Error))
+            .map(|s| format!("{}.{}", s.suite, s.name))
+            .collect()
+    } else {
+        let mut ids = Vec::new();
+        for want in &args.scenarios {
+            let found: Vec<String> = report
+                .scenarios
+                .iter()
+                .filter(|s| s.name == *want || format!("{}.{}", s.suite, s.name) == *want)
+                .map(|s| format!("{}.{}", s.suite, s.name))
+                .collect();
+            if found.is_empty() {
+                let known: Vec<String> = report.scenarios.iter().map(|s| format!("{}.{}", s.suite, s.name)).collect();
+                return Err(Fatal::usage(anyhow::anyhow!(
+                    "{}: no scenario `{want}` (it has {})",
+                    args.results.display(),
+                    known.join(", ")
+                )));
+            }
+            ids.extend(found);
+        }
+        ids
+    };
+    if ids.is_empty() {
+        eprintln!("{}: nothing failed, nothing to reproduce", args.results.display());
+        return Ok(Exit::Passed);
+    }
+    let mut suites = Vec::new();
+    for rec in report
+        .suites
+        .iter()
+        .filter(|r| ids.iter().any(|id| id.starts_with(&format!("{}.", r.name))))
+    {
+        let path = PathBuf::from(&rec.file);
+        let dir = path
+            .parent()
+            .filter(|d| d.is_dir())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+        let now = std::fs::read(&path).ok().map(|b| format!("{:x}", sha2::Sha256::digest(&b)));
+        if now.as_deref() != Some(rec.sha256.as_str()) {
+            eprintln!(
+                "suite {}: {} {} since the run; using the content the report recorded",
+                rec.name,
+                rec.file,
+                if now.is_some() { "changed" } else { "is gone" }
+            );
+        }
+        suites.push(loader::load_suite_str(&rec.content, &rec.file, dir).map_err(Fatal::usage)?);
+    }
+    let settings = Settings::from_file(args.run.select.config.as_deref()).map_err(Fatal::usage)?;
+    let focus = format!("^({})$", ids.iter().map(|i| regex::escape(i)).collect::<Vec<_>>().join("|"));
+    let filters = Filters::parse(Some(&focus), None, None).map_err(Fatal::usage)?;
+    let plan = build_plan(suites, &settings, &filters).map_err(Fatal::usage)?;
+    eprintln!(
+        "reproducing {} scenario(s) of run {}: {}",
+        plan.scenarios.len(),
+        report.run_id,
+        ids.join(", ")
+    );
+    let mut run = args.run;
+    if run.env.is_none() {
+        run.env = report.environment.parse::<EnvKind>().ok();
+    }
+    run.delete = run.delete.or(Some(DeletePolicy::Never));
+    if run.artifacts.is_none() {
+        run.artifacts = Some(args.results.parent().unwrap_or(Path::new(".")).join("reproduce"));
+    }
+    run_plan(run, settings, plan, v).await
+}
+
+async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -> Result<Exit, Fatal> {
     let file = settings.file.clone();
     let f = file.as_ref();
     let env_kind = args.env.or(f.and_then(|c| c.env)).unwrap_or(EnvKind::Lab);

@@ -584,3 +584,47 @@ fn a_failed_lab_run_keeps_the_lab_logs_in_the_artifacts() {
     }
     assert_eq!(results(&art).phases[1].status, Status::Passed, "--delete always removed the lab");
 }
+
+/// A scenario that fails once (its marker file is missing) is re-run by `reproduce` from the
+/// recorded suite content, even after the suite file changed; the passing one is not re-run.
+#[test]
+fn reproduce_reruns_only_the_failed_scenarios_from_the_recorded_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let suite = write_suite(
+        dir.path(),
+        "flaky",
+        "  - name: steady\n    steps: [{command: {argv: [\"true\"]}}]\n  - name: once-${n}\n    matrix: {n: [a]}\n    steps:\n      - command: {script: 'if [ -e \"$FLAKY_MARKER\" ]; then exit 0; fi; touch \"$FLAKY_MARKER\"; exit 1'}\n",
+    );
+    let first = dir.path().join("first");
+    let (code, _, err) = run_out(on_lab(&suite, &first, &[]).env("FLAKY_MARKER", &marker));
+    assert_eq!(code, 1, "{err}");
+    // The suite file changes after the run: reproduce must use what the report recorded.
+    std::fs::write(&suite, "not a suite any more").unwrap();
+
+    let again = dir.path().join("again");
+    let mut c = scs(&["reproduce"]);
+    c.arg(first.join("results.json"))
+        .arg("--artifacts")
+        .arg(&again)
+        .env("KUBECONFIG", lab().kubeconfig())
+        .env("FLAKY_MARKER", &marker);
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("reproducing 1 scenario(s)") && err.contains("flaky.once-a"), "{err}");
+    assert!(
+        err.contains("changed since the run; using the content the report recorded"),
+        "{err}"
+    );
+    let r = results(&again);
+    assert_eq!(r.environment, "kubeconfig");
+    let names: Vec<&str> = r.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["once-a"]);
+    assert_eq!(r.scenarios[0].status, Status::Passed);
+
+    let mut c = scs(&["reproduce"]);
+    c.arg(first.join("results.json")).arg("--scenario").arg("nope");
+    let (code, _, err) = run_out(&mut c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no scenario `nope` (it has flaky.steady, flaky.once-a)"), "{err}");
+}
