@@ -2,4 +2,5 @@
 //! the credentials (clouds.yaml / secure.yaml) and the objects openstack-csp-helper would create.
 
 pub mod clouds;
+pub mod identity;
 pub mod secrets;

@@ -1,0 +1,340 @@
+//! Keystone v3: authenticate with a password or an application credential, keep the token
+//! fresh, and find service endpoints in the catalog.
+//!
+//! Our own small client on reqwest rather than `openstack_sdk`: the harness needs auth, the
+//! catalog and a handful of list/delete calls; this keeps the dependency tree (and build time on
+//! 2 cores) small, and the secret handling in one reviewed place. Errors carry Keystone's status
+//! and message, never a credential.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::clouds::{AuthKind, Cloud};
+
+/// Re-authenticate this long before the token expires.
+const REFRESH_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cloud `{cloud}`: cannot reach Keystone at {url}: {detail}")]
+    Unreachable { cloud: String, url: String, detail: String },
+    #[error("cloud `{cloud}`: Keystone refused the {kind} login ({status}): {message}")]
+    Refused {
+        cloud: String,
+        kind: String,
+        status: u16,
+        message: String,
+    },
+    #[error("cloud `{cloud}`: Keystone answered without a token ({detail})")]
+    Malformed { cloud: String, detail: String },
+    #[error("cloud `{cloud}`: the catalog has no {service} endpoint (interface {interface}{region}); it has: {available}")]
+    NoEndpoint {
+        cloud: String,
+        service: String,
+        interface: String,
+        region: String,
+        available: String,
+    },
+    #[error("cloud `{cloud}`: {detail}")]
+    Tls { cloud: String, detail: String },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct CatalogEntry {
+    #[serde(rename = "type")]
+    pub service_type: String,
+    #[serde(default)]
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Endpoint {
+    pub interface: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub region_id: Option<String>,
+    pub url: String,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: TokenInfo,
+}
+
+#[derive(Deserialize)]
+struct TokenInfo {
+    expires_at: DateTime<Utc>,
+    #[serde(default)]
+    catalog: Vec<CatalogEntry>,
+    #[serde(default)]
+    project: Option<Value>,
+    #[serde(default)]
+    user: Option<Value>,
+}
+
+struct Token {
+    value: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// An authenticated session with one cloud.
+pub struct Session {
+    cloud: Cloud,
+    http: reqwest::Client,
+    token: Mutex<Token>,
+    pub catalog: Vec<CatalogEntry>,
+    /// The project the token is scoped to, if any.
+    pub project_id: Option<String>,
+    /// The user the token belongs to.
+    pub user_id: Option<String>,
+    /// How many logins this session made (tests and logs: re-auth is visible).
+    logins: std::sync::atomic::AtomicUsize,
+}
+
+/// `auth_url` with `/v3` (clouds.yaml often gives the bare Keystone root).
+pub fn identity_url(auth_url: &str) -> String {
+    let u = auth_url.trim_end_matches('/');
+    if u.ends_with("/v3") { u.to_string() } else { format!("{u}/v3") }
+}
+
+/// The `auth` body for Keystone's POST /v3/auth/tokens.
+pub fn auth_body(cloud: &Cloud) -> Value {
+    let a = &cloud.auth;
+    let domain = |name: &Option<String>, id: &Option<String>| match (id, name) {
+        (Some(id), _) => json!({"id": id}),
+        (None, Some(n)) => json!({"name": n}),
+        (None, None) => json!({"id": "default"}),
+    };
+    match cloud.kind {
+        AuthKind::ApplicationCredential => {
+            let cred = match (&a.application_credential_id, &a.application_credential_name) {
+                (Some(id), _) => json!({"id": id, "secret": a.application_credential_secret}),
+                (None, name) => json!({
+                    "name": name,
+                    "secret": a.application_credential_secret,
+                    "user": match &a.user_id {
+                        Some(id) => json!({"id": id}),
+                        None => json!({"name": a.username, "domain": domain(&a.user_domain_name, &a.user_domain_id)}),
+                    },
+                }),
+            };
+            // Application credentials carry their own project scope.
+            json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": cred}}})
+        }
+        AuthKind::Password => {
+            let user = match &a.user_id {
+                Some(id) => json!({"id": id, "password": a.password}),
+                None => json!({"name": a.username, "password": a.password, "domain": domain(&a.user_domain_name, &a.user_domain_id)}),
+            };
+            let mut body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}});
+            let project = match (&a.project_id, &a.project_name) {
+                (Some(id), _) => Some(json!({"id": id})),
+                (None, Some(n)) => Some(json!({"name": n, "domain": domain(&a.project_domain_name, &a.project_domain_id)})),
+                (None, None) => None,
+            };
+            if let Some(p) = project {
+                body["auth"]["scope"] = json!({"project": p});
+            }
+            body
+        }
+    }
+}
+
+/// An HTTP client honouring the cloud's `cacert` and `verify: false`.
+pub fn http_client(cloud: &Cloud) -> Result<reqwest::Client, IdentityError> {
+    let tls = |detail: String| IdentityError::Tls {
+        cloud: cloud.name.clone(),
+        detail,
+    };
+    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(ca) = &cloud.cacert {
+        let pem = std::fs::read(ca).map_err(|e| tls(format!("cacert {}: {e}", ca.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| tls(format!("cacert {}: not a PEM certificate: {e}", ca.display())))?;
+        b = b.add_root_certificate(cert);
+    }
+    if !cloud.verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| tls(e.to_string()))
+}
+
+impl Session {
+    pub async fn login(cloud: &Cloud) -> Result<Session, IdentityError> {
+        let http = http_client(cloud)?;
+        let (token, info) = Self::authenticate(cloud, &http).await?;
+        Ok(Session {
+            cloud: cloud.clone(),
+            http,
+            token: Mutex::new(token),
+            catalog: info.catalog,
+            project_id: info.project.and_then(|p| p.get("id")?.as_str().map(String::from)),
+            user_id: info.user.and_then(|u| u.get("id")?.as_str().map(String::from)),
+            logins: std::sync::atomic::AtomicUsize::new(1),
+        })
+    }
+
+    async fn authenticate(cloud: &Cloud, http: &reqwest::Client) -> Result<(Token, TokenInfo), IdentityError> {
+        let url = format!("{}/auth/tokens", identity_url(&cloud.auth.auth_url));
+        let r = http
+            .post(&url)
+            .json(&auth_body(cloud))
+            .send()
+            .await
+            .map_err(|e| IdentityError::Unreachable {
+                cloud: cloud.name.clone(),
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        let status = r.status();
+        let token = r.headers().get("x-subject-token").and_then(|v| v.to_str().ok()).map(String::from);
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(IdentityError::Refused {
+                cloud: cloud.name.clone(),
+                kind: match cloud.kind {
+                    AuthKind::Password => "password".into(),
+                    AuthKind::ApplicationCredential => "application credential".into(),
+                },
+                status: status.as_u16(),
+                message: body.pointer("/error/message").and_then(Value::as_str).unwrap_or("").to_string(),
+            });
+        }
+        let malformed = |detail: &str| IdentityError::Malformed {
+            cloud: cloud.name.clone(),
+            detail: detail.into(),
+        };
+        let value = token.ok_or_else(|| malformed("no X-Subject-Token header"))?;
+        let info: TokenBody = serde_json::from_value(body).map_err(|e| malformed(&e.to_string()))?;
+        Ok((
+            Token {
+                value,
+                expires_at: info.token.expires_at,
+            },
+            info.token,
+        ))
+    }
+
+    /// A valid token: re-authenticates when the current one is (nearly) expired.
+    pub async fn token(&self) -> Result<String, IdentityError> {
+        let mut t = self.token.lock().await;
+        if t.expires_at - Utc::now() < REFRESH_MARGIN {
+            *t = Self::authenticate(&self.cloud, &self.http).await?.0;
+            self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(t.value.clone())
+    }
+
+    /// Drops the token (a service answered 401): the next call logs in again.
+    pub async fn invalidate(&self) {
+        self.token.lock().await.expires_at = DateTime::<Utc>::MIN_UTC;
+    }
+
+    pub fn logins(&self) -> usize {
+        self.logins.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// GET a service URL with the token; on 401 logs in once more and retries.
+    pub async fn get(&self, url: &str) -> Result<reqwest::Response, IdentityError> {
+        self.send(reqwest::Method::GET, url, None).await
+    }
+
+    /// A request with the token (and a JSON body); on 401 logs in once more and retries.
+    pub async fn send(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<reqwest::Response, IdentityError> {
+        for attempt in 0..2 {
+            let token = self.token().await?;
+            let mut req = self.http.request(method.clone(), url).header("X-Auth-Token", token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let r = req.send().await.map_err(|e| IdentityError::Unreachable {
+                cloud: self.cloud.name.clone(),
+                url: url.to_string(),
+                detail: e.to_string(),
+            })?;
+            if r.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+                self.invalidate().await;
+                continue;
+            }
+            return Ok(r);
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// The current token's value (to revoke it in tests, or hand to a CLI).
+    pub async fn current_token(&self) -> String {
+        self.token.lock().await.value.clone()
+    }
+
+    /// The endpoint of a service type for the cloud's interface (default public) and region.
+    pub fn endpoint(&self, service_type: &str) -> Result<String, IdentityError> {
+        let interface = self.cloud.interface.clone().unwrap_or_else(|| "public".into());
+        let region = self.cloud.region.clone();
+        let found = self
+            .catalog
+            .iter()
+            .filter(|e| e.service_type == service_type)
+            .flat_map(|e| &e.endpoints)
+            .find(|ep| {
+                ep.interface == interface
+                    && region
+                        .as_ref()
+                        .is_none_or(|r| ep.region.as_ref() == Some(r) || ep.region_id.as_ref() == Some(r))
+            });
+        match found {
+            Some(ep) => Ok(ep.url.trim_end_matches('/').to_string()),
+            None => Err(IdentityError::NoEndpoint {
+                cloud: self.cloud.name.clone(),
+                service: service_type.into(),
+                interface,
+                region: region.map(|r| format!(", region {r}")).unwrap_or_default(),
+                available: self.catalog.iter().map(|e| e.service_type.clone()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::clouds::{Lookup, load};
+    use super::*;
+
+    fn cloud(text: &str) -> Cloud {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("clouds.yaml"), text).unwrap();
+        load(&Lookup {
+            cwd: d.path().to_path_buf(),
+            etc: d.path().join("none"),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn auth_bodies_follow_keystone_v3() {
+        let pw = cloud(
+            "clouds:\n  c:\n    auth: {auth_url: 'http://k:5000', username: u, password: p, project_name: pr, user_domain_name: D1, project_domain_id: d2}\n",
+        );
+        assert_eq!(
+            auth_body(&pw),
+            json!({"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {"name": "u", "password": "p", "domain": {"name": "D1"}}}},
+                "scope": {"project": {"name": "pr", "domain": {"id": "d2"}}}
+            }})
+        );
+        assert_eq!(identity_url(&pw.auth.auth_url), "http://k:5000/v3");
+        assert_eq!(identity_url("http://k:5000/v3/"), "http://k:5000/v3");
+        let ac = cloud(
+            "clouds:\n  c:\n    auth_type: v3applicationcredential\n    auth: {auth_url: 'http://k/identity/v3', application_credential_id: i, application_credential_secret: s}\n",
+        );
+        assert_eq!(
+            auth_body(&ac),
+            json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": {"id": "i", "secret": "s"}}}})
+        );
+    }
+}
