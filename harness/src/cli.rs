@@ -332,6 +332,10 @@ async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
                 &output.join(crate::report::junit::FILE_NAME),
                 crate::report::junit::render(&merged).as_bytes(),
             )?;
+            crate::report::write_atomic(
+                &output.join(crate::report::html::FILE_NAME),
+                crate::report::html::render(&merged).as_bytes(),
+            )?;
             eprintln!("{}", crate::report::console::summary_text(&merged));
             Ok(merged.exit())
         }
@@ -607,7 +611,12 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
     engine::write_reports(&report, &opts)?;
     drop(env);
     eprintln!("{}", crate::report::console::summary_text(&report));
-    eprintln!("reports: {} {}", opts.junit.display(), opts.json.display());
+    eprintln!(
+        "reports: {} {} {}",
+        opts.junit.display(),
+        opts.json.display(),
+        opts.artifacts.join(crate::report::html::FILE_NAME).display()
+    );
     Ok(report.exit())
 }
 

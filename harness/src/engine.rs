@@ -193,6 +193,8 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
 /// Writes JSON and JUnit atomically.
 pub fn write_reports(r: &RunReport, opts: &RunOptions) -> std::io::Result<()> {
     report::write_atomic(&opts.json, report::json::render(r).as_bytes())?;
+    // In the artifacts directory: its links to step logs are relative to it.
+    report::write_atomic(&opts.artifacts.join(report::html::FILE_NAME), report::html::render(r).as_bytes())?;
     report::write_atomic(&opts.junit, report::junit::render(r).as_bytes())
 }
 

@@ -209,3 +209,29 @@ fn reports_are_written_atomically() {
         .collect();
     assert!(leftovers.is_empty(), "no temp files left: {leftovers:?}");
 }
+
+#[test]
+fn the_html_report_is_self_contained_and_shows_every_outcome() {
+    let mut r = sample("run-html", &["lifecycle", "upgrade"]);
+    r.scenarios[1].steps[1].message = Some("<script>alert(1)</script> & more".into());
+    let h = scs_e2e::report::html::render(&r);
+    // No network: nothing is loaded from anywhere, and there is no script at all.
+    for needle in ["<script", "src=", "@import", "url(", "<link"] {
+        assert!(!h.contains(needle), "{needle} in the HTML report");
+    }
+    assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
+    for sc in ["quickstart.lifecycle", "quickstart.upgrade"] {
+        assert!(
+            h.contains(&format!("<td id=\"{sc}\">{sc}</td><td class=\"failed\">failed</td>")),
+            "{sc}"
+        );
+    }
+    // The matrix: a flaky pass, a failure linking its log, a skip.
+    assert!(h.contains("<td class=\"cell passed flaky\""));
+    assert!(h.contains("<a href=\"quickstart/lifecycle/steps/02-wait.log\">2</a>"));
+    assert!(h.contains("<td class=\"cell skipped\""));
+    assert!(h.contains("<h2>Failures</h2>") && h.contains("timed out after 5m: Widget/demo: Ready=False (Pending): not yet"));
+    assert!(h.contains("<th>kubernetes_version</th><td>v1.33.13</td>"));
+    assert_eq!(h.matches("<div class=\"bar\">").count(), 2, "one timeline row per scenario");
+    golden("report.html", &h);
+}

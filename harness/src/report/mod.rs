@@ -1,6 +1,7 @@
 //! The results model: one `RunReport` per run, the source of truth every writer renders.
 
 pub mod console;
+pub mod html;
 pub mod json;
 pub mod junit;
 
