@@ -81,9 +81,9 @@ pub fn render(r: &RunReport) -> String {
     }
     h.push_str("</tr>\n");
     for p in &r.phases {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td>environment.{}</td><td class=\"{}\">{}</td><td>{:.1} s</td><td colspan=\"{width}\">{}</td></tr>\n",
+            "<tr><td>environment.{}</td><td class=\"{}\">{}</td><td>{:.1} s</td><td colspan=\"{width}\">{}</td></tr>",
             esc(&p.name),
             class(p.status),
             class(p.status),
@@ -165,13 +165,13 @@ pub fn render(r: &RunReport) -> String {
                 esc(st.message.as_deref().unwrap_or(""))
             );
             if let Some(d) = &st.details {
-                let _ = write!(h, "<pre>{}</pre>\n", esc(d));
+                let _ = writeln!(h, "<pre>{}</pre>", esc(d));
             }
             if let Some(t) = &st.log_tail {
-                let _ = write!(h, "<pre>{}</pre>\n", esc(t));
+                let _ = writeln!(h, "<pre>{}</pre>", esc(t));
             }
             for c in &sc.collected {
-                let _ = write!(h, "<p>collected: <a href=\"{}\">{}</a></p>\n", esc(&c.path), esc(&c.collector));
+                let _ = writeln!(h, "<p>collected: <a href=\"{}\">{}</a></p>", esc(&c.path), esc(&c.collector));
             }
         }
     }
