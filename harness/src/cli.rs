@@ -243,6 +243,7 @@ pub struct RunArgs {
 }
 
 pub fn main() -> i32 {
+    crate::redact::add_from_env();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -635,6 +636,16 @@ fn check_kubeconfig(p: &Path) -> anyhow::Result<()> {
             e.to_string().lines().next().unwrap_or("")
         )
     })?;
+    // Its tokens and passwords must never show up in what a run writes.
+    if let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(&text) {
+        for u in v.get("users").and_then(|u| u.as_array()).into_iter().flatten() {
+            for k in ["token", "password"] {
+                if let Some(s) = u.pointer(&format!("/user/{k}")).and_then(|s| s.as_str()) {
+                    crate::redact::add(s);
+                }
+            }
+        }
+    }
     Ok(())
 }
 

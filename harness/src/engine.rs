@@ -192,6 +192,19 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
 
 /// Writes JSON and JUnit atomically.
 pub fn write_reports(r: &RunReport, opts: &RunOptions) -> std::io::Result<()> {
+    // Whatever text reached the model (phase errors, collector summaries), masked once more.
+    let mut r = r.clone();
+    let steps = r.phases.iter_mut().chain(r.scenarios.iter_mut().flat_map(|s| s.steps.iter_mut()));
+    for st in steps {
+        crate::redact::apply_opt(&mut st.message);
+        crate::redact::apply_opt(&mut st.details);
+        crate::redact::apply_opt(&mut st.log_tail);
+        for a in &mut st.attempts {
+            crate::redact::apply_opt(&mut a.message);
+            crate::redact::apply_opt(&mut a.details);
+        }
+    }
+    let r = &r;
     report::write_atomic(&opts.json, report::json::render(r).as_bytes())?;
     // In the artifacts directory: its links to step logs are relative to it.
     report::write_atomic(&opts.artifacts.join(report::html::FILE_NAME), report::html::render(r).as_bytes())?;
@@ -526,8 +539,12 @@ async fn run_step(
             status,
             started_at: a_started,
             duration_secs: report::secs(at0.elapsed()),
-            message: res.as_ref().err().map(|f| f.message.clone()),
-            details: res.as_ref().err().map(|f| f.details.clone()).filter(|d| !d.is_empty()),
+            message: res.as_ref().err().map(|f| crate::redact::apply(&f.message).into_owned()),
+            details: res
+                .as_ref()
+                .err()
+                .map(|f| crate::redact::apply(&f.details).into_owned())
+                .filter(|d| !d.is_empty()),
         });
         if status == Status::Passed || cancel.is_cancelled() {
             break;

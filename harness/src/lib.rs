@@ -13,6 +13,7 @@ pub mod env;
 pub mod error;
 pub mod kube;
 pub mod process;
+pub mod redact;
 pub mod report;
 pub mod stack;
 pub mod steps;

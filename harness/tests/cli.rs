@@ -628,3 +628,83 @@ fn reproduce_reruns_only_the_failed_scenarios_from_the_recorded_suite() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no scenario `nope` (it has flaky.steady, flaky.once-a)"), "{err}");
 }
+
+/// Canary secrets — GITHUB_TOKEN, an OS_PASSWORD, and the real ServiceAccount token the run
+/// authenticates with — printed by failing and passing steps appear in no file the run writes
+/// and not on the console.
+#[test]
+fn planted_secrets_appear_in_no_report_log_or_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = assets().path("kubectl");
+    let lab_kc = lab().kubeconfig();
+    let sa = format!("canary-{}", std::process::id());
+    let k = |args: &[&str]| -> String {
+        let o = Command::new(&kubectl).arg("--kubeconfig").arg(&lab_kc).args(args).output().unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    k(&["-n", "default", "create", "serviceaccount", &sa]);
+    k(&[
+        "create",
+        "clusterrolebinding",
+        &sa,
+        "--clusterrole=cluster-admin",
+        &format!("--serviceaccount=default:{sa}"),
+    ]);
+    let token = k(&["-n", "default", "create", "token", &sa]);
+    let admin: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&lab_kc).unwrap()).unwrap();
+    let kc = dir.path().join("token.kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster: {{server: {}, certificate-authority-data: {}}}\nusers:\n- name: sa\n  user: {{token: {token}}}\ncontexts:\n- name: sa\n  context: {{cluster: lab, user: sa}}\ncurrent-context: sa\n",
+            admin["clusters"][0]["cluster"]["server"].as_str().unwrap(),
+            admin["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "leaky",
+        "  - name: prints-and-passes\n    steps:\n      - command: {script: 'echo \"gh=$GITHUB_TOKEN os=$OS_PASSWORD\"; kubectl config view --raw --minify | grep token'}\n  - name: prints-and-fails\n    steps:\n      - command: {script: 'echo \"gh=$GITHUB_TOKEN\"; echo \"os=$OS_PASSWORD\" >&2; exit 3'}\n    onFailure:\n      - command: {script: 'echo collected $GITHUB_TOKEN'}\n",
+    );
+    let art = dir.path().join("out");
+    let mut c = scs(&["run", "--env", "kubeconfig", "--kubeconfig"]);
+    c.arg(&kc)
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--artifacts")
+        .arg(&art)
+        .env("GITHUB_TOKEN", "ghp_canaryGithubToken0123456789")
+        .env("OS_PASSWORD", "canary-os-password-4d2c")
+        .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]));
+    let (code, out, err) = run_out(&mut c);
+    assert_eq!(code, 1, "{err}");
+    let canaries = ["ghp_canaryGithubToken0123456789", "canary-os-password-4d2c", token.as_str()];
+    let mut files = 0;
+    let mut stack = vec![art.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            files += 1;
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            for c in canaries {
+                assert!(!text.contains(c), "{} holds a secret", p.display());
+            }
+        }
+    }
+    assert!(files >= 6, "reports and step logs were written ({files} files)");
+    for c in canaries {
+        assert!(!out.contains(c) && !err.contains(c), "the console shows a secret");
+    }
+    // The steps did print them: masked, not dropped.
+    let steps = art.join("leaky/prints-and-passes/steps");
+    let first = std::fs::read_dir(&steps).unwrap().flatten().next().unwrap().path();
+    let log = std::fs::read_to_string(first).unwrap();
+    assert!(log.contains("gh=*** os=***"), "{log}");
+    k(&["delete", "clusterrolebinding", &sa]);
+}

@@ -94,6 +94,10 @@ pub struct StepLog(Arc<Mutex<Vec<String>>>);
 impl StepLog {
     pub fn line(&self, s: impl Into<String>) {
         let s = s.into();
+        let s = match crate::redact::apply(&s) {
+            std::borrow::Cow::Owned(o) => o,
+            std::borrow::Cow::Borrowed(_) => s,
+        };
         tracing::debug!(target: "scs_e2e::step", "{s}");
         self.0.lock().unwrap().push(s);
     }

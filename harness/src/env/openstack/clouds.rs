@@ -301,6 +301,9 @@ pub fn load(l: &Lookup) -> Result<Cloud, CloudsError> {
             });
         }
     }
+    for secret in [&e.auth.password, &e.auth.application_credential_secret].into_iter().flatten() {
+        crate::redact::add(secret);
+    }
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Cloud {
         name,
