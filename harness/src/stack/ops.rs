@@ -26,7 +26,8 @@ pub async fn api(ctx: &StepCtx, api_version: &str, kind: &str) -> Result<Api<Dyn
     })
 }
 
-fn str_at<'a>(o: &'a DynamicObject, ptr: &str) -> Option<&'a str> {
+/// A string field of an object, by JSON pointer.
+pub fn str_at<'a>(o: &'a DynamicObject, ptr: &str) -> Option<&'a str> {
     o.data.pointer(ptr).and_then(Value::as_str)
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use kube::api::{Patch, PatchParams};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Operation, StepCtx, StepFailure};
 use crate::stack::{AddonWait, CAPI_GROUP_VERSION, ops, parse_class_name, validate_version};
@@ -59,12 +59,7 @@ impl Operation for UpgradeCluster {
             .get_opt(&name)
             .await?
             .ok_or_else(|| StepFailure::error(format!("Cluster {name} does not exist")))?;
-        let class = cluster
-            .data
-            .pointer("/spec/topology/class")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let class = ops::str_at(&cluster, "/spec/topology/class").unwrap_or_default().to_string();
         let (current, current_version) = parse_class_name(&class).ok_or_else(|| {
             StepFailure::error(format!("Cluster {name} uses ClusterClass {class:?}, which is not named like a cluster stack's (<provider>-<name>-<major>-<minor>-<version>)"))
         })?;

@@ -44,11 +44,7 @@ impl Operation for WaitCluster {
         ctx.log
             .line(format!("Cluster {name} ready; its kubeconfig is ${{CLUSTER_KUBECONFIG}}"));
         if self.addons != AddonWait::Skip {
-            let class = cluster
-                .data
-                .pointer("/spec/topology/class")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
+            let class = ops::str_at(&cluster, "/spec/topology/class").unwrap_or_default();
             ops::wait_addon(ctx, &name, class, self.addons).await?;
             if self.addons == AddonWait::Ready {
                 ctx.log.line(format!("ClusterAddon cluster-addon-{name} ready for {class}"));
