@@ -151,6 +151,17 @@ where
     wait_until_ticking(api, target, deadline, None, check).await
 }
 
+/// Watches a CustomResourceDefinition until its `Established` condition is True.
+pub async fn wait_crd_established(api: Api<DynamicObject>, name: &str, deadline: Instant) -> Result<(), WaitError> {
+    wait_until(api, &Target::Name(name.to_string()), deadline, |objs| match objs.get(name) {
+        Some(o) if conditions(o).iter().any(|c| c.type_ == "Established" && c.status == "True") => Verdict::Done,
+        Some(o) => Verdict::Pending(format!("CRD {name}: {}", describe_conditions(o))),
+        None => Verdict::Pending(format!("CRD {name} not found")),
+    })
+    .await
+    .map(|_| ())
+}
+
 /// [`wait_until`], also re-checking every `tick` without events, for checks that depend on how
 /// long a state has lasted (an object that stays in an error state never changes again).
 pub async fn wait_until_ticking<F>(

@@ -158,3 +158,39 @@ pub fn path_with(extra: &[std::path::PathBuf]) -> std::ffi::OsString {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::join_paths(extra.iter().cloned().chain(std::env::split_paths(&path))).unwrap_or(path)
 }
+
+/// An exclusive `flock` on a file, released when dropped (a build in progress, a port range in use).
+pub struct FileLock(std::fs::File);
+
+impl FileLock {
+    fn open(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)
+    }
+
+    fn flock(f: &std::fs::File, op: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own.
+        unsafe { libc::flock(f.as_raw_fd(), op) == 0 }
+    }
+
+    /// Blocks until the lock is ours.
+    pub fn acquire(path: &std::path::Path) -> std::io::Result<FileLock> {
+        let f = Self::open(path)?;
+        if !Self::flock(&f, libc::LOCK_EX) {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(FileLock(f))
+    }
+
+    /// The lock if nobody holds it, else `None`.
+    pub fn try_acquire(path: &std::path::Path) -> std::io::Result<Option<FileLock>> {
+        let f = Self::open(path)?;
+        Ok(Self::flock(&f, libc::LOCK_EX | libc::LOCK_NB).then_some(FileLock(f)))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        Self::flock(&self.0, libc::LOCK_UN);
+    }
+}

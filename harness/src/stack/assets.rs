@@ -114,7 +114,7 @@ pub fn build_release(source: &Path, id: &StackId, version: &str, release_dir: &P
     for (chart, chart_version) in [("cluster-class", version), ("cluster-addon", release.cluster_addon.as_str())] {
         let from = charts.join(chart);
         let to = work.join("src").join(chart);
-        copy_dir(&from, &to).with_context(|| format!("copying the chart {}", from.display()))?;
+        crate::env::copy_tree(&from, &to).with_context(|| format!("copying the chart {}", from.display()))?;
         let expected = format!("{prefix}-{chart}");
         set_chart_version(&to.join("Chart.yaml"), &from.join("Chart.yaml"), &expected, chart_version)?;
         let out = duct::cmd(helm, ["package", &to.display().to_string(), "-d", &work.display().to_string()])
@@ -189,20 +189,6 @@ fn set_chart_version(path: &Path, origin: &Path, expected_name: &str, version: &
         out.push_str(&format!("version: {version}\n"));
     }
     std::fs::write(path, out)?;
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let target = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), &target)?;
-        }
-    }
     Ok(())
 }
 

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Operation, StepCtx, StepFailure, exactly_one};
-use crate::kube::{Target, Verdict, conditions, wait_until};
 
 pub const FIELD_MANAGER: &str = "scs-e2e";
 
@@ -203,13 +202,9 @@ async fn wait_established(ctx: &StepCtx, crds: &[DynamicObject]) -> Result<(), S
     for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
         let api = ctx.resolver.api("apiextensions.k8s.io/v1", "CustomResourceDefinition", "").await?;
-        wait_until(api, &Target::Name(name.clone()), ctx.deadline, |objs| match objs.get(&name) {
-            Some(o) if conditions(o).iter().any(|c| c.type_ == "Established" && c.status == "True") => Verdict::Done,
-            Some(o) => Verdict::Pending(format!("CRD {name}: {}", crate::kube::describe_conditions(o))),
-            None => Verdict::Pending(format!("CRD {name} not found")),
-        })
-        .await
-        .map_err(|e| StepFailure::error(format!("CRD {name} never became Established: {e}")))?;
+        crate::kube::wait_crd_established(api, &name, ctx.deadline)
+            .await
+            .map_err(|e| StepFailure::error(format!("CRD {name} never became Established: {e}")))?;
         let kind = crd.data.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default();
         let group = crd.data.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
         for v in crd.data.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten() {

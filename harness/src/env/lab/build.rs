@@ -376,7 +376,7 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
     }
     std::fs::create_dir_all(&assets.bin_dir)?;
     // One builder at a time (parallel tests, two terminals): the others wait, then find the binaries.
-    let _lock = InstallLock::acquire(&assets.bin_dir.join(".install.lock"))?;
+    let _lock = crate::process::FileLock::acquire(&assets.bin_dir.join(".install.lock"))?;
     let missing = assets.missing();
     if missing.is_empty() {
         return Ok(Vec::new());
@@ -405,29 +405,6 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
     }
     progress.finish();
     Ok(built)
-}
-
-/// An exclusive `flock` on a file, released when dropped.
-struct InstallLock(std::fs::File);
-
-impl InstallLock {
-    fn acquire(path: &Path) -> std::io::Result<InstallLock> {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-        // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(InstallLock(f))
-    }
-}
-
-impl Drop for InstallLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: unlocking our own descriptor.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 fn ldflags(c: &Component) -> String {
@@ -590,7 +567,7 @@ mod tests {
     fn install_lock_excludes_other_builders_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".install.lock");
-        let held = InstallLock::acquire(&p).unwrap();
+        let held = crate::process::FileLock::acquire(&p).unwrap();
         assert!(!try_lock(&p), "a second builder must wait");
         drop(held);
         assert!(try_lock(&p), "free again after the first builder is done");

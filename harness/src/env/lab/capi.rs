@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 use super::build::Assets;
 use super::pki::Pki;
 use super::{Lab, LabError};
-use crate::kube::{Target, Verdict, conditions, describe_conditions, wait_until};
 
 /// Controllers in start order: webhooks a later controller's objects need come first.
 pub const CONTROLLERS: &[&str] = &["cluster-api", "kubeadm-bootstrap", "kubeadm-control-plane", "capd", "cso"];
@@ -124,27 +123,21 @@ pub fn process_specs(
 }
 
 /// A machine-wide lock: the fixed ports allow one Cluster API lab at a time.
-pub struct MachineLock(#[allow(dead_code)] std::fs::File);
+pub struct MachineLock(#[allow(dead_code)] crate::process::FileLock);
 
 impl MachineLock {
     /// Waits for the lock, then checks the fixed ports are free (a detached lab holds them
     /// without holding the lock).
     pub async fn acquire() -> Result<MachineLock, LabError> {
+        use crate::process::FileLock;
         // In /tmp, not the cache: the ports are the machine's, whatever cache a run uses.
         let path = PathBuf::from("/tmp/scs-e2e-cluster-api.lock");
-        let f = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            use std::os::fd::AsRawFd;
-            std::fs::create_dir_all(path.parent().unwrap())?;
-            let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-            // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed)");
-                // SAFETY: as above, blocking this time.
-                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+        let f = tokio::task::spawn_blocking(move || -> std::io::Result<FileLock> {
+            if let Some(l) = FileLock::try_acquire(&path)? {
+                return Ok(l);
             }
-            Ok(f)
+            tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed)");
+            FileLock::acquire(&path)
         })
         .await
         .map_err(std::io::Error::other)??;
@@ -278,13 +271,9 @@ pub async fn start(lab: &Lab, client: &kube::Client, pki: &Pki) -> Result<(), La
     let deadline = tokio::time::Instant::now() + lab.opts.ready_timeout;
     let crd_api: Api<DynamicObject> = Api::all_with(client.clone(), &crd_ar);
     for n in &names {
-        wait_until(crd_api.clone(), &Target::Name(n.clone()), deadline, |objs| match objs.get(n) {
-            Some(o) if conditions(o).iter().any(|c| c.type_ == "Established" && c.status == "True") => Verdict::Done,
-            Some(o) => Verdict::Pending(format!("CRD {n}: {}", describe_conditions(o))),
-            None => Verdict::Pending(format!("CRD {n} not found")),
-        })
-        .await
-        .map_err(|e| LabError::Manifests(format!("CRD {n} never became Established: {e}")))?;
+        crate::kube::wait_crd_established(crd_api.clone(), n, deadline)
+            .await
+            .map_err(|e| LabError::Manifests(format!("CRD {n} never became Established: {e}")))?;
     }
     for c in CONTROLLERS {
         for doc in webhooks(assets, c, ports[*c].webhook, &ca_b64)? {
