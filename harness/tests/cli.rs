@@ -136,14 +136,28 @@ fn every_attempt_is_recorded_and_a_late_pass_is_flaky() {
     assert_eq!(xml.matches("<flakyFailure").count(), 2, "{xml}");
 }
 
-/// Three scenarios wait for each other: they pass only when all three run at once.
+/// Three scenarios wait for each other: a scenario passes only if at some moment all three were
+/// running at once. Each marks itself alive while its script runs (and removes the mark before it
+/// ends, so a later scenario never counts one that has finished); the first to see three alive
+/// leaves `met` so the others pass even if they look a moment later.
 fn barrier_suite(dir: &Path) -> PathBuf {
     let barrier = dir.join("barrier");
     std::fs::create_dir_all(&barrier).unwrap();
     let body: String = (1..=3)
         .map(|i| {
             format!(
-                "  - name: s{i}\n    steps:\n      - timeout: 8s\n        command:\n          script: |\n            touch {b}/s{i}\n            until [ $(ls {b} | wc -l) -ge 3 ]; do sleep 0.05; done\n",
+                r#"  - name: s{i}
+    steps:
+      - timeout: 20s
+        command:
+          script: |
+            touch {b}/alive-{i}; end=$((SECONDS+5)); rc=1
+            while [ $SECONDS -lt $end ]; do
+              if [ -e {b}/met ] || [ $(ls {b} | grep -c '^alive-') -ge 3 ]; then touch {b}/met; rc=0; break; fi
+              sleep 0.05
+            done
+            rm {b}/alive-{i}; exit $rc
+"#,
                 b = barrier.display()
             )
         })
@@ -161,9 +175,9 @@ fn scenarios_run_concurrently_up_to_parallel() {
     let dir = tempfile::tempdir().unwrap();
     let suite = barrier_suite(dir.path());
     let (code, _, err) = run_out(&mut on_lab(&suite, &dir.path().join("p2"), &["--parallel", "2"]));
-    assert_eq!(code, 1, "with two at a time the first two never see the third: {err}");
+    assert_eq!(code, 1, "with two at a time three are never alive together: {err}");
     let r = results(&dir.path().join("p2"));
-    assert_eq!(r.scenarios.iter().filter(|s| s.status == Status::Failed).count(), 2);
+    assert_eq!(r.scenarios.iter().filter(|s| s.status == Status::Failed).count(), 3);
 }
 
 #[test]
