@@ -4,6 +4,7 @@
 pub mod kind;
 pub mod kubeconfig;
 pub mod lab;
+pub mod mgmt;
 pub mod openstack;
 pub mod unsupported;
 

@@ -49,9 +49,12 @@ static CSO: Module = go_module!("cso");
 
 static HELM: Module = go_module!("helm");
 
+static KIND: Module = go_module!("kind");
+
 pub const CLUSTER_API_VERSION: &str = "v1.10.10";
 pub const CSO_VERSION: &str = "v0.1.0-alpha.7";
 pub const HELM_VERSION: &str = "v3.18.6";
+pub const KIND_VERSION: &str = "v0.29.0";
 
 /// Manifests a controller ships in its Go module: CRDs and webhook configurations, copied into
 /// `<bin>/manifests/<component>/` at install time so the lab never needs Go at start-up.
@@ -172,6 +175,22 @@ pub static COMPONENTS: &[Component] = &[
         name: "helm",
         module: &HELM,
         package: "helm.sh/helm/v3/cmd/helm",
+        kube_version: false,
+        manifests: None,
+    },
+    // Tools `--env kind|openstack` drive; here the tests run them for their command lines, error
+    // paths and (clusterctl) a real `init` against the lab.
+    Component {
+        name: "clusterctl",
+        module: &CAPI,
+        package: "sigs.k8s.io/cluster-api/cmd/clusterctl",
+        kube_version: false,
+        manifests: None,
+    },
+    Component {
+        name: "kind",
+        module: &KIND,
+        package: "sigs.k8s.io/kind",
         kube_version: false,
         manifests: None,
     },
@@ -410,18 +429,27 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
 fn ldflags(c: &Component) -> String {
     let mut f = vec!["-s".to_string(), "-w".to_string()];
     if c.kube_version {
-        let v = KUBERNETES_VERSION;
-        let mut parts = v.trim_start_matches('v').split('.');
-        let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
-        for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
-            f.push(format!("-X {pkg}.gitVersion={v}"));
-            f.push(format!("-X {pkg}.gitMajor={major}"));
-            f.push(format!("-X {pkg}.gitMinor={minor}"));
-            f.push(format!("-X {pkg}.gitTreeState=clean"));
-            f.push(format!("-X {pkg}.buildDate=1970-01-01T00:00:00Z"));
-        }
+        let pkgs = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"];
+        version_flags(&mut f, &pkgs, KUBERNETES_VERSION);
+    }
+    if c.name == "clusterctl" {
+        // `clusterctl version` and its provider-contract checks read these.
+        version_flags(&mut f, &["sigs.k8s.io/cluster-api/version"], CLUSTER_API_VERSION);
     }
     f.join(" ")
+}
+
+/// `-X` flags filling the variables of a Kubernetes-style `version` package.
+fn version_flags(f: &mut Vec<String>, pkgs: &[&str], v: &str) {
+    let mut parts = v.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    for pkg in pkgs {
+        f.push(format!("-X {pkg}.gitVersion={v}"));
+        f.push(format!("-X {pkg}.gitMajor={major}"));
+        f.push(format!("-X {pkg}.gitMinor={minor}"));
+        f.push(format!("-X {pkg}.gitTreeState=clean"));
+        f.push(format!("-X {pkg}.buildDate=1970-01-01T00:00:00Z"));
+    }
 }
 
 fn build_one(go: &Path, c: &Component, module_dir: &Path, bin_dir: &Path, src: &Path) -> Result<(), BuildError> {

@@ -1,0 +1,555 @@
+//! Turning a Kubernetes cluster into a Cluster Stacks management cluster, as `--env kind` and
+//! `--env openstack` do: ORC (OpenStack only), Cluster API via `clusterctl init`, and CSO via
+//! its helm chart; then wait until every provider Deployment is Available (watched, not polled).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::kube::{Target, Verdict, WaitError};
+
+/// Cluster API release `clusterctl init` installs (the one the lab runs, and clusterctl's own).
+pub const CAPI_VERSION: &str = crate::env::lab::build::CLUSTER_API_VERSION;
+/// CAPO release paired with Cluster API v1.10 (CAPO v0.12 implements contract v1beta1 for CAPI
+/// v1.9/v1.10).
+pub const CAPO_VERSION: &str = "v0.12.1";
+/// ORC, which CAPO v0.12 needs for images (and the scs2 stacks use for node images).
+pub const ORC_VERSION: &str = "v2.2.0";
+pub const CSO_CHART: &str = "oci://registry.scs.community/cluster-stacks/cso";
+/// Where the SCS stacks' release assets are published (CSO's `clusterStackVariables`).
+pub const CSO_OCI_REPOSITORY: &str = "registry.scs.community/kaas/cluster-stacks";
+/// CSO's hook server certificate is issued for this namespace, and the release name must
+/// contain `cso`: both are hard-coded upstream.
+pub const CSO_NAMESPACE: &str = "cso-system";
+pub const CSO_RELEASE: &str = "cso";
+/// In the kind node, the host's release directory is mounted here (see `kind::KindCluster`).
+pub const NODE_RELEASE_DIR: &str = "/cso-releases";
+
+pub fn orc_manifest_url(version: &str) -> String {
+    format!("https://github.com/k-orc/openstack-resource-controller/releases/download/{version}/install.yaml")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Infrastructure {
+    /// CAPD (kind on Docker).
+    Docker,
+    /// CAPO, with ORC installed first.
+    OpenStack,
+}
+
+/// What to install and how; every field has a pinned default.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub infrastructure: Infrastructure,
+    pub capi_version: String,
+    pub capo_version: String,
+    /// A clusterctl config file (mirrors, or a local provider repository for air-gapped sites).
+    pub clusterctl_config: Option<PathBuf>,
+    /// ORC's install manifest, a file or URL (OpenStack only).
+    pub orc_manifest: String,
+    pub cso: Cso,
+    /// How long the provider Deployments may take to become Available.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Cso {
+    /// OCI reference, chart directory or `.tgz`.
+    pub chart: String,
+    /// Chart version (OCI charts only; a local chart is what it is).
+    pub version: Option<String>,
+    pub oci_repository: String,
+    /// Extra values files for the chart.
+    pub values: Vec<PathBuf>,
+    /// Run CSO in local mode, reading release assets from this directory inside the node
+    /// (a hostPath), so an unreleased stack can be tested.
+    pub local_release_dir: Option<String>,
+}
+
+impl Spec {
+    pub fn new(infrastructure: Infrastructure) -> Spec {
+        Spec {
+            infrastructure,
+            capi_version: CAPI_VERSION.into(),
+            capo_version: CAPO_VERSION.into(),
+            clusterctl_config: None,
+            orc_manifest: orc_manifest_url(ORC_VERSION),
+            cso: Cso {
+                chart: CSO_CHART.into(),
+                version: None,
+                oci_repository: CSO_OCI_REPOSITORY.into(),
+                values: Vec::new(),
+                local_release_dir: None,
+            },
+            timeout: Duration::from_secs(600),
+        }
+    }
+
+    fn infrastructure_provider(&self) -> String {
+        match self.infrastructure {
+            Infrastructure::Docker => format!("docker:{}", self.capi_version),
+            Infrastructure::OpenStack => format!("openstack:{}", self.capo_version),
+        }
+    }
+
+    /// `clusterctl init` with every provider pinned.
+    pub fn clusterctl_init_args(&self, kubeconfig: &Path) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "init".into(),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--core".into(),
+            format!("cluster-api:{}", self.capi_version),
+            "--bootstrap".into(),
+            format!("kubeadm:{}", self.capi_version),
+            "--control-plane".into(),
+            format!("kubeadm:{}", self.capi_version),
+            "--infrastructure".into(),
+            self.infrastructure_provider(),
+        ];
+        if let Some(c) = &self.clusterctl_config {
+            a.push("--config".into());
+            a.push(c.display().to_string());
+        }
+        a
+    }
+
+    /// The feature gates Cluster Stacks need, read by clusterctl's variable substitution in the
+    /// provider components (`${CLUSTER_TOPOLOGY:=false}` and friends).
+    pub fn clusterctl_env(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("CLUSTER_TOPOLOGY", "true"),
+            ("EXP_CLUSTER_RESOURCE_SET", "true"),
+            ("EXP_RUNTIME_SDK", "true"),
+            // clusterctl otherwise asks GitHub for a newer clusterctl (it hangs where there is
+            // no internet, and the pinned version is deliberate).
+            ("CLUSTERCTL_DISABLE_VERSIONCHECK", "true"),
+        ]
+    }
+
+    /// `kubectl apply` of ORC (server-side: its CRDs are too large for the last-applied
+    /// annotation).
+    pub fn orc_apply_args(&self, kubeconfig: &Path) -> Vec<String> {
+        vec![
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "apply".into(),
+            "--server-side".into(),
+            "--force-conflicts".into(),
+            "-f".into(),
+            self.orc_manifest.clone(),
+        ]
+    }
+
+    /// `helm upgrade -i cso -n cso-system --create-namespace CHART ...`.
+    pub fn helm_cso_args(&self, kubeconfig: &Path) -> Vec<String> {
+        let c = &self.cso;
+        let mut a: Vec<String> = vec![
+            "upgrade".into(),
+            "-i".into(),
+            CSO_RELEASE.into(),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "-n".into(),
+            CSO_NAMESPACE.into(),
+            "--create-namespace".into(),
+            c.chart.clone(),
+        ];
+        if let (Some(v), true) = (&c.version, c.chart.starts_with("oci://")) {
+            a.push("--version".into());
+            a.push(v.clone());
+        }
+        a.push("--set".into());
+        a.push(format!("clusterStackVariables.ociRepository={}", c.oci_repository));
+        if self.infrastructure == Infrastructure::OpenStack {
+            // The scs2 stacks create ORC Images from the management cluster through CSO.
+            for (i, verb) in ["create", "delete", "get", "list", "patch", "update", "watch"].iter().enumerate() {
+                a.push("--set".into());
+                a.push(format!("controllerManager.rbac.additionalRules[0].verbs[{i}]={verb}"));
+            }
+            a.push("--set".into());
+            a.push("controllerManager.rbac.additionalRules[0].apiGroups[0]=openstack.k-orc.cloud".into());
+            a.push("--set".into());
+            a.push("controllerManager.rbac.additionalRules[0].resources[0]=images".into());
+        }
+        for v in &c.values {
+            a.push("--values".into());
+            a.push(v.display().to_string());
+        }
+        a
+    }
+
+    /// Namespaces whose Deployments must become Available.
+    pub fn namespaces(&self) -> Vec<&'static str> {
+        let mut n = vec!["capi-system", "capi-kubeadm-bootstrap-system", "capi-kubeadm-control-plane-system"];
+        match self.infrastructure {
+            Infrastructure::Docker => n.push("capd-system"),
+            Infrastructure::OpenStack => {
+                n.push("orc-system");
+                n.push("capo-system");
+            }
+        }
+        n.push(CSO_NAMESPACE);
+        n
+    }
+}
+
+/// A provider for a clusterctl local repository.
+pub struct LocalProvider {
+    /// clusterctl's provider name: `cluster-api`, `kubeadm`, `docker`, `openstack`, ...
+    pub name: String,
+    pub kind: ProviderKind,
+    pub version: String,
+    /// The components YAML (what `kustomize build config/default` gives), with clusterctl's
+    /// `${VAR:=default}` placeholders left in.
+    pub components: String,
+    /// The provider's `metadata.yaml` (release series → contract).
+    pub metadata: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum ProviderKind {
+    Core,
+    Bootstrap,
+    ControlPlane,
+    Infrastructure,
+}
+
+impl ProviderKind {
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ProviderKind::Core => ("CoreProvider", "", "core-components.yaml"),
+            ProviderKind::Bootstrap => ("BootstrapProvider", "bootstrap-", "bootstrap-components.yaml"),
+            ProviderKind::ControlPlane => ("ControlPlaneProvider", "control-plane-", "control-plane-components.yaml"),
+            ProviderKind::Infrastructure => ("InfrastructureProvider", "infrastructure-", "infrastructure-components.yaml"),
+        }
+    }
+}
+
+/// Writes a clusterctl local repository (`<dir>/<label>/<version>/<components>` plus
+/// `metadata.yaml`) and the `clusterctl.yaml` pointing at it; returns that config's path. For
+/// air-gapped sites and for installing providers built from source.
+pub fn write_local_repository(dir: &Path, providers: &[LocalProvider]) -> std::io::Result<PathBuf> {
+    let mut config = String::from("# Generated by scs-e2e: a clusterctl local repository.\nproviders:\n");
+    for p in providers {
+        let (type_, prefix, file) = p.kind.parts();
+        let label = if matches!(p.kind, ProviderKind::Core) {
+            p.name.clone()
+        } else {
+            format!("{prefix}{}", p.name)
+        };
+        let vdir = dir.join(&label).join(&p.version);
+        std::fs::create_dir_all(&vdir)?;
+        std::fs::write(vdir.join(file), &p.components)?;
+        std::fs::write(vdir.join("metadata.yaml"), &p.metadata)?;
+        config.push_str(&format!(
+            "  - name: {}\n    type: {type_}\n    url: {}\n",
+            p.name,
+            serde_json::to_string(&vdir.join(file).display().to_string()).expect("strings serialize")
+        ));
+    }
+    let path = dir.join("clusterctl.yaml");
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+/// The programs `install` runs.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    pub clusterctl: PathBuf,
+    pub helm: PathBuf,
+    pub kubectl: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MgmtError {
+    #[error("`{tool} {args}` {how}; its last output:\n{tail}")]
+    Tool {
+        tool: String,
+        args: String,
+        how: String,
+        tail: String,
+    },
+    #[error(
+        "the management cluster's providers did not become Available within {timeout:?}:\n{details}\nhint: pods that never start usually mean no node can run them (are the nodes Ready? `kubectl get nodes`), or an image that cannot be pulled (`kubectl -n NAMESPACE describe pods`)"
+    )]
+    NotAvailable { timeout: Duration, details: String },
+    #[error("{0}")]
+    Kube(String),
+}
+
+/// Installs everything in order and waits for it. `say` gets progress lines.
+pub async fn install(
+    spec: &Spec,
+    tools: &Tools,
+    kubeconfig: &Path,
+    say: &(dyn Fn(&str) + Sync),
+    cancel: &CancellationToken,
+) -> Result<(), MgmtError> {
+    let deadline = Instant::now() + spec.timeout;
+    if spec.infrastructure == Infrastructure::OpenStack {
+        say(&format!("installing ORC from {}", spec.orc_manifest));
+        run(&tools.kubectl, &spec.orc_apply_args(kubeconfig), &[], deadline, cancel).await?;
+    }
+    say(&format!("clusterctl init --infrastructure {}", spec.infrastructure_provider()));
+    run(
+        &tools.clusterctl,
+        &spec.clusterctl_init_args(kubeconfig),
+        &spec.clusterctl_env(),
+        deadline,
+        cancel,
+    )
+    .await?;
+    let client = crate::kube::client_from_kubeconfig(kubeconfig)
+        .await
+        .map_err(|e| MgmtError::Kube(format!("{e:#}")))?;
+    // CSO's chart creates an ExtensionConfig, which Cluster API's webhook must admit: the
+    // providers have to be up before CSO goes in.
+    let providers: Vec<&str> = spec.namespaces().into_iter().filter(|n| *n != CSO_NAMESPACE).collect();
+    say(&format!("waiting for the Deployments in {}", providers.join(", ")));
+    wait_available(&client, &providers, deadline, spec.timeout).await?;
+    install_cso(spec, tools, kubeconfig, &client, say, deadline, cancel).await
+}
+
+/// CSO via helm (after Cluster API is up), local mode if asked, then wait for it.
+pub async fn install_cso(
+    spec: &Spec,
+    tools: &Tools,
+    kubeconfig: &Path,
+    client: &kube::Client,
+    say: &(dyn Fn(&str) + Sync),
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<(), MgmtError> {
+    say(&format!("helm upgrade -i {CSO_RELEASE} {}", spec.cso.chart));
+    run(&tools.helm, &spec.helm_cso_args(kubeconfig), &[], deadline, cancel).await?;
+    if let Some(dir) = &spec.cso.local_release_dir {
+        say(&format!("CSO in local mode, release assets from {dir}"));
+        cso_local_mode(client, dir).await?;
+    }
+    say(&format!("waiting for the Deployments in {CSO_NAMESPACE}"));
+    wait_available(client, &[CSO_NAMESPACE], deadline, spec.timeout).await
+}
+
+/// Runs one tool; fails with its argv and last lines (they name no secret: kubeconfigs are
+/// passed by path).
+pub async fn run(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<String, MgmtError> {
+    let mut expr = duct::cmd(program, args);
+    for (k, v) in env {
+        expr = expr.env(k, v);
+    }
+    let tool = program.file_name().unwrap_or_default().to_string_lossy().to_string();
+    let name = tool.clone();
+    let out = crate::process::run_streaming(expr, move |l| tracing::debug!("{name}: {l}"), deadline, cancel)
+        .await
+        .map_err(|e| MgmtError::Tool {
+            tool: program.display().to_string(),
+            args: args.join(" "),
+            how: format!("could not start: {e}"),
+            tail: String::new(),
+        })?;
+    let how = match out.ended {
+        crate::process::Ended::Exited(0) => return Ok(out.output),
+        crate::process::Ended::Exited(c) => format!("exited with {c}"),
+        crate::process::Ended::Signalled(s) => format!("was killed by signal {s}"),
+        crate::process::Ended::TimedOut => "did not finish before the management cluster's timeout".into(),
+        crate::process::Ended::Cancelled => "was interrupted".into(),
+    };
+    let lines: Vec<&str> = out.output.lines().collect();
+    Err(MgmtError::Tool {
+        tool,
+        args: args.join(" "),
+        how,
+        tail: lines[lines.len().saturating_sub(15)..].join("\n"),
+    })
+}
+
+/// Local mode: CSO reads release assets from a hostPath instead of an OCI registry.
+pub async fn cso_local_mode(client: &kube::Client, dir: &str) -> Result<(), MgmtError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), CSO_NAMESPACE);
+    let list = api.list(&Default::default()).await.map_err(|e| MgmtError::Kube(e.to_string()))?;
+    let d = list
+        .items
+        .iter()
+        .find(|d| {
+            d.spec
+                .template
+                .spec
+                .as_ref()
+                .is_some_and(|p| p.containers.iter().any(|c| c.name == "manager"))
+        })
+        .ok_or_else(|| {
+            MgmtError::Kube(format!(
+                "no Deployment with a `manager` container in {CSO_NAMESPACE}: is the chart CSO's?"
+            ))
+        })?;
+    let name = d.metadata.name.clone().unwrap_or_default();
+    let pod = d.spec.template.spec.as_ref().expect("checked above");
+    let mut containers = pod.containers.clone();
+    for c in containers.iter_mut().filter(|c| c.name == "manager") {
+        let args = c.args.get_or_insert_with(Vec::new);
+        args.retain(|a| !a.starts_with("--local") && !a.starts_with("--release-dir"));
+        args.push("--local=true".into());
+        args.push(format!("--release-dir={dir}"));
+        let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+        mounts.retain(|m| m.name != "cso-releases");
+        mounts.push(serde_json::from_value(json!({"name": "cso-releases", "mountPath": dir})).expect("valid mount"));
+    }
+    let mut volumes = pod.volumes.clone().unwrap_or_default();
+    volumes.retain(|v| v.name != "cso-releases");
+    volumes.push(
+        serde_json::from_value(json!({"name": "cso-releases", "hostPath": {"path": NODE_RELEASE_DIR, "type": "Directory"}}))
+            .expect("valid volume"),
+    );
+    let patch = json!({"spec": {"template": {"spec": {"containers": containers, "volumes": volumes}}}});
+    api.patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .map_err(|e| MgmtError::Kube(format!("patching Deployment {CSO_NAMESPACE}/{name} for local mode: {e}")))?;
+    Ok(())
+}
+
+/// Waits until every Deployment in `namespaces` (at least one each) is Available; on timeout
+/// names each one that is not, with its replica counts and conditions.
+pub async fn wait_available(client: &kube::Client, namespaces: &[&str], deadline: Instant, timeout: Duration) -> Result<(), MgmtError> {
+    let waits = namespaces.iter().map(|ns| {
+        let api = Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::erase::<Deployment>(&()));
+        let ns = ns.to_string();
+        async move {
+            let r = crate::kube::wait_until(api, &Target::Selector(String::new()), deadline, |objs| {
+                if objs.is_empty() {
+                    return Verdict::Pending(format!("{ns}: no Deployment yet"));
+                }
+                let waiting: Vec<String> = objs.values().filter_map(|o| not_available(&ns, o)).collect();
+                if waiting.is_empty() {
+                    Verdict::Done
+                } else {
+                    Verdict::Pending(waiting.join("\n"))
+                }
+            })
+            .await;
+            match r {
+                Ok(_) => None,
+                Err(WaitError::Timeout { last, .. }) => Some(last),
+                Err(WaitError::Failed(s)) => Some(format!("{ns}: {s}")),
+            }
+        }
+    });
+    let problems: Vec<String> = futures::future::join_all(waits).await.into_iter().flatten().collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(MgmtError::NotAvailable {
+            timeout,
+            details: problems
+                .iter()
+                .map(|p| format!("  {}", p.replace('\n', "\n  ")))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
+    }
+}
+
+/// `None` when Available=True; else a line like
+/// `capi-system/capi-controller-manager: 0/1 ready, Available=False (MinimumReplicasUnavailable)`.
+fn not_available(ns: &str, o: &kube::api::DynamicObject) -> Option<String> {
+    let conds = crate::kube::conditions(o);
+    if conds.iter().any(|c| c.type_ == "Available" && c.status == "True") {
+        return None;
+    }
+    let status = o.data.get("status");
+    let n = |k: &str| status.and_then(|s| s.get(k)).and_then(|v| v.as_i64()).unwrap_or(0);
+    let want = o.data.pointer("/spec/replicas").and_then(|v| v.as_i64()).unwrap_or(1);
+    Some(format!(
+        "{ns}/{}: {}/{want} ready, {}",
+        o.metadata.name.as_deref().unwrap_or("?"),
+        n("readyReplicas"),
+        crate::kube::describe_conditions(o)
+    ))
+}
+
+/// Versions of what was installed, for the report's properties.
+pub fn properties(spec: &Spec) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::new();
+    p.insert("cluster_api".into(), spec.capi_version.clone());
+    if spec.infrastructure == Infrastructure::OpenStack {
+        p.insert("capo".into(), spec.capo_version.clone());
+        p.insert("orc_manifest".into(), spec.orc_manifest.clone());
+    }
+    p.insert(
+        "cso_chart".into(),
+        match &spec.cso.version {
+            Some(v) => format!("{}:{v}", spec.cso.chart),
+            None => spec.cso.chart.clone(),
+        },
+    );
+    if let Some(d) = &spec.cso.local_release_dir {
+        p.insert("cso_local_release_dir".into(), d.clone());
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clusterctl_pins_every_provider_and_enables_the_gates_cluster_stacks_need() {
+        let mut s = Spec::new(Infrastructure::Docker);
+        s.clusterctl_config = Some("/r/clusterctl.yaml".into());
+        assert_eq!(
+            s.clusterctl_init_args(Path::new("/k")).join(" "),
+            format!(
+                "init --kubeconfig /k --core cluster-api:{CAPI_VERSION} --bootstrap kubeadm:{CAPI_VERSION} --control-plane kubeadm:{CAPI_VERSION} --infrastructure docker:{CAPI_VERSION} --config /r/clusterctl.yaml"
+            )
+        );
+        let env: BTreeMap<_, _> = s.clusterctl_env().into_iter().collect();
+        assert_eq!(env["CLUSTER_TOPOLOGY"], "true");
+        assert_eq!(env["EXP_RUNTIME_SDK"], "true");
+        assert_eq!(env["EXP_CLUSTER_RESOURCE_SET"], "true");
+        let o = Spec::new(Infrastructure::OpenStack);
+        assert!(
+            o.clusterctl_init_args(Path::new("/k"))
+                .contains(&format!("openstack:{CAPO_VERSION}"))
+        );
+        assert_eq!(
+            o.namespaces(),
+            [
+                "capi-system",
+                "capi-kubeadm-bootstrap-system",
+                "capi-kubeadm-control-plane-system",
+                "orc-system",
+                "capo-system",
+                "cso-system"
+            ]
+        );
+    }
+
+    #[test]
+    fn cso_goes_to_cso_system_as_cso_with_the_oci_repository() {
+        let mut s = Spec::new(Infrastructure::Docker);
+        s.cso.version = Some("0.1.0".into());
+        let a = s.helm_cso_args(Path::new("/k")).join(" ");
+        assert!(a.starts_with("upgrade -i cso --kubeconfig /k -n cso-system --create-namespace oci://registry.scs.community/cluster-stacks/cso --version 0.1.0 --set clusterStackVariables.ociRepository=registry.scs.community/kaas/cluster-stacks"), "{a}");
+        assert!(!a.contains("k-orc"), "{a}");
+        // A local chart has no version to ask for; OpenStack adds CSO's rights on ORC Images.
+        let mut o = Spec::new(Infrastructure::OpenStack);
+        o.cso.chart = "/charts/cso".into();
+        o.cso.version = Some("0.1.0".into());
+        let a = o.helm_cso_args(Path::new("/k")).join(" ");
+        assert!(!a.contains("--version"), "{a}");
+        assert!(a.contains("additionalRules[0].apiGroups[0]=openstack.k-orc.cloud"), "{a}");
+        assert_eq!(o.orc_apply_args(Path::new("/k"))[2..4], ["apply", "--server-side"]);
+    }
+}

@@ -1,0 +1,294 @@
+//! Turning a cluster into a management cluster with the real tools (clusterctl, helm, kubectl
+//! built from Go modules) against the lab's real API server. Provider components come from the
+//! modules' own `config/default` (built with `kubectl kustomize`) through a clusterctl local
+//! repository; the CSO chart is made from CSO's module the same way. The lab has no kubelet, so
+//! no provider pod ever runs: the wait must end in a clear timeout naming the Deployments.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+use scs_e2e::env::mgmt::{self, Infrastructure, LocalProvider, ProviderKind, Spec};
+use tokio_util::sync::CancellationToken;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// A pinned module's directory in the Go module cache (downloaded by `lab install`).
+fn module_dir(wrapper: &str, module: &str) -> PathBuf {
+    let out = std::process::Command::new("go")
+        .args(["list", "-m", "-f", "{{.Dir}}", module])
+        .current_dir(fixtures().join("lab").join(wrapper))
+        .output()
+        .expect("go");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn kustomize(kubectl: &Path, dir: &Path) -> String {
+    let out = std::process::Command::new(kubectl).arg("kustomize").arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Cluster API's four providers as a clusterctl local repository, from the module sources.
+fn capi_repository(dir: &Path, kubectl: &Path) -> PathBuf {
+    let capi = module_dir("capi", "sigs.k8s.io/cluster-api");
+    let test = module_dir("capi", "sigs.k8s.io/cluster-api/test");
+    let metadata = std::fs::read_to_string(capi.join("metadata.yaml")).unwrap();
+    let v = mgmt::CAPI_VERSION.to_string();
+    let p = |name: &str, kind, src: PathBuf| LocalProvider {
+        name: name.into(),
+        kind,
+        version: v.clone(),
+        components: kustomize(kubectl, &src),
+        metadata: metadata.clone(),
+    };
+    mgmt::write_local_repository(
+        dir,
+        &[
+            p("cluster-api", ProviderKind::Core, capi.join("config/default")),
+            p("kubeadm", ProviderKind::Bootstrap, capi.join("bootstrap/kubeadm/config/default")),
+            p(
+                "kubeadm",
+                ProviderKind::ControlPlane,
+                capi.join("controlplane/kubeadm/config/default"),
+            ),
+            p(
+                "docker",
+                ProviderKind::Infrastructure,
+                test.join("infrastructure/docker/config/default"),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+/// A helm chart wrapping CSO's own manifests (the published chart lives in a registry this
+/// machine cannot reach). `Files.Get` keeps the CRDs' `{{ }}` text from being templated.
+fn cso_chart(dir: &Path, kubectl: &Path) -> PathBuf {
+    let cso = module_dir("cso", "github.com/SovereignCloudStack/cluster-stack-operator");
+    let chart = dir.join("cso");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::create_dir_all(chart.join("files")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: cso\nversion: 0.1.0-alpha.7\ndescription: CSO from its module's config/default (test chart)\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("values.yaml"), "clusterStackVariables:\n  ociRepository: \"\"\n").unwrap();
+    // The namespace is helm's (--create-namespace). The Secret of CSO's variables is
+    // templated from the values, as in the published chart, so the test sees what helm was given.
+    let all = kustomize(kubectl, &cso.join("config/default"));
+    let (mut plain, mut secret) = (Vec::new(), String::new());
+    for d in all.split("\n---\n") {
+        if d.contains("kind: Namespace\n") {
+            continue;
+        }
+        if d.contains("kind: Secret\n") && d.contains("${OCI_REPOSITORY_B64") {
+            secret = d
+                .replace(
+                    "${OCI_REPOSITORY_B64:=\"\"}",
+                    "{{ .Values.clusterStackVariables.ociRepository | b64enc | quote }}",
+                )
+                .lines()
+                .map(|l| match l.find("${") {
+                    Some(i) => format!("{}\"\"", &l[..i]),
+                    None => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        } else {
+            plain.push(d);
+        }
+    }
+    assert!(!secret.is_empty(), "CSO's variables Secret");
+    std::fs::write(chart.join("files/cso.yaml"), plain.join("\n---\n")).unwrap();
+    std::fs::write(chart.join("templates/cso.yaml"), "{{ .Files.Get \"files/cso.yaml\" }}\n").unwrap();
+    std::fs::write(chart.join("templates/secret.yaml"), secret).unwrap();
+    chart
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusterctl_and_helm_install_real_providers_and_the_wait_names_what_never_became_available() {
+    let lab = common::lab();
+    let assets = common::assets();
+    let kubectl = assets.path("kubectl");
+    let kc = lab.kubeconfig();
+    let tmp = tempfile::tempdir().unwrap();
+    let client = common::client().await;
+
+    let out = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["apply", "-f"])
+        .arg(fixtures().join("lab/cert-manager-crds.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for n in ["issuers.cert-manager.io", "certificates.cert-manager.io"] {
+        let api = Api::all_with(client.clone(), &kube::api::ApiResource::erase::<CustomResourceDefinition>(&()));
+        scs_e2e::kube::wait_crd_established(api, n, tokio::time::Instant::now() + Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+
+    let mut spec = Spec::new(Infrastructure::Docker);
+    spec.clusterctl_config = Some(capi_repository(&tmp.path().join("repo"), &kubectl));
+    spec.cso.chart = cso_chart(tmp.path(), &kubectl).display().to_string();
+    spec.cso.local_release_dir = Some(mgmt::NODE_RELEASE_DIR.into());
+    spec.timeout = Duration::from_secs(15);
+    let tools = mgmt::Tools {
+        clusterctl: assets.path("clusterctl"),
+        helm: assets.path("helm"),
+        kubectl: kubectl.clone(),
+    };
+    let said = std::sync::Mutex::new(Vec::<String>::new());
+    let started = std::time::Instant::now();
+    let err = mgmt::install(
+        &spec,
+        &tools,
+        &kc,
+        &|l| said.lock().unwrap().push(l.to_string()),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("no kubelet: nothing becomes Available");
+    let msg = err.to_string();
+    // It waited the whole timeout (minus the installs), not less, and not much more.
+    assert!(
+        started.elapsed() < spec.timeout + Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(msg.contains("did not become Available within 15s"), "{msg}");
+    for d in [
+        "capi-system/capi-controller-manager",
+        "capi-kubeadm-control-plane-system/capi-kubeadm-control-plane-controller-manager",
+        "capd-system/capd-controller-manager",
+    ] {
+        assert!(msg.contains(&format!("{d}: 0/1 ready")), "{d} in: {msg}");
+    }
+    assert!(!msg.contains("cso-system"), "CSO comes after Cluster API is up: {msg}");
+    assert!(msg.contains("are the nodes Ready?"), "{msg}");
+    let said = said.into_inner().unwrap();
+    assert!(
+        said.iter().any(|l| l.starts_with("clusterctl init --infrastructure docker:v1.10")),
+        "{said:?}"
+    );
+
+    // clusterctl installed the real CRDs and substituted the feature gates from its environment.
+    for n in [
+        "clusters.cluster.x-k8s.io",
+        "kubeadmcontrolplanes.controlplane.cluster.x-k8s.io",
+        "dockerclusters.infrastructure.cluster.x-k8s.io",
+        "providers.clusterctl.cluster.x-k8s.io",
+    ] {
+        crds.get(n).await.unwrap_or_else(|e| panic!("CRD {n}: {e}"));
+    }
+    let capi: Api<Deployment> = Api::namespaced(client.clone(), "capi-system");
+    let d = capi.get("capi-controller-manager").await.unwrap();
+    let args = d.spec.template.spec.unwrap().containers[0].args.clone().unwrap().join(" ");
+    for gate in ["ClusterTopology=true", "ClusterResourceSet=true", "RuntimeSDK=true"] {
+        assert!(args.contains(gate), "{gate} in {args}");
+    }
+    let providers = Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "clusterctl.cluster.x-k8s.io",
+            "v1alpha3",
+            "Provider",
+        )),
+    );
+    let names: Vec<String> = providers
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+
+    // CSO goes in once Cluster API is up. Here Cluster API's webhooks have no pods behind them
+    // and would refuse CSO's ExtensionConfig, so they go first (as if the providers ran).
+    let out = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "delete",
+            "mutatingwebhookconfigurations,validatingwebhookconfigurations",
+            "-l",
+            "clusterctl.cluster.x-k8s.io",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let err = mgmt::install_cso(&spec, &tools, &kc, &client, &|_| (), deadline, &CancellationToken::new())
+        .await
+        .expect_err("no kubelet");
+    assert!(err.to_string().contains("cso-system/cso-controller-manager: 0/1 ready"), "{err}");
+
+    crds.get("clusterstacks.clusterstack.x-k8s.io").await.unwrap();
+    // CSO in local mode reads release assets from the node's hostPath.
+    let cso: Api<Deployment> = Api::namespaced(client.clone(), mgmt::CSO_NAMESPACE);
+    let pod = cso.get("cso-controller-manager").await.unwrap().spec.template.spec.unwrap();
+    let manager = pod.containers.iter().find(|c| c.name == "manager").unwrap();
+    let args = manager.args.clone().unwrap();
+    assert!(args.contains(&"--local=true".to_string()), "{args:?}");
+    assert!(args.contains(&format!("--release-dir={}", mgmt::NODE_RELEASE_DIR)), "{args:?}");
+    let vol = pod.volumes.unwrap().into_iter().find(|v| v.name == "cso-releases").unwrap();
+    assert_eq!(vol.host_path.unwrap().path, mgmt::NODE_RELEASE_DIR);
+    // helm was given the OCI repository.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), mgmt::CSO_NAMESPACE);
+    let s = secrets
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|s| s.data.as_ref().is_some_and(|d| d.contains_key("oci-repository")))
+        .unwrap();
+    assert_eq!(s.data.unwrap()["oci-repository"].0, mgmt::CSO_OCI_REPOSITORY.as_bytes());
+
+    // `helm upgrade -i` again (a re-run on a kept management cluster) upgrades in place.
+    let again = mgmt::run(
+        &tools.helm,
+        &spec.helm_cso_args(&kc),
+        &[],
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(again.is_ok(), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_failing_tool_is_named_with_its_arguments_and_last_output() {
+    let assets = common::assets();
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = tmp.path().join("kubeconfig");
+    std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n").unwrap();
+    let spec = Spec::new(Infrastructure::Docker);
+    let err = mgmt::run(
+        &assets.path("clusterctl"),
+        &spec.clusterctl_init_args(&kc),
+        &spec.clusterctl_env(),
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("no cluster in that kubeconfig");
+    let msg = err.to_string();
+    assert!(msg.starts_with("`clusterctl init --kubeconfig "), "{msg}");
+    assert!(msg.contains("exited with 1"), "{msg}");
+    // clusterctl's own words about the kubeconfig, not a generic failure.
+    assert!(msg.to_lowercase().contains("kubeconfig") && msg.lines().count() > 1, "{msg}");
+}
