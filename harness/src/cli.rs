@@ -75,6 +75,9 @@ pub enum Cmd {
     /// Re-run a report's failed scenarios with the suite content it recorded, keeping the
     /// environment (`--delete never`) so you can look at it.
     Reproduce(ReproduceArgs),
+    /// List (and with --yes delete) the OpenStack resources a workload cluster left behind.
+    #[command(after_help = crate::env::openstack::cleanup::CLEANUP_HELP)]
+    Cleanup(crate::env::openstack::cleanup::CleanupArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -240,6 +243,12 @@ pub struct RunArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub lab: LabAssetArgs,
+    /// --env openstack: the clouds.yaml entry (default OS_CLOUD, or the file's only cloud).
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// --env openstack: use this management cluster instead of creating one with kind.
+    #[arg(long)]
+    pub management_kubeconfig: Option<PathBuf>,
 }
 
 pub fn main() -> i32 {
@@ -299,6 +308,7 @@ async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
     match command {
         Cmd::Run(args) => run(args, v).await,
         Cmd::Reproduce(args) => reproduce(args, v).await,
+        Cmd::Cleanup(args) => crate::env::openstack::cleanup::run(args).await,
         Cmd::List { select, json } => {
             let (_, plan) = plan_from(&select)?;
             print_plan(&plan, json, false);
@@ -592,8 +602,48 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
             lo.cluster_api = plan.uses_cluster_stacks();
             Box::new(LabEnv::new(lo, v != Verbosity::Quiet))
         }
-        EnvKind::Kind => Box::new(crate::env::unsupported::Unsupported { name: "kind" }),
-        EnvKind::Openstack => Box::new(crate::env::unsupported::Unsupported { name: "openstack" }),
+        EnvKind::Kind => {
+            let k = f.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
+            let spec = crate::env::mgmt::Spec::from_config(crate::env::mgmt::Infrastructure::Docker, f.and_then(|c| c.management.as_ref()));
+            let local = k.local_stacks;
+            Box::new(crate::env::kind::KindEnv::new(
+                kind_cluster(&k, &opts.run_id),
+                spec,
+                tool_dirs(&k, &args),
+                local,
+            ))
+        }
+        EnvKind::Openstack => {
+            let o = f.and_then(|c| c.openstack.clone()).unwrap_or_default();
+            let k = f.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
+            // Credentials are read and checked now: bad clouds.yaml input exits 2, untouched.
+            let lookup = crate::env::openstack::clouds::Lookup::from_env(args.cloud.clone().or(o.cloud.clone()));
+            let cloud = crate::env::openstack::clouds::load(&lookup).map_err(|e| Fatal::usage(anyhow::Error::from(e)))?;
+            let naming = match o.naming.as_deref() {
+                None | Some("scs") => crate::env::openstack::secrets::Naming::scs(&cloud.name),
+                Some("scs2") => crate::env::openstack::secrets::Naming::scs2(),
+                Some(other) => {
+                    return Err(Fatal::usage(anyhow::anyhow!(
+                        "openstack.naming `{other}` in the config file: use `scs` (Secret named after the cloud) or `scs2` (Secret `openstack`)"
+                    )));
+                }
+            };
+            let management = args.management_kubeconfig.clone().or(o.management_kubeconfig.clone());
+            if let Some(m) = &management {
+                check_kubeconfig(m).map_err(Fatal::usage)?;
+            }
+            let spec =
+                crate::env::mgmt::Spec::from_config(crate::env::mgmt::Infrastructure::OpenStack, f.and_then(|c| c.management.as_ref()));
+            Box::new(crate::env::openstack::environment::OpenStackEnv::new(
+                cloud,
+                naming,
+                o.namespace.clone().unwrap_or_else(|| "default".into()),
+                management,
+                kind_cluster(&k, &opts.run_id),
+                spec,
+                tool_dirs(&k, &args),
+            ))
+        }
     };
 
     if args.dry_run {
@@ -619,6 +669,27 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
         opts.artifacts.join(crate::report::html::FILE_NAME).display()
     );
     Ok(report.exit())
+}
+
+/// The kind management cluster of a run; its kubeconfig lives in the state directory, never in
+/// the artifacts.
+fn kind_cluster(k: &crate::config::KindConfig, run_id: &str) -> crate::env::kind::KindCluster {
+    let name = k
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("scs-e2e-{}", run_id.chars().take(8).collect::<String>().to_lowercase()));
+    crate::env::kind::KindCluster {
+        dir: lab::default_dir().with_file_name(format!("kind-{name}")),
+        name,
+        image: k.node_image.clone().unwrap_or_else(|| crate::env::kind::NODE_IMAGE.into()),
+        wait: std::time::Duration::from_secs(300),
+        releases: None,
+    }
+}
+
+fn tool_dirs(k: &crate::config::KindConfig, args: &RunArgs) -> Vec<PathBuf> {
+    let assets = build::Assets::locate(args.lab.bin_dir.clone(), args.lab.cache_dir.clone());
+    crate::env::kind::tool_dirs(k.bin_dir.as_deref(), &assets.bin_dir)
 }
 
 /// KUBECONFIG may list several files; the first existing one is used.

@@ -101,6 +101,83 @@ pub struct ConfigFile {
     pub intervals: HashMap<Spanned<String>, HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<LabConfig>,
+    /// `--env kind` (named so because `kind:` is the file's own kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind_cluster: Option<KindConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openstack: Option<OpenStackConfig>,
+    /// How `--env kind` and `--env openstack` make their management cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management: Option<ManagementConfig>,
+}
+
+/// `--env kind`: the kind management cluster.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KindConfig {
+    /// Cluster name (default `scs-e2e-<run id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Node image (default: the one pinned for Kubernetes 1.33).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_image: Option<String>,
+    /// Run CSO in local mode with release assets the harness builds from our stacks (or the
+    /// stacks a suite names), mounted into the node: test an unreleased stack change.
+    #[serde(default)]
+    pub local_stacks: bool,
+    /// Directory holding `docker`/`podman`, `kind`, `clusterctl`, `helm`, `kubectl` (searched
+    /// before PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// `--env openstack`: the cloud and the management cluster.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OpenStackConfig {
+    /// The clouds.yaml entry (default `OS_CLOUD`, or the only cloud in the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// Use this management cluster instead of creating one with kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_kubeconfig: Option<PathBuf>,
+    /// Namespace of the workload clusters and their credentials (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Secret naming: `scs` (Secret `<cloud>`, label `managed-secret: cloud-config`) or `scs2`
+    /// (Secret `openstack`, label `managed-secret: clouds-yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naming: Option<String>,
+}
+
+/// Versions and sources of what goes into a management cluster; every field has a pinned
+/// default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ManagementConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capo_version: Option<String>,
+    /// A clusterctl config (mirrors, or a local provider repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusterctl_config: Option<PathBuf>,
+    /// ORC's install manifest (file or URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orc_manifest: Option<String>,
+    /// CSO chart: OCI reference, directory or .tgz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cso_chart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cso_chart_version: Option<String>,
+    /// Where CSO fetches stack releases (`clusterStackVariables.ociRepository`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cso_oci_repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cso_values: Vec<PathBuf>,
+    /// How long the providers may take to become Available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]

@@ -292,3 +292,187 @@ async fn a_failing_tool_is_named_with_its_arguments_and_last_output() {
     // clusterctl's own words about the kubeconfig, not a generic failure.
     assert!(msg.to_lowercase().contains("kubeconfig") && msg.lines().count() > 1, "{msg}");
 }
+
+/// A Docker CLI whose daemon answers `info` and `ps` but can pull and run nothing (this
+/// machine has no Docker engine; kind itself is real).
+const FAKE_DOCKER: &str = r#"#!/bin/sh
+case "$1" in
+  ps) exit 0 ;;
+  info)
+    case "$*" in
+      *json*) echo '{"ServerVersion":"28.0.0","CgroupDriver":"systemd","CgroupVersion":"2","SecurityOptions":[]}' ;;
+      *) echo "28.0.0" ;;
+    esac
+    exit 0 ;;
+esac
+echo "Error response from daemon: no registry reachable for $*" >&2
+exit 1
+"#;
+
+fn tiny_suite(dir: &Path) -> PathBuf {
+    let p = dir.join("tiny.yaml");
+    std::fs::write(
+        &p,
+        "apiVersion: scs-e2e/v1alpha1\nkind: Suite\nname: tiny\nscenarios:\n  - name: one\n    steps:\n      - command: {argv: [\"true\"]}\n",
+    )
+    .unwrap();
+    p
+}
+
+/// `scs-e2e run` with PATH holding only `dirs` (plus the system's basics).
+fn run_with_path(dirs: &[&Path], args: &[&str], extra_env: &[(&str, &Path)]) -> (i32, String, PathBuf) {
+    let path = std::env::join_paths(dirs.iter().map(|d| d.to_path_buf()).chain(["/usr/bin".into(), "/bin".into()])).unwrap();
+    let mut c = std::process::Command::new(common::bin());
+    c.args(args)
+        .env("PATH", path)
+        .env_remove("KUBECONFIG")
+        .env_remove("SCS_E2E_ENV")
+        .env_remove("OS_CLOUD")
+        .env("SCS_E2E_LAB_BIN_DIR", "/nonexistent-lab-bin")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    let art = PathBuf::from(args[args.iter().position(|a| *a == "--artifacts").unwrap() + 1]);
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into(), art)
+}
+
+/// The environment's `up` testcase: its message and details.
+fn up_message(art: &Path) -> String {
+    let r = scs_e2e::report::json::read(&art.join("results.json")).unwrap();
+    let p = &r.phases[0];
+    format!("{}\n{}", p.message.as_deref().unwrap_or(""), p.details.as_deref().unwrap_or(""))
+}
+
+#[test]
+fn env_kind_without_an_engine_or_a_working_one_exits_3_with_the_fix() {
+    let assets = common::assets();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(tmp.path());
+    let s = suite.to_str().unwrap();
+    // Only the real tools (kind, clusterctl, helm, kubectl), no docker or podman.
+    let tools = tmp.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for t in ["kind", "clusterctl", "helm", "kubectl"] {
+        std::os::unix::fs::symlink(assets.path(t), tools.join(t)).unwrap();
+    }
+    let art = tmp.path().join("no-engine");
+    let (code, err, art) = run_with_path(
+        &[&tools],
+        &["run", "--env", "kind", "--suite", s, "--artifacts", art.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 3, "{err}");
+    let m = up_message(&art);
+    assert!(m.contains("neither `docker` nor `podman`") && m.contains("install Docker"), "{m}");
+
+    // An engine that answers but cannot pull: the real kind fails, its words reach the report,
+    // and the half-made cluster is deleted (kind delete runs).
+    let engine = tmp.path().join("engine");
+    std::fs::create_dir_all(&engine).unwrap();
+    std::fs::write(engine.join("docker"), FAKE_DOCKER).unwrap();
+    std::fs::set_permissions(engine.join("docker"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let art = tmp.path().join("no-pull");
+    let (code, err, art) = run_with_path(
+        &[&engine, &tools],
+        &[
+            "run",
+            "--env",
+            "kind",
+            "--suite",
+            s,
+            "--artifacts",
+            art.to_str().unwrap(),
+            "--delete",
+            "always",
+        ],
+        &[],
+    );
+    assert_eq!(code, 3, "{err}");
+    let m = up_message(&art);
+    assert!(m.contains("`kind create cluster --name scs-e2e-"), "{m}");
+    assert!(m.contains(&format!("--image {}", scs_e2e::env::kind::NODE_IMAGE)), "{m}");
+    assert!(m.contains("failed to pull image") && m.contains("no registry reachable"), "{m}");
+    // `kind delete cluster` ran (per --delete always) and took the state with the kubeconfig.
+    let config = m.split("--config ").nth(1).unwrap().split(' ').next().unwrap();
+    let state = Path::new(config).parent().unwrap();
+    assert!(
+        state.ends_with(format!("kind-{}", m.split("--name ").nth(1).unwrap().split(' ').next().unwrap())),
+        "{m}"
+    );
+    assert!(!state.exists(), "{} removed by down", state.display());
+    let r = scs_e2e::report::json::read(&art.join("results.json")).unwrap();
+    assert_eq!(
+        r.properties.get("node_image").map(String::as_str),
+        Some(scs_e2e::env::kind::NODE_IMAGE)
+    );
+    assert!(
+        r.properties.get("clusterctl").is_some_and(|v| v.contains("v1.10")),
+        "{:?}",
+        r.properties
+    );
+    assert!(
+        r.properties.get("kind").is_some_and(|v| v.contains("v0.29.0")),
+        "{:?}",
+        r.properties
+    );
+
+    // A tool missing: named with how to get it.
+    std::fs::remove_file(tools.join("clusterctl")).unwrap();
+    let art = tmp.path().join("no-clusterctl");
+    let (code, err, art) = run_with_path(
+        &[&engine, &tools],
+        &["run", "--env", "kind", "--suite", s, "--artifacts", art.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 3, "{err}");
+    let m = up_message(&art);
+    assert!(m.contains("needs `clusterctl` on PATH") && m.contains("scs-e2e lab install"), "{m}");
+}
+
+#[test]
+fn env_openstack_refuses_unclear_credentials_before_touching_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(tmp.path());
+    let s = suite.to_str().unwrap();
+    let clouds = tmp.path().join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        "clouds:\n  one:\n    auth: {auth_url: 'http://127.0.0.1:1/v3', username: u, password: canary-pw-1, project_name: p, user_domain_name: d, project_domain_name: d}\n  two:\n    auth: {auth_url: 'http://127.0.0.1:1/v3', username: u, password: canary-pw-2, project_name: p, user_domain_name: d, project_domain_name: d}\n",
+    )
+    .unwrap();
+    let art = tmp.path().join("out");
+    let a = art.to_str().unwrap();
+    let (code, err, _) = run_with_path(
+        &[],
+        &["run", "--env", "openstack", "--suite", s, "--artifacts", a],
+        &[("OS_CLIENT_CONFIG_FILE", &clouds)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("one") && err.contains("two"), "names the clouds: {err}");
+    assert!(!art.exists(), "nothing written");
+    let (code, err, _) = run_with_path(
+        &[],
+        &["run", "--env", "openstack", "--cloud", "three", "--suite", s, "--artifacts", a],
+        &[("OS_CLIENT_CONFIG_FILE", &clouds)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("three"), "{err}");
+    assert!(!err.contains("canary-pw"), "{err}");
+    assert!(!art.exists(), "nothing written");
+
+    // A valid cloud whose Keystone does not answer: exit 3 (the environment did not come up),
+    // before any management cluster is made, with no password in the report.
+    let (code, err, art) = run_with_path(
+        &[],
+        &["run", "--env", "openstack", "--cloud", "two", "--suite", s, "--artifacts", a],
+        &[("OS_CLIENT_CONFIG_FILE", &clouds)],
+    );
+    assert_eq!(code, 3, "{err}");
+    let m = up_message(&art);
+    assert!(m.contains("cannot reach Keystone"), "{m}");
+    for f in ["results.json", "junit_scs-e2e.xml"] {
+        assert!(!std::fs::read_to_string(art.join(f)).unwrap().contains("canary-pw"), "{f}");
+    }
+}

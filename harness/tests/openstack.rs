@@ -1,79 +1,15 @@
-//! The OpenStack identity client against a real Keystone (PyPI, SQLite, loopback), started by
-//! `fixtures/keystone/keystone.sh` (its virtualenv is built once into the cache).
+//! The OpenStack identity client against a real Keystone (PyPI, SQLite, loopback; see
+//! `common/keystone.rs`).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
+use common::keystone::{ADMIN_PASSWORD, admin_clouds};
 use scs_e2e::env::openstack::clouds::{Lookup, load};
 use scs_e2e::env::openstack::identity::{IdentityError, Session};
 use serde_json::{Value, json};
 
-const ADMIN_PASSWORD: &str = "canary-admin-pw-7f3a";
-
-struct Keystone {
-    child: Child,
-    port: u16,
-    _state: tempfile::TempDir,
-}
-
-impl Drop for Keystone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Start-ups one at a time: the first builds the shared virtualenv, which must not happen twice
-/// at once.
-static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Starts Keystone with tokens valid for `expiration` seconds and waits until `/v3` answers.
-async fn keystone(expiration: u64) -> Keystone {
-    let _one_at_a_time = STARTING.lock().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/keystone/keystone.sh");
-    let venv = scs_e2e::config::cache_root().join("keystone-venv");
-    let state = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(state.path().join("script.log")).unwrap();
-    let child = Command::new("sh")
-        .arg(&script)
-        .arg(&venv)
-        .arg(state.path())
-        .arg(port.to_string())
-        .env("KEYSTONE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("KEYSTONE_TOKEN_EXPIRATION", expiration.to_string())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut k = Keystone {
-        child,
-        port,
-        _state: state,
-    };
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/v3");
-    // A process start-up (the first one also builds the virtualenv): nothing to watch, so poll.
-    let deadline = std::time::Instant::now() + Duration::from_secs(900);
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return k;
-        }
-        if let Ok(Some(st)) = k.child.try_wait() {
-            let log = std::fs::read_to_string(k._state.path().join("script.log")).unwrap_or_default();
-            panic!("keystone.sh exited ({st}):\n{log}");
-        }
-        assert!(std::time::Instant::now() < deadline, "Keystone did not answer on {url}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn keystone(expiration: u64) -> common::keystone::Keystone {
+    common::keystone::start(expiration, None).await
 }
 
 fn cloud_file(dir: &std::path::Path, text: &str) -> scs_e2e::env::openstack::clouds::Cloud {
@@ -84,12 +20,6 @@ fn cloud_file(dir: &std::path::Path, text: &str) -> scs_e2e::env::openstack::clo
         ..Default::default()
     })
     .unwrap()
-}
-
-fn admin_clouds(port: u16, password: &str) -> String {
-    format!(
-        "clouds:\n  lab:\n    auth: {{auth_url: 'http://127.0.0.1:{port}', username: admin, password: '{password}', project_name: admin, user_domain_name: Default, project_domain_name: Default}}\n    region_name: RegionOne\n"
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

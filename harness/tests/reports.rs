@@ -1,7 +1,7 @@
 //! Report writers against golden files, the JUnit re-read with quick-junit's reader, and shard merges.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
 use scs_e2e::report::{Attempt, RunReport, SCHEMA, ScenarioResult, Status, StepResult, SuiteRecord, json, junit};
@@ -234,4 +234,100 @@ fn the_html_report_is_self_contained_and_shows_every_outcome() {
     assert!(h.contains("<th>kubernetes_version</th><td>v1.33.13</td>"));
     assert_eq!(h.matches("<div class=\"bar\">").count(), 2, "one timeline row per scenario");
     golden("report.html", &h);
+}
+
+/// A Chromium to render with: `SCS_E2E_CHROMIUM`, else the first of the usual names on PATH.
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SCS_E2E_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+        .iter()
+        .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Runs headless Chromium on `page` with networking cut off: every host name resolves to
+/// nothing and any proxied request goes to a closed loopback port.
+fn headless(browser: &Path, profile: &Path, page: &Path, args: &[&str]) -> std::process::Output {
+    // coreutils' timeout bounds a browser that hangs instead of hanging the test run.
+    let out = std::process::Command::new("timeout")
+        .arg("120")
+        .arg(browser)
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=127.0.0.1:9",
+            "--window-size=1280,1000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "{} failed ({}): {}",
+        browser.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn the_html_report_renders_in_a_headless_browser_without_network() {
+    let Some(browser) = chromium() else {
+        // .ci/run installs Chromium, so in CI a missing browser is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but no chromium is installed (.ci/run installs it)"
+        );
+        println!(
+            "SKIPPED the_html_report_renders_in_a_headless_browser_without_network: no chromium, chromium-browser or google-chrome on PATH (apt-get install chromium, or set SCS_E2E_CHROMIUM)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let r = sample("run-browser", &["lifecycle", "upgrade-1-33-to-1-34"]);
+    std::fs::write(&page, scs_e2e::report::html::render(&r)).unwrap();
+    let profile = dir.path().join("profile");
+
+    // Kept in the target directory so a person can look at it.
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-html-screenshot.png");
+    let _ = std::fs::remove_file(&shot);
+    headless(&browser, &profile, &page, &[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (1280, 1000), "the window size");
+    // A blank page of this size compresses to a few kilobytes; tables, colours and text do not.
+    assert!(png.len() > 20_000, "the screenshot is nearly empty: {} bytes", png.len());
+    println!("screenshot: {}", shot.display());
+
+    // The DOM as the browser built it: every scenario and section is there.
+    let dom = String::from_utf8(headless(&browser, &profile, &page, &["--dump-dom"]).stdout).unwrap();
+    for want in [
+        "quickstart.lifecycle",
+        "quickstart.upgrade-1-33-to-1-34",
+        "<h2>Timeline</h2>",
+        "<h2>Failures</h2>",
+        "timed out after 5m",
+        "v1.33.13",
+    ] {
+        assert!(dom.contains(want), "`{want}` is not in the rendered DOM:\n{dom}");
+    }
+    assert_eq!(dom.matches("class=\"bar\"").count(), 2, "one timeline row per scenario");
 }

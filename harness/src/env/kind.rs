@@ -1,9 +1,17 @@
-//! `--env kind` building blocks: preflight of the container engine and tools, the generated kind
-//! cluster config, and the kind command lines. (The environment itself is wired in once Cluster
-//! API and CSO installation land; see issue "kind and OpenStack environments".)
+//! `--env kind`: a kind management cluster on Docker (or Podman) with Cluster API (CAPD), CSO
+//! and optionally CSO in local mode for unreleased stacks. Preflight checks the engine and the
+//! tools first and fails fast (exit 3) with the fix.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Environment;
+use super::mgmt;
 
 /// The node image kind starts (Kubernetes 1.33, the version the lab and CAPI v1.10 pair with).
 pub const NODE_IMAGE: &str = "kindest/node:v1.33.1";
@@ -19,9 +27,94 @@ pub enum KindError {
     )]
     EngineDown { engine: String, detail: String },
     #[error(
-        "--env kind needs `kind` on PATH (or kind.bin in the config): `go install sigs.k8s.io/kind@v0.29.0`, or see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
+        "--env kind needs `kind` on PATH (or kindCluster.binDir in the config): `go install sigs.k8s.io/kind@v0.29.0`, or see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
     )]
     NoKind,
+    #[error("--env {env} needs `{tool}` on PATH (or kindCluster.binDir in the config): {hint}")]
+    NoTool { env: String, tool: String, hint: String },
+    #[error("`{tool} {args}` failed, so {tool} cannot be used: {detail}")]
+    ToolBroken { tool: String, args: String, detail: String },
+}
+
+/// The management-cluster tools, with install hints (`scs-e2e lab install` builds them all).
+const MGMT_TOOLS: &[(&str, &[&str], &str)] = &[
+    (
+        "clusterctl",
+        &["version", "-o", "short"],
+        "`scs-e2e lab install` builds it, or see https://cluster-api.sigs.k8s.io/user/quick-start#install-clusterctl",
+    ),
+    (
+        "helm",
+        &["version", "--short"],
+        "`scs-e2e lab install` builds it, or see https://helm.sh/docs/intro/install/",
+    ),
+    (
+        "kubectl",
+        &["version", "--client"],
+        "`scs-e2e lab install` builds it, or see https://kubernetes.io/docs/tasks/tools/",
+    ),
+];
+
+/// Finds clusterctl, helm and kubectl in `dirs` and asks each for its version (so a broken
+/// binary fails here, not half way through).
+pub fn preflight_mgmt(env: &str, dirs: &[PathBuf]) -> Result<(mgmt::Tools, BTreeMap<String, String>), KindError> {
+    let mut found = BTreeMap::new();
+    let mut versions = BTreeMap::new();
+    for (tool, args, hint) in MGMT_TOOLS {
+        let path = dirs
+            .iter()
+            .map(|d| d.join(tool))
+            .find(|p| crate::process::is_executable(p))
+            .ok_or_else(|| KindError::NoTool {
+                env: env.into(),
+                tool: tool.to_string(),
+                hint: hint.to_string(),
+            })?;
+        versions.insert(tool.to_string(), tool_version(&path, args)?);
+        found.insert(*tool, path);
+    }
+    let tools = mgmt::Tools {
+        clusterctl: found.remove("clusterctl").expect("found above"),
+        helm: found.remove("helm").expect("found above"),
+        kubectl: found.remove("kubectl").expect("found above"),
+    };
+    Ok((tools, versions))
+}
+
+/// The first line of `tool args` (its version), or why it failed.
+pub fn tool_version(path: &Path, args: &[&str]) -> Result<String, KindError> {
+    let tool = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+    let out = duct::cmd(path, args)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| KindError::ToolBroken {
+            tool: tool.clone(),
+            args: args.join(" "),
+            detail: e.to_string(),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        return Err(KindError::ToolBroken {
+            tool,
+            args: args.join(" "),
+            detail: text.lines().last().unwrap_or("").to_string(),
+        });
+    }
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// Where tools are looked up: the configured directory, PATH, then the lab's build cache (where
+/// `scs-e2e lab install` puts kind, clusterctl, helm and kubectl).
+pub fn tool_dirs(configured: Option<&Path>, lab_bin: &Path) -> Vec<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    configured
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(std::env::split_paths(&path))
+        .chain(std::iter::once(lab_bin.to_path_buf()))
+        .collect()
 }
 
 /// The tools `--env kind` drives.
@@ -31,14 +124,8 @@ pub struct Tools {
     pub kind: PathBuf,
 }
 
-/// Finds the engine and kind and checks the engine answers (fails fast, exit 3, with the fix).
-pub fn preflight(extra: &[PathBuf]) -> Result<Tools, KindError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = extra.iter().cloned().chain(std::env::split_paths(&path)).collect();
-    preflight_in(&dirs)
-}
-
-/// [`preflight`] looking only in `dirs`.
+/// Finds the engine and kind in `dirs` and checks the engine answers (fails fast, exit 3, with
+/// the fix).
 pub fn preflight_in(dirs: &[PathBuf]) -> Result<Tools, KindError> {
     let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| crate::process::is_executable(p));
     let engine = find("docker").or_else(|| find("podman")).ok_or(KindError::NoEngine)?;
@@ -130,6 +217,136 @@ impl KindCluster {
             self.name.clone(),
         ]
     }
+}
+
+/// The kind environment: preflight, `kind create cluster`, the management cluster's providers,
+/// logs on failure and `kind delete cluster` per the delete policy.
+pub struct KindEnv {
+    pub cluster: KindCluster,
+    pub spec: mgmt::Spec,
+    /// Searched for the engine and every tool.
+    pub dirs: Vec<PathBuf>,
+    created: bool,
+    properties: BTreeMap<String, String>,
+    tools: Option<Tools>,
+}
+
+impl KindEnv {
+    /// `local_stacks`: CSO in local mode, reading `<dir>/releases` (mounted into the node).
+    pub fn new(mut cluster: KindCluster, mut spec: mgmt::Spec, dirs: Vec<PathBuf>, local_stacks: bool) -> KindEnv {
+        if local_stacks {
+            cluster.releases = Some(cluster.dir.join("releases"));
+            spec.cso.local_release_dir = Some(mgmt::NODE_RELEASE_DIR.into());
+        }
+        KindEnv {
+            cluster,
+            spec,
+            dirs,
+            created: false,
+            properties: BTreeMap::new(),
+            tools: None,
+        }
+    }
+}
+
+#[async_trait]
+impl Environment for KindEnv {
+    fn name(&self) -> &'static str {
+        "kind"
+    }
+
+    async fn up(&mut self) -> anyhow::Result<()> {
+        let tools = preflight_in(&self.dirs)?;
+        let (mtools, versions) = preflight_mgmt("kind", &self.dirs)?;
+        self.properties.extend(versions);
+        self.properties.insert("kind".into(), tool_version(&tools.kind, &["version"])?);
+        self.properties.insert("node_image".into(), self.cluster.image.clone());
+        self.properties.insert("kind_cluster".into(), self.cluster.name.clone());
+        self.properties.extend(mgmt::properties(&self.spec));
+        std::fs::create_dir_all(&self.cluster.dir)?;
+        if let Some(r) = &self.cluster.releases {
+            std::fs::create_dir_all(r)?;
+        }
+        std::fs::write(self.cluster.config_path(), self.cluster.config())?;
+        let cancel = CancellationToken::new();
+        let deadline = Instant::now() + self.cluster.wait + Duration::from_secs(300);
+        tracing::info!("kind create cluster --name {}", self.cluster.name);
+        // Marked before the call: a half-created cluster must be deleted too.
+        self.created = true;
+        self.tools = Some(tools.clone());
+        mgmt::run(&tools.kind, &self.cluster.create_args(), &[], deadline, &cancel).await?;
+        let say = |l: &str| tracing::info!("{l}");
+        mgmt::install(&self.spec, &mtools, &self.cluster.kubeconfig(), &say, &cancel).await?;
+        Ok(())
+    }
+
+    async fn down(&mut self) -> anyhow::Result<()> {
+        let (true, Some(tools)) = (self.created, &self.tools) else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        mgmt::run(&tools.kind, &self.cluster.delete_args(), &[], deadline, &CancellationToken::new()).await?;
+        self.created = false;
+        // The kubeconfig lives here; with the cluster gone it is only a stale secret.
+        let _ = std::fs::remove_dir_all(&self.cluster.dir);
+        Ok(())
+    }
+
+    fn kubeconfig(&self) -> Option<PathBuf> {
+        Some(self.cluster.kubeconfig())
+    }
+
+    async fn collect_logs(&self, dir: &Path) -> anyhow::Result<usize> {
+        let (true, Some(tools)) = (self.created, &self.tools) else {
+            return Ok(0);
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let to = dir.join("kind");
+        mgmt::run(
+            &tools.kind,
+            &self.cluster.export_logs_args(&to),
+            &[],
+            deadline,
+            &CancellationToken::new(),
+        )
+        .await?;
+        Ok(walk_count(&to))
+    }
+
+    fn properties(&self) -> BTreeMap<String, String> {
+        self.properties.clone()
+    }
+
+    fn bin_dirs(&self) -> Vec<PathBuf> {
+        self.dirs.clone()
+    }
+
+    fn keep_hint(&self) -> Option<String> {
+        self.created.then(|| {
+            format!(
+                "kind cluster `{n}` kept: export KUBECONFIG={k}\n  delete it with: kind delete cluster --name {n}",
+                n = self.cluster.name,
+                k = self.cluster.kubeconfig().display()
+            )
+        })
+    }
+
+    fn step_vars(&self) -> BTreeMap<String, String> {
+        self.cluster
+            .releases
+            .iter()
+            .map(|r| ("CSO_RELEASE_DIR".to_string(), r.display().to_string()))
+            .collect()
+    }
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 })
+        .sum()
 }
 
 /// A YAML double-quoted string (paths may hold `: ` or `#`).

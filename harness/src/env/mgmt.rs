@@ -91,6 +91,29 @@ impl Spec {
         }
     }
 
+    /// The defaults, overridden by the config file's `management:` section.
+    pub fn from_config(infrastructure: Infrastructure, c: Option<&crate::config::ManagementConfig>) -> Spec {
+        let mut s = Spec::new(infrastructure);
+        let Some(c) = c else { return s };
+        let set = |to: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                to.clone_from(v);
+            }
+        };
+        set(&mut s.capi_version, &c.cluster_api_version);
+        set(&mut s.capo_version, &c.capo_version);
+        set(&mut s.orc_manifest, &c.orc_manifest);
+        set(&mut s.cso.chart, &c.cso_chart);
+        set(&mut s.cso.oci_repository, &c.cso_oci_repository);
+        s.clusterctl_config.clone_from(&c.clusterctl_config);
+        s.cso.version.clone_from(&c.cso_chart_version);
+        s.cso.values.clone_from(&c.cso_values);
+        if let Some(t) = &c.timeout {
+            s.timeout = t.0;
+        }
+        s
+    }
+
     fn infrastructure_provider(&self) -> String {
         match self.infrastructure {
             Infrastructure::Docker => format!("docker:{}", self.capi_version),

@@ -6,7 +6,6 @@ pub mod kubeconfig;
 pub mod lab;
 pub mod mgmt;
 pub mod openstack;
-pub mod unsupported;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -45,9 +45,10 @@ const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}\
 .passed{background:#c8e6c9}.failed{background:#ffcdd2}.error{background:#ffe0b2}.skipped{background:#eee;color:#777}\
-.cell{min-width:1.6em;text-align:center}.flaky{outline:2px dashed #f9a825}\
-.bar{position:relative;height:14px;background:#fafafa;border:1px solid #ddd;min-width:420px}\
+.cell{min-width:1.6em;text-align:center}.flaky{outline:2px dashed #f9a825;outline-offset:-3px}\
+.bar{position:relative;height:14px;background:#fafafa;border:1px solid #ddd;width:640px}\
 .bar span{position:absolute;top:0;height:14px;border-right:1px solid #fff}\
+.axis{display:flex;justify-content:space-between;width:640px;color:#777;font-size:12px}\
 pre{white-space:pre-wrap;background:#f6f6f6;padding:6px;max-height:20em;overflow:auto}\
 .summary span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:3px}";
 
@@ -61,7 +62,7 @@ pub fn render(r: &RunReport) -> String {
     );
     let _ = write!(
         h,
-        "<h1>scs-e2e run {}</h1>\n<p>environment <b>{}</b> · started {} · {:.1} s{}</p>\n<p class=\"summary\"><span class=\"passed\">{} passed</span><span class=\"failed\">{} failed</span><span class=\"error\">{} errors</span><span class=\"skipped\">{} skipped</span></p>\n",
+        "<h1>scs-e2e run {}</h1>\n<p>environment <b>{}</b> · started {} · {:.1} s{}</p>\n<p class=\"summary\">scenarios: <span class=\"passed\">{} passed</span><span class=\"failed\">{} failed</span><span class=\"error\">{} errors</span><span class=\"skipped\">{} skipped</span></p>\n",
         esc(&r.run_id),
         esc(&r.environment),
         r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -124,15 +125,26 @@ pub fn render(r: &RunReport) -> String {
     }
     h.push_str("</table>\n");
 
-    // Timeline: each scenario's steps placed on the run's time axis.
-    let total = r.duration_secs.max(0.001);
-    h.push_str("<h2>Timeline</h2>\n<table>");
+    // Timeline: each scenario's steps on one time axis. The axis spans the run and every step:
+    // steps are timed apart from the run, so in a partial or hand-made report one can end after
+    // the recorded duration, and it would be squeezed to nothing at the right edge.
+    let since = |t: chrono::DateTime<chrono::Utc>| (t - r.started_at).num_milliseconds() as f64 / 1000.0;
+    let steps = || r.scenarios.iter().flat_map(|sc| sc.steps.iter());
+    let origin = steps().map(|st| since(st.started_at)).fold(0.0f64, f64::min);
+    let end = steps()
+        .map(|st| since(st.started_at) + st.duration_secs)
+        .fold(r.duration_secs, f64::max);
+    let total = (end - origin).max(0.001);
+    let _ = write!(
+        h,
+        "<h2>Timeline</h2>\n<table><tr><td></td><td><div class=\"axis\"><span>{origin:.1} s</span><span>{:.1} s</span><span>{end:.1} s</span></div></td></tr>\n",
+        origin + total / 2.0
+    );
     for sc in &r.scenarios {
         let _ = write!(h, "<tr><td>{}.{}</td><td><div class=\"bar\">", esc(&sc.suite), esc(&sc.name));
         for st in &sc.steps {
-            let offset = (st.started_at - r.started_at).num_milliseconds() as f64 / 1000.0;
-            let left = (offset / total * 100.0).clamp(0.0, 100.0);
-            // At least visible, never past the end (a step starting at the end has no room).
+            let left = ((since(st.started_at) - origin) / total * 100.0).clamp(0.0, 100.0);
+            // At least visible, never past the end.
             let w = (st.duration_secs / total * 100.0).max(0.2).min(100.0 - left);
             let _ = write!(
                 h,

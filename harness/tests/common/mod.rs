@@ -2,6 +2,9 @@
 //! exits), a fresh namespace per test, and extra labs for tests that break theirs.
 #![allow(dead_code)]
 
+pub mod fake_openstack;
+pub mod keystone;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};

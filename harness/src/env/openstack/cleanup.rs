@@ -1,0 +1,723 @@
+//! What a workload cluster left in the cloud: the leak check after a cluster's deletion, and
+//! `scs-e2e cleanup`, which deletes it in dependency order (dry run unless `--yes`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::clouds::{Lookup, load};
+use super::identity::Session;
+use super::ownership::{self, ClusterRef, Related};
+use super::resources::{ApiError, Deleted, OpenStack, Service};
+use crate::error::{Exit, Fatal};
+use crate::report::{Status, StepResult};
+
+/// Kinds in deletion order: dependents before what they depend on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    LoadBalancer,
+    Server,
+    FloatingIp,
+    Port,
+    Router,
+    Subnet,
+    Network,
+    SecurityGroup,
+    ServerGroup,
+    Volume,
+    Image,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::LoadBalancer => "load-balancer",
+            Kind::Server => "server",
+            Kind::FloatingIp => "floating-ip",
+            Kind::Port => "port",
+            Kind::Router => "router",
+            Kind::Subnet => "subnet",
+            Kind::Network => "network",
+            Kind::SecurityGroup => "security-group",
+            Kind::ServerGroup => "server-group",
+            Kind::Volume => "volume",
+            Kind::Image => "image",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource that belongs to the cluster, and the rule that said so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    pub kind: Kind,
+    pub id: String,
+    pub name: String,
+    pub why: String,
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = if self.name.is_empty() { "(no name)" } else { &self.name };
+        write!(f, "{} {} {name} ({})", self.kind, self.id, self.why)
+    }
+}
+
+/// The cluster's resources, plus the services the cloud does not offer (nothing to check).
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub owned: Vec<Leftover>,
+    pub absent_services: Vec<&'static str>,
+}
+
+/// A service missing from the catalog (no Octavia, no Glance) has nothing of ours: empty.
+fn optional<T>(r: Result<Vec<T>, ApiError>, svc: Service, absent: &mut Vec<&'static str>) -> Result<Vec<T>, ApiError> {
+    match r {
+        Err(e) if e.is_no_endpoint() => {
+            absent.push(svc.label());
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
+
+fn add(out: &mut Vec<Leftover>, kind: Kind, id: &str, name: &str, why: Option<String>) -> bool {
+    match why {
+        Some(why) => {
+            out.push(Leftover {
+                kind,
+                id: id.into(),
+                name: name.into(),
+                why,
+            });
+            true
+        }
+        None => false,
+    }
+}
+
+/// Lists every kind once and applies the ownership rules.
+pub async fn inventory(session: &Session, cluster: &ClusterRef) -> Result<Inventory, ApiError> {
+    let os = OpenStack::new(session);
+    let mut absent = Vec::new();
+    let mut owned = Vec::new();
+    let lbs = optional(os.load_balancers().await, Service::LoadBalancer, &mut absent)?;
+    let servers = os.servers().await?;
+    let networks = os.networks().await?;
+    let subnets = os.subnets().await?;
+    let routers = os.routers().await?;
+    let ports = os.ports().await?;
+    let fips = os.floating_ips().await?;
+    let groups = os.security_groups().await?;
+    let server_groups = os.server_groups().await?;
+    let volumes = optional(os.volumes().await, Service::BlockStorage, &mut absent)?;
+    let images = optional(os.images().await, Service::Image, &mut absent)?;
+
+    let mut rel = Related {
+        network_names: networks.iter().map(|n| (n.id.clone(), n.name.clone())).collect(),
+        ..Default::default()
+    };
+    for lb in &lbs {
+        if add(
+            &mut owned,
+            Kind::LoadBalancer,
+            &lb.id,
+            &lb.name,
+            ownership::load_balancer(cluster, lb),
+        ) {
+            // Its VIP port carries its floating IP.
+            rel.ports.extend(lb.vip_port_id.clone());
+        }
+    }
+    for s in &servers {
+        if add(&mut owned, Kind::Server, &s.id, &s.name, ownership::server(cluster, s)) {
+            rel.servers.insert(s.id.clone());
+            rel.server_names.insert(s.name.clone());
+        } else {
+            rel.other_servers.insert(s.id.clone());
+            rel.other_server_names.insert(s.name.clone());
+        }
+    }
+    for n in &networks {
+        if add(&mut owned, Kind::Network, &n.id, &n.name, ownership::network(cluster, n)) {
+            rel.networks.insert(n.id.clone());
+        }
+    }
+    for p in &ports {
+        if add(&mut owned, Kind::Port, &p.id, &p.name, ownership::port(cluster, p, &rel)) {
+            rel.ports.insert(p.id.clone());
+        }
+    }
+    for f in &fips {
+        add(
+            &mut owned,
+            Kind::FloatingIp,
+            &f.id,
+            &f.floating_ip_address,
+            ownership::floating_ip(cluster, f, &rel),
+        );
+    }
+    for r in &routers {
+        add(&mut owned, Kind::Router, &r.id, &r.name, ownership::router(cluster, r));
+    }
+    for s in &subnets {
+        add(&mut owned, Kind::Subnet, &s.id, &s.name, ownership::subnet(cluster, s, &rel));
+    }
+    for g in &groups {
+        add(
+            &mut owned,
+            Kind::SecurityGroup,
+            &g.id,
+            &g.name,
+            ownership::security_group(cluster, g),
+        );
+    }
+    for g in &server_groups {
+        add(
+            &mut owned,
+            Kind::ServerGroup,
+            &g.id,
+            &g.name,
+            ownership::server_group(cluster, g, &rel),
+        );
+    }
+    for v in &volumes {
+        add(
+            &mut owned,
+            Kind::Volume,
+            &v.id,
+            v.name.as_deref().unwrap_or_default(),
+            ownership::volume(cluster, v, &rel),
+        );
+    }
+    for i in &images {
+        add(
+            &mut owned,
+            Kind::Image,
+            &i.id,
+            i.name.as_deref().unwrap_or_default(),
+            ownership::image(cluster, i),
+        );
+    }
+    owned.sort_by(|a, b| (a.kind, &a.name, &a.id).cmp(&(b.kind, &b.name, &b.id)));
+    Ok(Inventory {
+        owned,
+        absent_services: absent,
+    })
+}
+
+/// The leak check: what of `cluster` is still in the cloud (empty after a clean deletion).
+pub async fn leaks(session: &Session, cluster: &ClusterRef) -> Result<Vec<Leftover>, ApiError> {
+    Ok(inventory(session, cluster).await?.owned)
+}
+
+/// The leak check as a report testcase (operation `leakCheck`): failed with one line per
+/// leftover, an error when the cloud could not be asked, passed when clean.
+///
+/// Meant to run after the cluster's deletion (its `deleteCluster` step succeeded and the
+/// Cluster object is gone), e.g. pushed into `RunReport::phases` after `down` or appended to the
+/// scenario's steps so `scenario_status` fails the scenario.
+pub async fn leak_check_step(session: &Session, cluster: &ClusterRef) -> StepResult {
+    let started_at = chrono::Utc::now();
+    let t0 = std::time::Instant::now();
+    let result = leaks(session, cluster).await;
+    let mut r = leak_testcase(cluster, &result);
+    r.started_at = started_at;
+    r.duration_secs = crate::report::secs(t0.elapsed());
+    r
+}
+
+/// [`leak_check_step`]'s result from a finished check.
+pub fn leak_testcase(cluster: &ClusterRef, result: &Result<Vec<Leftover>, ApiError>) -> StepResult {
+    let (status, message, details) = match result {
+        Ok(l) if l.is_empty() => (Status::Passed, None, None),
+        Ok(l) => (
+            Status::Failed,
+            Some(format!(
+                "{} OpenStack resource{} of cluster {cluster} left after its deletion",
+                l.len(),
+                if l.len() == 1 { "" } else { "s" }
+            )),
+            Some(l.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")),
+        ),
+        Err(e) => (Status::Error, Some(format!("leak check for cluster {cluster}: {e}")), None),
+    };
+    StepResult {
+        name: format!("openstack leak check {cluster}"),
+        operation: "leakCheck".into(),
+        status,
+        started_at: chrono::Utc::now(),
+        duration_secs: 0.0,
+        timeout_secs: 0.0,
+        message: message.map(|m| crate::redact::apply(&m).into_owned()),
+        details: details.map(|d| crate::redact::apply(&d).into_owned()),
+        log_tail: None,
+        log: None,
+        attempts: Vec::new(),
+    }
+}
+
+// --- cleanup ---------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub struct CleanupOptions {
+    /// Delete; otherwise only list what would be deleted.
+    pub yes: bool,
+    /// How long servers and load balancers may take to go.
+    pub wait: Duration,
+    /// Between looks at something going away.
+    pub poll: Duration,
+}
+
+impl Default for CleanupOptions {
+    fn default() -> Self {
+        CleanupOptions {
+            yes: false,
+            wait: Duration::from_secs(600),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a cleanup did.
+#[derive(Clone, Debug, Default)]
+pub struct CleanupOutcome {
+    /// What the first look found (a dry run's list).
+    pub found: Vec<Leftover>,
+    pub deleted: Vec<Leftover>,
+    /// What failed, with the reason.
+    pub failed: Vec<(Leftover, String)>,
+    /// What the final look still found (empty after a complete cleanup).
+    pub remaining: Vec<Leftover>,
+}
+
+/// Deletes the cluster's resources in dependency order: load balancers (cascade) → servers
+/// (waiting until they are gone) → floating IPs → ports → router interfaces and gateways →
+/// routers → subnets → networks → security groups → server groups → volumes → images. Every item
+/// is tried even after a failure, so one stuck server does not hide the rest. `say` gets one
+/// line per action.
+pub async fn cleanup(
+    session: &Session,
+    cluster: &ClusterRef,
+    opts: &CleanupOptions,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<CleanupOutcome, ApiError> {
+    let inv = inventory(session, cluster).await?;
+    for s in &inv.absent_services {
+        say(format!("note: the catalog has no {s} endpoint; nothing of that kind to check"));
+    }
+    let mut out = CleanupOutcome {
+        found: inv.owned.clone(),
+        ..Default::default()
+    };
+    if !opts.yes {
+        return Ok(out);
+    }
+    let os = OpenStack::new(session);
+    let of = |k: Kind| inv.owned.iter().filter(move |l| l.kind == k);
+    let fail = |out: &mut CleanupOutcome, say: &mut (dyn FnMut(String) + Send), l: &Leftover, why: String| {
+        say(format!("FAILED {l}: {why}"));
+        out.failed.push((l.clone(), why));
+    };
+    let deleted = |out: &mut CleanupOutcome, say: &mut (dyn FnMut(String) + Send), l: &Leftover, d: Deleted| {
+        say(format!(
+            "deleted {} {} {}{}",
+            l.kind,
+            l.id,
+            l.name,
+            if d == Deleted::AlreadyGone { " (already gone)" } else { "" }
+        ));
+        out.deleted.push(l.clone());
+    };
+
+    // Load balancers first: their listeners and members point at the servers' ports.
+    let mut going = Vec::new();
+    for l in of(Kind::LoadBalancer) {
+        match delete_one(&os, l).await {
+            Ok(Deleted::AlreadyGone) => deleted(&mut out, say, l, Deleted::AlreadyGone),
+            Ok(Deleted::Accepted) => going.push(l.clone()),
+            Err(e) => fail(&mut out, say, l, e.to_string()),
+        }
+    }
+    for (l, r) in wait_gone(&going, opts, |id| {
+        let os = &os;
+        async move { Ok(os.load_balancer(&id).await?.map(|lb| lb.provisioning_status)) }
+    })
+    .await
+    {
+        match r {
+            Ok(()) => deleted(&mut out, say, &l, Deleted::Accepted),
+            Err(why) => fail(&mut out, say, &l, why),
+        }
+    }
+
+    let mut going = Vec::new();
+    for l in of(Kind::Server) {
+        match delete_one(&os, l).await {
+            Ok(Deleted::AlreadyGone) => deleted(&mut out, say, l, Deleted::AlreadyGone),
+            Ok(Deleted::Accepted) => going.push(l.clone()),
+            Err(e) => fail(&mut out, say, l, e.to_string()),
+        }
+    }
+    for (l, r) in wait_gone(&going, opts, |id| {
+        let os = &os;
+        // Nova shows a deleted server as DELETED for a while before answering 404.
+        async move { Ok(os.server(&id).await?.filter(|s| s.status != "DELETED").map(|s| s.status)) }
+    })
+    .await
+    {
+        match r {
+            Ok(()) => deleted(&mut out, say, &l, Deleted::Accepted),
+            Err(why) => fail(&mut out, say, &l, why),
+        }
+    }
+
+    for l in of(Kind::FloatingIp).chain(of(Kind::Port)) {
+        match delete_one(&os, l).await {
+            Ok(d) => deleted(&mut out, say, l, d),
+            Err(e) => fail(&mut out, say, l, e.to_string()),
+        }
+    }
+
+    // Routers: detach every interface (ours, and any router's interface on our networks, which
+    // would block the subnets), clear the gateway, then delete.
+    let our_networks: HashSet<&str> = of(Kind::Network).map(|l| l.id.as_str()).collect();
+    let our_routers: HashSet<&str> = of(Kind::Router).map(|l| l.id.as_str()).collect();
+    let interfaces = match os.ports().await {
+        Ok(ports) => ports
+            .into_iter()
+            .filter(|p| {
+                p.is_router_interface() && (our_routers.contains(p.device_id.as_str()) || our_networks.contains(p.network_id.as_str()))
+            })
+            .collect(),
+        Err(e) => {
+            say(format!("could not list router interfaces: {e}"));
+            Vec::new()
+        }
+    };
+    for p in &interfaces {
+        match os.remove_router_interface(&p.device_id, &p.id).await {
+            Ok(_) => say(format!(
+                "removed interface {} (port {}) from router {}",
+                subnet_of(p),
+                p.id,
+                p.device_id
+            )),
+            Err(e) => say(format!("FAILED to remove interface port {} from router {}: {e}", p.id, p.device_id)),
+        }
+    }
+    let routers = match os.routers().await {
+        Ok(r) => r,
+        Err(e) => {
+            say(format!("could not list routers: {e}"));
+            Vec::new()
+        }
+    };
+    for l in of(Kind::Router) {
+        if routers.iter().any(|r| r.id == l.id && r.has_gateway()) {
+            match os.clear_router_gateway(&l.id).await {
+                Ok(_) => say(format!("cleared the external gateway of router {} {}", l.id, l.name)),
+                Err(e) => say(format!("FAILED to clear the gateway of router {}: {e}", l.id)),
+            }
+        }
+        match delete_one(&os, l).await {
+            Ok(d) => deleted(&mut out, say, l, d),
+            Err(e) => fail(&mut out, say, l, e.to_string()),
+        }
+    }
+
+    for kind in [
+        Kind::Subnet,
+        Kind::Network,
+        Kind::SecurityGroup,
+        Kind::ServerGroup,
+        Kind::Volume,
+        Kind::Image,
+    ] {
+        for l in of(kind) {
+            match delete_one(&os, l).await {
+                Ok(d) => deleted(&mut out, say, l, d),
+                Err(e) => fail(&mut out, say, l, e.to_string()),
+            }
+        }
+    }
+
+    out.remaining = leaks(session, cluster).await?;
+    Ok(out)
+}
+
+/// The plain delete of one resource (load balancers cascade).
+async fn delete_one(os: &OpenStack<'_>, l: &Leftover) -> Result<Deleted, ApiError> {
+    match l.kind {
+        Kind::LoadBalancer => os.delete_load_balancer(&l.id).await,
+        Kind::Server => os.delete_server(&l.id).await,
+        Kind::FloatingIp => os.delete_floating_ip(&l.id).await,
+        Kind::Port => os.delete_port(&l.id).await,
+        Kind::Router => os.delete_router(&l.id).await,
+        Kind::Subnet => os.delete_subnet(&l.id).await,
+        Kind::Network => os.delete_network(&l.id).await,
+        Kind::SecurityGroup => os.delete_security_group(&l.id).await,
+        Kind::ServerGroup => os.delete_server_group(&l.id).await,
+        Kind::Volume => os.delete_volume(&l.id).await,
+        Kind::Image => os.delete_image(&l.id).await,
+    }
+}
+
+fn subnet_of(p: &super::resources::Port) -> String {
+    p.fixed_ips
+        .first()
+        .map(|f| format!("subnet {}", f.subnet_id))
+        .unwrap_or_else(|| "of a subnet".into())
+}
+
+/// Polls each item until `status` says it is gone (`Ok(None)`); a timeout names the last status.
+async fn wait_gone<F, Fut>(items: &[Leftover], opts: &CleanupOptions, status: F) -> Vec<(Leftover, Result<(), String>)>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, ApiError>>,
+{
+    let deadline = Instant::now() + opts.wait;
+    let mut pending: Vec<(Leftover, String)> = items.iter().map(|l| (l.clone(), String::new())).collect();
+    let mut done = Vec::new();
+    loop {
+        let mut still = Vec::new();
+        for (l, _) in pending {
+            match status(l.id.clone()).await {
+                Ok(None) => done.push((l, Ok(()))),
+                Ok(Some(st)) => still.push((l, st)),
+                Err(e) => done.push((l, Err(e.to_string()))),
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            return done;
+        }
+        if Instant::now() >= deadline {
+            for (l, st) in pending {
+                let why = format!(
+                    "still present {} after the delete was accepted (status {})",
+                    humantime::format_duration(opts.wait),
+                    if st.is_empty() { "unknown" } else { &st }
+                );
+                done.push((l, Err(why)));
+            }
+            return done;
+        }
+        tokio::time::sleep(opts.poll).await;
+    }
+}
+
+// --- the `cleanup` command -------------------------------------------------------------------
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CleanupArgs {
+    /// The workload cluster's name (its Cluster object's metadata.name).
+    #[arg(long)]
+    pub cluster: String,
+    /// The Cluster object's namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The cloud in clouds.yaml (default: OS_CLOUD, or the file's only cloud).
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Delete; without it, only list what would be deleted.
+    #[arg(long)]
+    pub yes: bool,
+    /// How long servers and load balancers may take to disappear.
+    #[arg(long, default_value = "10m", value_parser = parse_wait)]
+    pub wait: Duration,
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    crate::suite::duration::HumanDuration::parse(s).map(|d| d.0)
+}
+
+pub const CLEANUP_HELP: &str = "Exit codes:
+  0  nothing of the cluster is left (dry run: nothing was found)
+  1  something could not be deleted (dry run: something was found)
+  2  bad input: flags, clouds.yaml
+  3  the cloud is unreachable or refused the credentials";
+
+/// A Kubernetes object name (RFC 1123 label for namespaces, subdomain for clusters): anything
+/// else cannot be a cluster, and would make the name rules match the wrong things.
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// `scs-e2e cleanup`: lists (and with `--yes` deletes) what the cluster left in the cloud.
+pub async fn run(args: CleanupArgs) -> Result<Exit, Fatal> {
+    if !valid_name(&args.cluster, 253) {
+        return Err(Fatal::usage(anyhow::anyhow!(
+            "--cluster `{}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)",
+            args.cluster
+        )));
+    }
+    if !valid_name(&args.namespace, 63) || args.namespace.contains('.') {
+        return Err(Fatal::usage(anyhow::anyhow!(
+            "--namespace `{}` is not a Kubernetes namespace name (lowercase letters, digits, `-`)",
+            args.namespace
+        )));
+    }
+    let cloud = load(&Lookup::from_env(args.cloud.clone())).map_err(Fatal::usage)?;
+    let cluster = ClusterRef::new(&args.namespace, &args.cluster);
+    let session = Session::login(&cloud).await.map_err(Fatal::infra)?;
+    let print = |s: String| println!("{}", crate::redact::apply(&s));
+    let opts = CleanupOptions {
+        yes: args.yes,
+        wait: args.wait,
+        // Often enough for short waits, gently for the default ten minutes.
+        poll: (args.wait / 20).clamp(Duration::from_millis(100), Duration::from_secs(2)),
+    };
+    let mut say = |s: String| print(s);
+    let out = cleanup(&session, &cluster, &opts, &mut say).await.map_err(|e| {
+        if e.is_unreachable_or_auth() {
+            Fatal::infra(e)
+        } else {
+            // Listing failed for another reason (a service error): nothing can be promised.
+            Fatal {
+                exit: Exit::Failures,
+                error: e.into(),
+            }
+        }
+    })?;
+    let n = out.found.len();
+    print(format!(
+        "cluster {cluster} on cloud `{}`: {n} resource{} found",
+        cloud.name,
+        if n == 1 { "" } else { "s" }
+    ));
+    if !args.yes {
+        for l in &out.found {
+            print(format!("  would delete {l}"));
+        }
+        if n > 0 {
+            print("dry run: nothing was deleted; run again with --yes to delete these".into());
+            return Ok(Exit::Failures);
+        }
+        return Ok(Exit::Passed);
+    }
+    for l in &out.remaining {
+        print(format!("  left: {l}"));
+    }
+    if out.remaining.is_empty() && out.failed.is_empty() {
+        print(format!("deleted {}; nothing of cluster {cluster} is left", out.deleted.len()));
+        Ok(Exit::Passed)
+    } else {
+        let failed: Vec<String> = out
+            .failed
+            .iter()
+            .map(|(l, why)| format!("{} {} {}: {why}", l.kind, l.id, l.name))
+            .collect();
+        Err(Fatal {
+            exit: Exit::Failures,
+            error: anyhow::anyhow!(
+                "cleanup of cluster {cluster} incomplete: {} left, {} failed{}",
+                out.remaining.len(),
+                out.failed.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n  {}", failed.join("\n  "))
+                }
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_sort_in_deletion_order() {
+        let mut k = vec![
+            Kind::Image,
+            Kind::Network,
+            Kind::Server,
+            Kind::Port,
+            Kind::LoadBalancer,
+            Kind::Router,
+            Kind::Subnet,
+        ];
+        k.sort();
+        assert_eq!(
+            k,
+            [
+                Kind::LoadBalancer,
+                Kind::Server,
+                Kind::Port,
+                Kind::Router,
+                Kind::Subnet,
+                Kind::Network,
+                Kind::Image
+            ]
+        );
+    }
+
+    #[test]
+    fn leak_testcase_fails_listing_each_leftover() {
+        let c = ClusterRef::new("default", "alpha");
+        let l = Leftover {
+            kind: Kind::Router,
+            id: "r1".into(),
+            name: "k8s-clusterapi-cluster-default-alpha".into(),
+            why: "CAPO cluster router name".into(),
+        };
+        let t = leak_testcase(
+            &c,
+            &Ok(vec![
+                l.clone(),
+                Leftover {
+                    kind: Kind::Volume,
+                    id: "v1".into(),
+                    name: String::new(),
+                    why: "w".into(),
+                },
+            ]),
+        );
+        assert_eq!(t.status, Status::Failed);
+        assert_eq!(t.operation, "leakCheck");
+        assert_eq!(
+            t.message.as_deref(),
+            Some("2 OpenStack resources of cluster default/alpha left after its deletion")
+        );
+        assert_eq!(
+            t.details.as_deref(),
+            Some("router r1 k8s-clusterapi-cluster-default-alpha (CAPO cluster router name)\nvolume v1 (no name) (w)")
+        );
+        assert_eq!(leak_testcase(&c, &Ok(vec![])).status, Status::Passed);
+        let e = ApiError::Http {
+            service: "network (neutron)",
+            call: "GET /v2.0/ports".into(),
+            status: 500,
+            message: "boom".into(),
+        };
+        let t = leak_testcase(&c, &Err(e));
+        assert_eq!(t.status, Status::Error);
+        assert!(t.message.unwrap().contains("network (neutron): GET /v2.0/ports answered 500: boom"));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("alpha-1", 253) && valid_name("a.b", 253));
+        assert!(
+            !valid_name("", 253)
+                && !valid_name("Alpha", 253)
+                && !valid_name("-a", 253)
+                && !valid_name("a_b", 253)
+                && !valid_name("a*", 253)
+        );
+    }
+}

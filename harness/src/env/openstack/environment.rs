@@ -1,0 +1,168 @@
+//! `--env openstack`: a management cluster (kind, or one given by kubeconfig) with ORC, CAPO,
+//! Cluster API and CSO, and the cloud's credentials in it the way openstack-csp-helper puts
+//! them. The credentials are loaded and checked when the environment is built, so bad
+//! clouds.yaml input fails before anything is created.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use kube::api::{Patch, PatchParams};
+use tokio_util::sync::CancellationToken;
+
+use super::clouds::Cloud;
+use super::identity::Session;
+use super::secrets::{self, Naming};
+use crate::env::Environment;
+use crate::env::kind::{KindCluster, KindEnv};
+use crate::env::mgmt;
+
+/// Where the management cluster comes from.
+pub enum Management {
+    /// Created with kind (CAPO runs in it; no Docker provider needed).
+    Kind(Box<KindEnv>),
+    /// An existing cluster; not deleted at the end.
+    Existing(PathBuf),
+}
+
+pub struct OpenStackEnv {
+    cloud: Cloud,
+    naming: Naming,
+    namespace: String,
+    management: Management,
+    spec: mgmt::Spec,
+    dirs: Vec<PathBuf>,
+    properties: BTreeMap<String, String>,
+}
+
+impl OpenStackEnv {
+    pub fn new(
+        cloud: Cloud,
+        naming: Naming,
+        namespace: String,
+        management: Option<PathBuf>,
+        kind: KindCluster,
+        spec: mgmt::Spec,
+        dirs: Vec<PathBuf>,
+    ) -> OpenStackEnv {
+        let management = match management {
+            Some(k) => Management::Existing(k),
+            None => Management::Kind(Box::new(KindEnv::new(kind, spec.clone(), dirs.clone(), false))),
+        };
+        OpenStackEnv {
+            cloud,
+            naming,
+            namespace,
+            management,
+            spec,
+            dirs,
+            properties: BTreeMap::new(),
+        }
+    }
+
+    fn mgmt_kubeconfig(&self) -> PathBuf {
+        match &self.management {
+            Management::Kind(k) => k.cluster.kubeconfig(),
+            Management::Existing(p) => p.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Environment for OpenStackEnv {
+    fn name(&self) -> &'static str {
+        "openstack"
+    }
+
+    async fn up(&mut self) -> anyhow::Result<()> {
+        // The cloud first: a wrong password should not cost a management cluster.
+        let session = Session::login(&self.cloud).await?;
+        for service in ["compute", "network", "load-balancer"] {
+            session.endpoint(service)?;
+        }
+        self.properties.insert("cloud".into(), self.cloud.name.clone());
+        if let Some(r) = &self.cloud.region {
+            self.properties.insert("region".into(), r.clone());
+        }
+        match &mut self.management {
+            Management::Kind(k) => {
+                k.up().await?;
+                self.properties.extend(k.properties());
+            }
+            Management::Existing(kc) => {
+                let (tools, versions) = crate::env::kind::preflight_mgmt("openstack", &self.dirs)?;
+                self.properties.extend(versions);
+                self.properties.extend(mgmt::properties(&self.spec));
+                let say = |l: &str| tracing::info!("{l}");
+                mgmt::install(&self.spec, &tools, kc, &say, &CancellationToken::new()).await?;
+            }
+        }
+        apply_credentials(&self.mgmt_kubeconfig(), &self.cloud, &self.naming, &self.namespace).await
+    }
+
+    async fn down(&mut self) -> anyhow::Result<()> {
+        match &mut self.management {
+            Management::Kind(k) => k.down().await,
+            Management::Existing(_) => Ok(()),
+        }
+    }
+
+    fn kubeconfig(&self) -> Option<PathBuf> {
+        Some(self.mgmt_kubeconfig())
+    }
+
+    async fn collect_logs(&self, dir: &Path) -> anyhow::Result<usize> {
+        match &self.management {
+            Management::Kind(k) => k.collect_logs(dir).await,
+            Management::Existing(_) => Ok(0),
+        }
+    }
+
+    fn properties(&self) -> BTreeMap<String, String> {
+        self.properties.clone()
+    }
+
+    fn bin_dirs(&self) -> Vec<PathBuf> {
+        self.dirs.clone()
+    }
+
+    fn keep_hint(&self) -> Option<String> {
+        match &self.management {
+            Management::Kind(k) => k.keep_hint(),
+            Management::Existing(_) => None,
+        }
+    }
+
+    fn step_vars(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("OPENSTACK_CLOUD".to_string(), self.cloud.name.clone()),
+            ("OPENSTACK_SECRET_NAME".to_string(), self.naming.secret.clone()),
+        ])
+    }
+}
+
+/// Server-side applies the Secret pair and the ClusterResourceSet into `namespace` (created if
+/// missing).
+pub async fn apply_credentials(kubeconfig: &Path, cloud: &Cloud, naming: &Naming, namespace: &str) -> anyhow::Result<()> {
+    let client = crate::kube::client_from_kubeconfig(kubeconfig).await?;
+    let resolver = crate::kube::Resolver::new(client);
+    let pp = PatchParams::apply("scs-e2e").force();
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+    let cacert = match &cloud.cacert {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cloud `{}`: cacert {}: {e}", cloud.name, p.display()))?),
+        None => None,
+    };
+    for obj in std::iter::once(ns).chain(secrets::objects(cloud, naming, namespace, cacert.as_deref())) {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let target_ns = if kind == "Namespace" { "" } else { namespace };
+        let api = resolver.api(&api_version, &kind, target_ns).await?;
+        // The error names the object, never its data (a Secret).
+        api.patch(&name, &pp, &Patch::Apply(&obj)).await.map_err(|e| match e {
+            kube::Error::Api(s) => anyhow::anyhow!("applying {kind} {namespace}/{name}: {} ({})", s.message, s.code),
+            e => anyhow::anyhow!("applying {kind} {namespace}/{name}: {e}"),
+        })?;
+    }
+    Ok(())
+}
