@@ -337,45 +337,22 @@ pub async fn cleanup(
         out.deleted.push(l.clone());
     };
 
-    // Load balancers first: their listeners and members point at the servers' ports.
-    let mut going = Vec::new();
-    for l in of(Kind::LoadBalancer) {
-        match delete_one(&os, l).await {
-            Ok(Deleted::AlreadyGone) => deleted(&mut out, say, l, Deleted::AlreadyGone),
-            Ok(Deleted::Accepted) => going.push(l.clone()),
-            Err(e) => fail(&mut out, say, l, e.to_string()),
+    // Load balancers first (their listeners and members point at the servers' ports), then
+    // servers; both delete asynchronously, so each kind is waited for before the next.
+    for kind in [Kind::LoadBalancer, Kind::Server] {
+        let mut going = Vec::new();
+        for l in of(kind) {
+            match delete_one(&os, l).await {
+                Ok(Deleted::AlreadyGone) => deleted(&mut out, say, l, Deleted::AlreadyGone),
+                Ok(Deleted::Accepted) => going.push(l.clone()),
+                Err(e) => fail(&mut out, say, l, e.to_string()),
+            }
         }
-    }
-    for (l, r) in wait_gone(&going, opts, |id| {
-        let os = &os;
-        async move { Ok(os.load_balancer(&id).await?.map(|lb| lb.provisioning_status)) }
-    })
-    .await
-    {
-        match r {
-            Ok(()) => deleted(&mut out, say, &l, Deleted::Accepted),
-            Err(why) => fail(&mut out, say, &l, why),
-        }
-    }
-
-    let mut going = Vec::new();
-    for l in of(Kind::Server) {
-        match delete_one(&os, l).await {
-            Ok(Deleted::AlreadyGone) => deleted(&mut out, say, l, Deleted::AlreadyGone),
-            Ok(Deleted::Accepted) => going.push(l.clone()),
-            Err(e) => fail(&mut out, say, l, e.to_string()),
-        }
-    }
-    for (l, r) in wait_gone(&going, opts, |id| {
-        let os = &os;
-        // Nova shows a deleted server as DELETED for a while before answering 404.
-        async move { Ok(os.server(&id).await?.filter(|s| s.status != "DELETED").map(|s| s.status)) }
-    })
-    .await
-    {
-        match r {
-            Ok(()) => deleted(&mut out, say, &l, Deleted::Accepted),
-            Err(why) => fail(&mut out, say, &l, why),
+        for (l, r) in wait_gone(&os, &going, opts).await {
+            match r {
+                Ok(()) => deleted(&mut out, say, &l, Deleted::Accepted),
+                Err(why) => fail(&mut out, say, &l, why),
+            }
         }
     }
 
@@ -477,19 +454,26 @@ fn subnet_of(p: &super::resources::Port) -> String {
         .unwrap_or_else(|| "of a subnet".into())
 }
 
-/// Polls each item until `status` says it is gone (`Ok(None)`); a timeout names the last status.
-async fn wait_gone<F, Fut>(items: &[Leftover], opts: &CleanupOptions, status: F) -> Vec<(Leftover, Result<(), String>)>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<String>, ApiError>>,
-{
+/// The status of an item whose delete was accepted, or `None` once it is gone.
+async fn presence(os: &OpenStack<'_>, l: &Leftover) -> Result<Option<String>, ApiError> {
+    match l.kind {
+        Kind::LoadBalancer => Ok(os.load_balancer(&l.id).await?.map(|lb| lb.provisioning_status)),
+        // Nova shows a deleted server as DELETED for a while before answering 404.
+        Kind::Server => Ok(os.server(&l.id).await?.filter(|s| s.status != "DELETED").map(|s| s.status)),
+        // Every other kind is gone when its delete returns.
+        _ => Ok(None),
+    }
+}
+
+/// Polls each item until it is gone; a timeout names the last status.
+async fn wait_gone(os: &OpenStack<'_>, items: &[Leftover], opts: &CleanupOptions) -> Vec<(Leftover, Result<(), String>)> {
     let deadline = Instant::now() + opts.wait;
     let mut pending: Vec<(Leftover, String)> = items.iter().map(|l| (l.clone(), String::new())).collect();
     let mut done = Vec::new();
     loop {
         let mut still = Vec::new();
         for (l, _) in pending {
-            match status(l.id.clone()).await {
+            match presence(os, &l).await {
                 Ok(None) => done.push((l, Ok(()))),
                 Ok(Some(st)) => still.push((l, st)),
                 Err(e) => done.push((l, Err(e.to_string()))),
