@@ -101,6 +101,15 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
         interrupted: false,
     };
 
+    // Before the environment exists: a run killed while creating clusters still says which.
+    let clusters = cluster_plan(plan, &opts.run_id, env.name());
+    if let Err(e) = report::write_atomic(
+        &opts.artifacts.join(report::CLUSTER_PLAN_FILE),
+        format!("{}\n", serde_json::to_string_pretty(&clusters).unwrap_or_default()).as_bytes(),
+    ) {
+        obs.on(Event::Note(&format!("could not write {}: {e}", report::CLUSTER_PLAN_FILE)));
+    }
+
     let up = phase("up", obs, &cancel, env.up()).await;
     let up_ok = up.status == Status::Passed;
     base.phases.push(up);
@@ -291,6 +300,36 @@ pub fn slug(s: &str) -> String {
         }
     }
     out.trim_matches('-').to_string()
+}
+
+/// The Clusters the plan's `createCluster` steps will create, with the names as far as they are
+/// known before the run (suite, matrix and harness variables substituted).
+pub fn cluster_plan(plan: &Plan, run_id: &str, environment: &str) -> report::ClusterPlan {
+    let mut clusters = Vec::new();
+    for sc in &plan.scenarios {
+        let namespace = sc.namespace.clone().unwrap_or_else(|| namespace_for(sc, run_id));
+        let mut vars = sc.vars.clone();
+        vars.insert("NAMESPACE".into(), namespace.clone());
+        vars.insert("SCENARIO".into(), sc.id());
+        vars.insert("RUN_ID".into(), run_id.to_string());
+        for st in &sc.steps {
+            if let crate::suite::model::Op::CreateCluster(c) = &st.op {
+                clusters.push(report::PlannedCluster {
+                    namespace: namespace.clone(),
+                    name: crate::suite::subst::substitute_known(&c.name, &vars),
+                    scenario: sc.id(),
+                });
+            }
+        }
+    }
+    clusters.sort();
+    clusters.dedup();
+    report::ClusterPlan {
+        schema: report::CLUSTER_PLAN_SCHEMA.to_string(),
+        run_id: run_id.to_string(),
+        environment: environment.to_string(),
+        clusters,
+    }
 }
 
 /// `e2e-<scenario>-<hash>`: readable, unique per run, a valid DNS label.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -227,6 +228,93 @@ fn sigint_stops_the_step_runs_finally_writes_reports_and_exits_130() {
     );
     assert!(dir.path().join("junit_scs-e2e.xml").exists());
     assert_eq!(processes_mentioning(&token), Vec::<u32>::new(), "the step's process was killed");
+}
+
+/// A run killed outright (a CI job's timeout) writes nothing at the end, yet `clusters.json`,
+/// written first, names every cluster it planned in the namespace the run really used: what
+/// `scs-e2e cleanup --from` needs to find their cloud resources.
+#[test]
+fn a_killed_run_has_already_named_its_clusters_and_their_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("{}.{}", std::process::id(), 77);
+    let suite = write_suite(
+        dir.path(),
+        "killed",
+        &format!(
+            r#"  - name: sized-${{size}}
+    matrix: {{size: [s, m]}}
+    steps:
+      - name: hang
+        command: {{argv: [sleep, "{token}"]}}
+      - createCluster:
+          name: wl-${{size}}-${{NAMESPACE}}
+          stack: {{provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}}
+  - name: no-cluster
+    steps: [{{command: {{argv: [sleep, "{token}"]}}}}]
+"#
+        ),
+    );
+    let mut c = on_lab(&suite, dir.path(), &[]);
+    c.arg("-v").stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut started = BTreeSet::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        if let Some(i) = l.find("RUN  killed.") {
+            started.insert(l[i + 5..].to_string());
+        }
+        if started.len() == 3 {
+            break;
+        }
+    }
+    scs_e2e::process::signal(child.id(), libc::SIGKILL);
+    child.wait().unwrap();
+    for pid in processes_mentioning(&token) {
+        scs_e2e::process::signal(pid, libc::SIGKILL);
+    }
+
+    let plan: scs_e2e::report::ClusterPlan =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("clusters.json")).unwrap()).unwrap();
+    assert_eq!(plan.environment, "kubeconfig");
+    // The namespaces the run created (labelled with its id) are the ones the plan names.
+    let out = Command::new(assets().path("kubectl"))
+        .arg("--kubeconfig")
+        .arg(lab().kubeconfig())
+        .args(["get", "ns", "-l", &format!("scs-e2e.scs.community/run-id={}", plan.run_id)])
+        .args([
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.annotations.scs-e2e\\.scs\\.community/scenario}{\"\\n\"}{end}",
+        ])
+        .output()
+        .unwrap();
+    let made: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(n, s)| (s.to_string(), n.to_string())))
+        .collect();
+    assert_eq!(made.len(), 3, "{made:?} {}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<(String, String, String)> = plan
+        .clusters
+        .iter()
+        .map(|c| (c.scenario.clone(), c.namespace.clone(), c.name.clone()))
+        .collect();
+    let want: Vec<(String, String, String)> = ["m", "s"]
+        .iter()
+        .map(|size| {
+            let sc = format!("killed.sized-{size}");
+            let ns = made[&sc].clone();
+            (sc, ns.clone(), format!("wl-{size}-{ns}"))
+        })
+        .collect();
+    assert_eq!(got, want);
+    for ns in made.values() {
+        Command::new(assets().path("kubectl"))
+            .arg("--kubeconfig")
+            .arg(lab().kubeconfig())
+            .args(["delete", "ns", ns, "--wait=false"])
+            .output()
+            .unwrap();
+    }
 }
 
 #[test]

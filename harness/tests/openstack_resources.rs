@@ -511,3 +511,54 @@ async fn a_stuck_server_fails_with_exit_1_and_bad_credentials_with_exit_3() {
         assert!(!t.contains(wrong) && !t.contains(ADMIN_PASSWORD), "{t}");
     }
 }
+
+/// `cleanup --from` takes the clusters a (killed) run planned and removes exactly theirs: the
+/// cluster that never got far (nothing in the cloud) is no error, another team's cluster stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_from_a_runs_cluster_plan_removes_each_planned_cluster() {
+    let cl = cloud().await;
+    let f = &cl.fake;
+    let a = seed(f, "e2e-sized-s-0a1b2c", "wl-s");
+    let b = seed(f, "e2e-sized-m-3d4e5f", "wl-m");
+    // Another team's cluster (a different name: OCCM and Cinder CSI tag by cluster name alone).
+    let other = seed(f, "team-a", "wl-q");
+    let art = cl.dir.path().join("artifacts");
+    std::fs::create_dir_all(&art).unwrap();
+    let plan = json!({"schema": "scs-e2e.clusters/v1", "runId": "0a1b2c3d", "environment": "openstack", "clusters": [
+        {"namespace": "e2e-sized-m-3d4e5f", "name": "wl-m", "scenario": "killed.sized-m"},
+        {"namespace": "e2e-sized-s-0a1b2c", "name": "wl-s", "scenario": "killed.sized-s"},
+        {"namespace": "e2e-never-112233", "name": "wl-x", "scenario": "killed.never"}]});
+    std::fs::write(art.join("clusters.json"), serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+    let art_s = art.to_str().unwrap();
+
+    let out = cl.scs_e2e(None, &["cleanup", "--from", art_s]).await;
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "dry run found something:\n{o}\n{e}");
+    for (k, id) in a.owned.iter().chain(&b.owned) {
+        assert!(o.contains(&format!("would delete {k} {id}")), "{k} {id}:\n{o}");
+    }
+    assert!(o.contains("cluster e2e-never-112233/wl-x on cloud `lab`: 0 resources found"), "{o}");
+
+    let out = cl.scs_e2e(None, &["cleanup", "--from", art_s, "--yes", "--wait", "20s"]).await;
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}\n{e}");
+    let left = everything(f);
+    for (k, id) in a.owned.iter().chain(&b.owned) {
+        assert!(!left.contains(&(coll_of(*k), id.clone())), "{k} {id} is gone");
+    }
+    for (k, id) in &other.owned {
+        assert!(left.contains(&(coll_of(*k), id.clone())), "team-a's {k} {id} stays");
+    }
+
+    // A file that is not a plan: named with its line, nothing touched, exit 2.
+    let bad = cl.dir.path().join("bad.json");
+    std::fs::write(&bad, "{\n  \"schema\": \"scs-e2e.clusters/v1\",\n  \"clusters\": 3\n}\n").unwrap();
+    let before = everything(f);
+    let out = cl.scs_e2e(None, &["cleanup", "--from", bad.to_str().unwrap(), "--yes"]).await;
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}\n{e}");
+    assert!(e.contains("bad.json:") && e.contains("not a cluster plan"), "{e}");
+    let out = cl.scs_e2e(None, &["cleanup", "--from", art_s, "--cluster", "x"]).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert_eq!(everything(f), before);
+}

@@ -662,7 +662,19 @@ fn the_configuration_defines_what_the_issue_asks_for() {
         );
         let books = cfg.effective_playbooks(job);
         assert_eq!(books["cleanup-run"], ["zuul/playbooks/cleanup.yaml"], "{job}");
+        let (_, vars) = cfg.job_vars(job);
+        assert!(
+            vars.iter().any(|(k, v)| k == "scs_e2e_cleanup" && v == &Value::Bool(true)),
+            "{job} cleans the cloud"
+        );
     }
+    // The cleanup reads the file every run writes before it starts.
+    let tasks = std::fs::read_to_string(repo().join("zuul/playbooks/roles/scs_e2e/tasks/cleanup.yaml")).unwrap();
+    assert!(
+        tasks.contains(&format!("{{{{ scs_e2e_artifacts }}}}/{}", scs_e2e::report::CLUSTER_PLAN_FILE))
+            && tasks.contains("cleanup, --from, \"{{ scs_e2e_artifacts }}\""),
+        "{tasks}"
+    );
     let runs = |pipeline: &str, job: &str| cfg.project_jobs.iter().any(|(p, j)| p == pipeline && j == job);
     assert!(runs("e2e-quick-test", "scs-e2e-openstack-quick"));
     assert!(runs("periodic-daily", "scs-e2e-openstack-nightly"));

@@ -51,6 +51,30 @@ pub struct RunReport {
     pub interrupted: bool,
 }
 
+/// The workload clusters a run may create, written before anything starts (`clusters.json`
+/// in the artifacts), so `scs-e2e cleanup --from` finds them after a run was killed: their
+/// namespaces derive from the random run id, which nothing else outside the run knows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPlan {
+    pub schema: String,
+    pub run_id: String,
+    pub environment: String,
+    pub clusters: Vec<PlannedCluster>,
+}
+
+pub const CLUSTER_PLAN_SCHEMA: &str = "scs-e2e.clusters/v1";
+pub const CLUSTER_PLAN_FILE: &str = "clusters.json";
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedCluster {
+    pub namespace: String,
+    pub name: String,
+    /// `suite.scenario`.
+    pub scenario: String,
+}
+
 /// Enough to re-run a suite exactly: its content and hash.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

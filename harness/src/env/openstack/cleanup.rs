@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -503,11 +504,15 @@ async fn wait_gone(os: &OpenStack<'_>, items: &[Leftover], opts: &CleanupOptions
 #[derive(clap::Args, Debug, Clone)]
 pub struct CleanupArgs {
     /// The workload cluster's name (its Cluster object's metadata.name).
-    #[arg(long)]
-    pub cluster: String,
+    #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+    pub cluster: Option<String>,
     /// The Cluster object's namespace.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", conflicts_with = "from")]
     pub namespace: String,
+    /// Every cluster a run planned: its artifacts directory or the `clusters.json` in it (written
+    /// when the run starts, so it is there even when the run was killed).
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
     /// The cloud in clouds.yaml (default: OS_CLOUD, or the file's only cloud).
     #[arg(long)]
     pub cloud: Option<String>,
@@ -540,73 +545,125 @@ fn valid_name(s: &str, max: usize) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// `scs-e2e cleanup`: lists (and with `--yes` deletes) what the cluster left in the cloud.
-pub async fn run(args: CleanupArgs) -> Result<Exit, Fatal> {
-    if !valid_name(&args.cluster, 253) {
+/// The clusters named by `--from`: a run's artifacts directory or its `clusters.json`.
+fn planned(from: &Path) -> Result<Vec<ClusterRef>, Fatal> {
+    let file = if from.is_dir() {
+        from.join(crate::report::CLUSTER_PLAN_FILE)
+    } else {
+        from.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        Fatal::usage(anyhow::anyhow!(
+            "--from {}: {e}; give a run's artifacts directory or the {} a run wrote into it",
+            file.display(),
+            crate::report::CLUSTER_PLAN_FILE
+        ))
+    })?;
+    let plan: crate::report::ClusterPlan = serde_json::from_str(&text).map_err(|e| {
+        Fatal::usage(anyhow::anyhow!(
+            "{}:{}:{}: not a cluster plan ({e}); scs-e2e run writes it as {}",
+            file.display(),
+            e.line(),
+            e.column(),
+            crate::report::CLUSTER_PLAN_FILE
+        ))
+    })?;
+    if plan.schema != crate::report::CLUSTER_PLAN_SCHEMA {
         return Err(Fatal::usage(anyhow::anyhow!(
-            "--cluster `{}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)",
-            args.cluster
+            "{}: schema `{}`, this scs-e2e reads `{}`",
+            file.display(),
+            plan.schema,
+            crate::report::CLUSTER_PLAN_SCHEMA
         )));
     }
-    if !valid_name(&args.namespace, 63) || args.namespace.contains('.') {
-        return Err(Fatal::usage(anyhow::anyhow!(
-            "--namespace `{}` is not a Kubernetes namespace name (lowercase letters, digits, `-`)",
-            args.namespace
-        )));
+    plan.clusters
+        .iter()
+        .map(|c| {
+            check_names(&c.name, &c.namespace)
+                .map_err(|e| Fatal::usage(anyhow::anyhow!("{}: cluster of scenario {}: {e}", file.display(), c.scenario)))?;
+            Ok(ClusterRef::new(&c.namespace, &c.name))
+        })
+        .collect()
+}
+
+fn check_names(cluster: &str, namespace: &str) -> Result<(), String> {
+    if !valid_name(cluster, 253) {
+        return Err(format!(
+            "cluster `{cluster}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)"
+        ));
+    }
+    if !valid_name(namespace, 63) || namespace.contains('.') {
+        return Err(format!(
+            "namespace `{namespace}` is not a Kubernetes namespace name (lowercase letters, digits, `-`)"
+        ));
+    }
+    Ok(())
+}
+
+/// `scs-e2e cleanup`: lists (and with `--yes` deletes) what the clusters left in the cloud.
+pub async fn run(args: CleanupArgs) -> Result<Exit, Fatal> {
+    let targets = match (&args.from, &args.cluster) {
+        (Some(from), _) => planned(from)?,
+        (None, Some(cluster)) => {
+            check_names(cluster, &args.namespace).map_err(|e| Fatal::usage(anyhow::anyhow!("--{e}")))?;
+            vec![ClusterRef::new(&args.namespace, cluster)]
+        }
+        (None, None) => return Err(Fatal::usage(anyhow::anyhow!("name a cluster (--cluster) or a run (--from)"))),
+    };
+    let print = |s: String| println!("{}", crate::redact::apply(&s));
+    if targets.is_empty() {
+        print("the run planned no workload clusters: nothing to clean up".into());
+        return Ok(Exit::Passed);
     }
     let cloud = load(&Lookup::from_env(args.cloud.clone())).map_err(Fatal::usage)?;
-    let cluster = ClusterRef::new(&args.namespace, &args.cluster);
     let session = Session::login(&cloud).await.map_err(Fatal::infra)?;
-    let print = |s: String| println!("{}", crate::redact::apply(&s));
     let opts = CleanupOptions {
         yes: args.yes,
         wait: args.wait,
         // Often enough for short waits, gently for the default ten minutes.
         poll: (args.wait / 20).clamp(Duration::from_millis(100), Duration::from_secs(2)),
     };
-    let mut say = |s: String| print(s);
-    let out = cleanup(&session, &cluster, &opts, &mut say).await.map_err(|e| {
-        if e.is_unreachable_or_auth() {
-            Fatal::infra(e)
-        } else {
-            // Listing failed for another reason (a service error): nothing can be promised.
-            Fatal {
-                exit: Exit::Failures,
-                error: e.into(),
+    // Every cluster is tried; the worst outcome decides the exit.
+    let mut found_any = false;
+    let mut errors = Vec::new();
+    for cluster in &targets {
+        let mut say = |s: String| print(s);
+        let out = cleanup(&session, cluster, &opts, &mut say).await.map_err(|e| {
+            if e.is_unreachable_or_auth() {
+                Fatal::infra(e)
+            } else {
+                // Listing failed for another reason (a service error): nothing can be promised.
+                Fatal {
+                    exit: Exit::Failures,
+                    error: e.into(),
+                }
             }
+        })?;
+        let n = out.found.len();
+        found_any |= n > 0;
+        print(format!(
+            "cluster {cluster} on cloud `{}`: {n} resource{} found",
+            cloud.name,
+            if n == 1 { "" } else { "s" }
+        ));
+        if !args.yes {
+            for l in &out.found {
+                print(format!("  would delete {l}"));
+            }
+            continue;
         }
-    })?;
-    let n = out.found.len();
-    print(format!(
-        "cluster {cluster} on cloud `{}`: {n} resource{} found",
-        cloud.name,
-        if n == 1 { "" } else { "s" }
-    ));
-    if !args.yes {
-        for l in &out.found {
-            print(format!("  would delete {l}"));
+        for l in &out.remaining {
+            print(format!("  left: {l}"));
         }
-        if n > 0 {
-            print("dry run: nothing was deleted; run again with --yes to delete these".into());
-            return Ok(Exit::Failures);
-        }
-        return Ok(Exit::Passed);
-    }
-    for l in &out.remaining {
-        print(format!("  left: {l}"));
-    }
-    if out.remaining.is_empty() && out.failed.is_empty() {
-        print(format!("deleted {}; nothing of cluster {cluster} is left", out.deleted.len()));
-        Ok(Exit::Passed)
-    } else {
-        let failed: Vec<String> = out
-            .failed
-            .iter()
-            .map(|(l, why)| format!("{} {} {}: {why}", l.kind, l.id, l.name))
-            .collect();
-        Err(Fatal {
-            exit: Exit::Failures,
-            error: anyhow::anyhow!(
+        if out.remaining.is_empty() && out.failed.is_empty() {
+            print(format!("deleted {}; nothing of cluster {cluster} is left", out.deleted.len()));
+        } else {
+            let failed: Vec<String> = out
+                .failed
+                .iter()
+                .map(|(l, why)| format!("{} {} {}: {why}", l.kind, l.id, l.name))
+                .collect();
+            errors.push(format!(
                 "cleanup of cluster {cluster} incomplete: {} left, {} failed{}",
                 out.remaining.len(),
                 out.failed.len(),
@@ -615,7 +672,22 @@ pub async fn run(args: CleanupArgs) -> Result<Exit, Fatal> {
                 } else {
                     format!(":\n  {}", failed.join("\n  "))
                 }
-            ),
+            ));
+        }
+    }
+    if !args.yes {
+        if found_any {
+            print("dry run: nothing was deleted; run again with --yes to delete these".into());
+            return Ok(Exit::Failures);
+        }
+        return Ok(Exit::Passed);
+    }
+    if errors.is_empty() {
+        Ok(Exit::Passed)
+    } else {
+        Err(Fatal {
+            exit: Exit::Failures,
+            error: anyhow::anyhow!("{}", errors.join("\n")),
         })
     }
 }
