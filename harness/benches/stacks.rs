@@ -140,6 +140,7 @@ async fn detection_latency(lab: &Lab, n: usize) -> Vec<f64> {
         deadline: tokio::time::Instant::now() + Duration::from_secs(120),
         cancel: Default::default(),
         outputs: Default::default(),
+        cloud: None,
     };
     let step = |y: &str| -> scs_e2e::suite::model::Step { serde_saphyr::from_str(y).unwrap() };
     let apply = step(&format!("apply: {{manifest: {crd}}}"));

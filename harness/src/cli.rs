@@ -637,11 +637,15 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
             Box::new(crate::env::openstack::environment::OpenStackEnv::new(
                 cloud,
                 naming,
-                o.namespace.clone().unwrap_or_else(|| "default".into()),
                 management,
                 kind_cluster(&k, &opts.run_id),
                 spec,
                 tool_dirs(&k, &args),
+                crate::env::openstack::environment::Options {
+                    namespace: o.namespace.clone().unwrap_or_else(|| "default".into()),
+                    variables: o.cluster_variables.clone(),
+                    image: o.image.clone(),
+                },
             ))
         }
     };

@@ -148,6 +148,14 @@ pub struct OpenStackConfig {
     /// (Secret `openstack`, label `managed-secret: clouds-yaml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub naming: Option<String>,
+    /// ClusterClass variables for every workload cluster, like the stacks' flavors
+    /// (`controller_flavor`, `worker_flavor`) or `external_id`. Set where the class declares
+    /// them; a step's own values win. `cloud_name`/`secret_name` are filled in already.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cluster_variables: BTreeMap<String, serde_json::Value>,
+    /// An image that must already be in Glance before a cluster is created (preflight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Versions and sources of what goes into a management cluster; every field has a pinned
@@ -178,6 +186,39 @@ pub struct ManagementConfig {
     /// How long the providers may take to become Available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+    /// For an existing management cluster (`openstack.managementKubeconfig`): `auto` (default)
+    /// installs only into a cluster that has none of Cluster API, the provider and CSO, and
+    /// uses one that has all of them as it is; `always`; `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<crate::env::mgmt::InstallPolicy>,
+    /// The legacy Cluster Stack Provider OpenStack (for `noProvider: false` stacks): installed
+    /// after CSO when this section is present (OpenStack only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cspo: Option<CspoConfig>,
+    /// For an existing management cluster whose CSO runs in local mode: the release directory
+    /// it reads (as seen from here), where `installClusterStack` with `source:` builds assets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cso_release_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CspoConfig {
+    /// Release version (default v0.1.0-alpha.6), for the default manifest URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The install manifest, file or URL (default: the release's
+    /// cspo-infrastructure-components.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// Plain values of GIT_PROVIDER, GIT_ORG_NAME, GIT_REPOSITORY_NAME, GIT_ACCESS_TOKEN,
+    /// OCI_REGISTRY, OCI_REPOSITORY, OCI_ACCESS_TOKEN, OCI_USERNAME, OCI_PASSWORD (encoded for
+    /// the manifest's `*_B64`); OCI_REGISTRY switches CSPO to `--source=oci`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// Minutes an image import may take before CSPO gives up (CSPO's default: forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_timeout_minutes: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]

@@ -372,6 +372,7 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
     vars.insert("RUN_ID".into(), sh.opts.run_id.clone());
     vars.insert("KUBECONFIG".into(), sh.kubeconfig.display().to_string());
     let outputs = crate::steps::StepOutputs::default();
+    let cloud = sh.env.cluster_cloud();
     let ctx_for = |deadline: Instant, cancel: CancellationToken| StepCtx {
         resolver: sh.resolver.clone(),
         namespace: namespace.clone(),
@@ -385,17 +386,31 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
         deadline,
         cancel,
         outputs: outputs.clone(),
+        cloud: cloud.clone(),
     };
 
     let owns_namespace = sc.namespace.is_none();
-    let setup_error = if owns_namespace {
-        create_namespace(sh, &namespace, &id).await.err()
+    let mut setup_error = if owns_namespace {
+        create_namespace(sh, &namespace, &id)
+            .await
+            .err()
+            .map(|e| format!("namespace {namespace} could not be created: {e}"))
     } else {
         None
     };
+    if let (None, Some(c)) = (&setup_error, &cloud) {
+        // The cloud's credentials go where the scenario's clusters will be: CAPO's identityRef
+        // and ClusterResourceSets are namespace-local.
+        if let Err(e) = c.prepare_namespace(&namespace).await {
+            setup_error = Some(format!(
+                "namespace {namespace}: the {} credentials could not be put in: {e:#}",
+                c.kind()
+            ));
+        }
+    }
 
     let mut steps = Vec::with_capacity(sc.steps.len());
-    let mut stop: Option<String> = setup_error.map(|e| format!("namespace {namespace} could not be created: {e}"));
+    let mut stop: Option<String> = setup_error;
     for (i, step) in sc.steps.iter().enumerate() {
         let result = if let Some(why) = &stop {
             let mut r = instant_result(
@@ -438,7 +453,18 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
                 format!("step `{}` did not pass", step.name)
             });
         }
+        let deleted = match (&step.op, &cloud) {
+            (crate::suite::model::Op::DeleteCluster(d), Some(c)) if result.status == Status::Passed => Some((d, c)),
+            _ => None,
+        };
         steps.push(result);
+        // The Cluster is gone, so its provider says it deleted everything: the cloud is asked.
+        if let Some((d, c)) = deleted {
+            let name = ctx_for(Instant::now(), CancellationToken::new()).substitute(&d.name);
+            let leak = c.leak_check(&namespace, &name).await;
+            sh.obs.on(Event::StepFinished { id: &id, result: &leak });
+            steps.push(leak);
+        }
     }
     let status = scenario_status(&steps);
 

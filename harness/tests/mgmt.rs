@@ -476,3 +476,73 @@ fn env_openstack_refuses_unclear_credentials_before_touching_anything() {
         assert!(!std::fs::read_to_string(art.join(f)).unwrap().contains("canary-pw"), "{f}");
     }
 }
+
+/// CSPO's manifest goes in with the real kubectl: the variables base64-encoded into its Secret,
+/// the manager with the import timeout and without the sidecar whose image is gone; the wait
+/// names its Deployment when nothing can run it (no kubelet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cspo_is_installed_from_its_manifest_adjusted_and_waited_for() {
+    let lab = common::lab();
+    let assets = common::assets();
+    let client = common::client().await;
+    let mut spec = Spec::new(Infrastructure::OpenStack);
+    spec.timeout = Duration::from_secs(5);
+    let c = scs_e2e::env::cspo::Settings {
+        manifest: fixtures().join("cspo/cspo-infrastructure-components.yaml").display().to_string(),
+        variables: [
+            ("GIT_PROVIDER", "github"),
+            ("GIT_ORG_NAME", "SovereignCloudStack"),
+            ("GIT_ACCESS_TOKEN", "canary-ghp-0c1e"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        import_timeout_minutes: Some(20),
+    };
+    let tools = mgmt::Tools {
+        clusterctl: assets.path("clusterctl"),
+        helm: assets.path("helm"),
+        kubectl: assets.path("kubectl"),
+    };
+    let said = std::sync::Mutex::new(Vec::<String>::new());
+    let err = mgmt::install_cspo(
+        &c,
+        &spec,
+        &tools,
+        &lab.kubeconfig(),
+        &client,
+        &|l| said.lock().unwrap().push(l.to_string()),
+        tokio::time::Instant::now() + spec.timeout,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("no kubelet: never Available");
+    let msg = err.to_string();
+    assert!(msg.contains("cspo-system/cspo-controller-manager: 0/1 ready"), "{msg}");
+    assert!(!msg.contains("canary-ghp"), "{msg}");
+    let d: Api<Deployment> = Api::namespaced(client.clone(), "cspo-system");
+    let pod = d.get("cspo-controller-manager").await.unwrap().spec.template.spec.unwrap();
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["manager"]);
+    assert_eq!(
+        pod.containers[0].args.clone().unwrap(),
+        [
+            "--health-probe-bind-address=:8081",
+            "--leader-elect",
+            "--metrics-bind-address=:8080",
+            "--image-import-timeout=20"
+        ]
+    );
+    let s: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "cspo-system");
+    let data = s.get("cspo-cluster-stack-variables").await.unwrap().data.unwrap();
+    assert_eq!(data["git-provider"].0, b"github");
+    assert_eq!(data["git-access-token"].0, b"canary-ghp-0c1e");
+    assert!(data.get("git-repo-name").is_none_or(|v| v.0.is_empty()));
+    assert!(said.into_inner().unwrap()[0].starts_with("installing CSPO from "));
+    // The adjusted manifest (with the token) did not stay behind.
+    assert!(
+        !std::env::temp_dir()
+            .join(format!("scs-e2e-cspo-{}.yaml", std::process::id()))
+            .exists()
+    );
+}

@@ -332,3 +332,168 @@ async fn openstack_credential_objects_are_accepted_by_cluster_api() {
     assert_eq!(got.data["spec"]["clusterSelector"]["matchLabels"]["managed-secret"], "cloud-config");
     lab.stop().await.unwrap();
 }
+
+/// CSPO's three kinds, registered with open schemas: the Go module proxy refuses the
+/// cluster-stack-provider-openstack module (403 for every tag), so its generated CRDs cannot be
+/// fetched here. The API server, CSO and our code are real; the test plays CSPO's part.
+fn cspo_crd(kind: &str, plural: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.infrastructure.clusterstack.x-k8s.io")},
+        "spec": {"group": "infrastructure.clusterstack.x-k8s.io", "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true, "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    })
+}
+
+/// The legacy OpenStack path: the ClusterStack's providerRef names the template this step made
+/// (real CSO turns it into an OpenStackClusterStackRelease); a node image whose import timed
+/// out fails the release wait at once, naming the image; an active one lets the release through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cspo_releases_wait_for_their_node_images_and_fail_on_an_import_timeout() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+    let mut opts = lab_options("capi-cspo");
+    opts.cluster_api = true;
+    let lab = scs_e2e::env::lab::Lab::start(opts).await.unwrap();
+    let client = common::client_for(&lab).await;
+    let resolver = scs_e2e::kube::Resolver::new(client.clone());
+    let crds = resolver
+        .api("apiextensions.k8s.io/v1", "CustomResourceDefinition", "")
+        .await
+        .unwrap();
+    for (kind, plural) in [
+        ("OpenStackClusterStackReleaseTemplate", "openstackclusterstackreleasetemplates"),
+        ("OpenStackClusterStackRelease", "openstackclusterstackreleases"),
+        ("OpenStackNodeImageRelease", "openstacknodeimagereleases"),
+    ] {
+        let crd: DynamicObject = serde_json::from_value(cspo_crd(kind, plural)).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+        scs_e2e::kube::wait_crd_established(
+            crds.clone(),
+            &format!("{plural}.infrastructure.clusterstack.x-k8s.io"),
+            tokio::time::Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    }
+    let ns = common::namespace(&client, "cspo").await;
+    let mut ctx = common::step_ctx(&lab, client.clone(), &ns, Duration::from_secs(60));
+    ctx.vars
+        .insert("CSO_RELEASE_DIR".into(), lab.release_dir().unwrap().display().to_string());
+    ctx.vars.insert("OPENSTACK_SECRET_NAME".into(), "gx".into());
+    let step = |y: &str| -> scs_e2e::suite::model::Step { serde_saphyr::from_str(y).unwrap() };
+    // Our in-memory stack, named as an OpenStack one (the image import is what is tested).
+    let src = tempfile::tempdir().unwrap();
+    scs_e2e::env::copy_tree(&scs_e2e::stack::builtin::materialize("inmemory/scs").unwrap(), src.path()).unwrap();
+    let mut dirs = vec![src.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let renamed = text
+                    .replace("provider: inmemory", "provider: openstack")
+                    .replace("inmemory-scs-", "openstack-scs-");
+                std::fs::write(e.path(), renamed).unwrap();
+            }
+        }
+    }
+    step(&format!(
+        r#"installClusterStack: {{provider: openstack, name: scs, kubernetesVersion: "1.33", versions: [v1], noProvider: false, source: "{}"}}"#,
+        src.path().display()
+    ))
+    .op
+        .operation()
+        .run(&ctx)
+        .await
+        .unwrap();
+    let template = resolver
+        .api(scs_e2e::stack::cspo::GROUP_VERSION, "OpenStackClusterStackReleaseTemplate", &ns)
+        .await
+        .unwrap()
+        .get("openstack-scs-1-33-cspo")
+        .await
+        .unwrap();
+    assert_eq!(
+        template.data["spec"]["template"]["spec"]["identityRef"],
+        serde_json::json!({"kind": "Secret", "name": "gx"})
+    );
+
+    // CSO makes the provider release from the template; CSPO (the test) one image release.
+    let releases: Api<DynamicObject> = resolver
+        .api(scs_e2e::stack::cspo::GROUP_VERSION, "OpenStackClusterStackRelease", &ns)
+        .await
+        .unwrap();
+    let release = scs_e2e::kube::wait_until(
+        releases.clone(),
+        &scs_e2e::kube::Target::Name("openstack-scs-1-33-v1".into()),
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        |o| match o.is_empty() {
+            true => scs_e2e::kube::Verdict::Pending("CSO has not made the OpenStackClusterStackRelease".into()),
+            false => scs_e2e::kube::Verdict::Done,
+        },
+    )
+    .await
+    .unwrap()
+    .remove("openstack-scs-1-33-v1")
+    .unwrap();
+    let images: Api<DynamicObject> = resolver
+        .api(scs_e2e::stack::cspo::GROUP_VERSION, "OpenStackNodeImageRelease", &ns)
+        .await
+        .unwrap();
+    let osnir: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": scs_e2e::stack::cspo::GROUP_VERSION, "kind": "OpenStackNodeImageRelease",
+        "metadata": {"name": "ubuntu-capi-image-v1.33.5", "namespace": ns,
+                     "ownerReferences": [{"apiVersion": scs_e2e::stack::cspo::GROUP_VERSION, "kind": "OpenStackClusterStackRelease",
+                                          "name": "openstack-scs-1-33-v1", "uid": release.metadata.uid.clone().unwrap()}]},
+        "spec": {"identityRef": {"kind": "Secret", "name": "gx"},
+                 "image": {"url": "https://images.example/ubuntu-capi-image-v1.33.5.qcow2", "createOpts": {"name": "ubuntu-capi-image-v1.33.5"}}}
+    }))
+    .unwrap();
+    images.create(&PostParams::default(), &osnir).await.unwrap();
+    let status = |active: &str, reason: &str, ready: bool| {
+        serde_json::json!({"status": {"ready": ready, "conditions": [{"type": "OpenStackImageActive", "status": active, "reason": reason,
+            "severity": if active == "True" { "" } else { "Error" },
+            "message": "timeout - wait for the image ubuntu-capi-image-v1.33.5 to transition to the ACTIVE status exceeds the timeout duration 30 minutes",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    };
+    images
+        .patch_status(
+            "ubuntu-capi-image-v1.33.5",
+            &PatchParams::default(),
+            &Patch::Merge(&status("False", "OpenStackImageImportTimeOutReason", false)),
+        )
+        .await
+        .unwrap();
+
+    let wait = step(r#"waitClusterStackRelease: {provider: openstack, name: scs, kubernetesVersion: "1.33", version: v1}"#);
+    let t0 = std::time::Instant::now();
+    let e = wait.op.operation().run(&ctx).await.unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(30), "failed at once, not at the deadline");
+    assert_eq!(
+        e.message,
+        "release openstack-scs-1-33-v1: node image import failed: OpenStackNodeImageRelease ubuntu-capi-image-v1.33.5 (image ubuntu-capi-image-v1.33.5): OpenStackImageActive=False, OpenStackImageImportTimeOutReason: timeout - wait for the image ubuntu-capi-image-v1.33.5 to transition to the ACTIVE status exceeds the timeout duration 30 minutes"
+    );
+
+    // The image becomes active and CSPO marks its release ready: CSO's release follows.
+    images
+        .patch_status(
+            "ubuntu-capi-image-v1.33.5",
+            &PatchParams::default(),
+            &Patch::Merge(&status("True", "", true)),
+        )
+        .await
+        .unwrap();
+    releases
+        .patch_status(
+            "openstack-scs-1-33-v1",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"status": {"ready": true}})),
+        )
+        .await
+        .unwrap();
+    wait.op.operation().run(&ctx).await.unwrap_or_else(|e| panic!("{e:?}"));
+    lab.stop().await.unwrap();
+}

@@ -56,6 +56,77 @@ pub struct Spec {
     pub cso: Cso,
     /// How long the provider Deployments may take to become Available.
     pub timeout: Duration,
+    /// For an existing management cluster.
+    pub install: InstallPolicy,
+    /// An existing management cluster's CSO local-mode release directory, as seen from here.
+    pub existing_release_dir: Option<PathBuf>,
+    /// The legacy CSPO, when asked for (OpenStack only).
+    pub cspo: Option<super::cspo::Settings>,
+}
+
+/// Whether an existing management cluster gets Cluster API, the provider and CSO installed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallPolicy {
+    /// Install into a bare cluster, use a complete one as it is, refuse a partial one.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The CRDs that show each part is installed: (part, CRD name).
+pub fn marker_crds(infrastructure: Infrastructure) -> Vec<(&'static str, &'static str)> {
+    let mut v = vec![
+        ("Cluster API", "clusters.cluster.x-k8s.io"),
+        ("the Cluster Stack Operator", "clusterstacks.clusterstack.x-k8s.io"),
+    ];
+    match infrastructure {
+        Infrastructure::Docker => v.push(("the Docker provider (CAPD)", "dockerclusters.infrastructure.cluster.x-k8s.io")),
+        Infrastructure::OpenStack => {
+            v.push(("the OpenStack provider (CAPO)", "openstackclusters.infrastructure.cluster.x-k8s.io"));
+            v.push(("ORC", "images.openstack.k-orc.cloud"));
+        }
+    }
+    v
+}
+
+/// Which parts of a management cluster are there: (present, missing), by their CRDs.
+pub async fn installed_parts(client: &kube::Client, infrastructure: Infrastructure) -> Result<(Vec<String>, Vec<String>), MgmtError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let (mut have, mut lack) = (Vec::new(), Vec::new());
+    for (part, crd) in marker_crds(infrastructure) {
+        let found = crds
+            .get_opt(crd)
+            .await
+            .map_err(|e| MgmtError::Kube(format!("reading CRD {crd}: {e}")))?;
+        if found.is_some() {
+            have.push(part.to_string())
+        } else {
+            lack.push(part.to_string())
+        }
+    }
+    Ok((have, lack))
+}
+
+/// What to do with an existing management cluster: `Ok(true)` install, `Ok(false)` use as is.
+pub fn decide_install(policy: InstallPolicy, have: &[String], lack: &[String]) -> Result<bool, String> {
+    match policy {
+        InstallPolicy::Always => Ok(true),
+        InstallPolicy::Auto if lack.is_empty() => Ok(false),
+        InstallPolicy::Auto if have.is_empty() => Ok(true),
+        InstallPolicy::Auto => Err(format!(
+            "the management cluster has {} but lacks {}: install the missing parts, or set `management.install: always` in the config file to install everything over it",
+            have.join(", "),
+            lack.join(", ")
+        )),
+        InstallPolicy::Never if lack.is_empty() => Ok(false),
+        InstallPolicy::Never => Err(format!(
+            "the management cluster lacks {} and `management.install` is never: install them, or set it to auto",
+            lack.join(", ")
+        )),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +159,9 @@ impl Spec {
                 local_release_dir: None,
             },
             timeout: Duration::from_secs(600),
+            install: InstallPolicy::Auto,
+            existing_release_dir: None,
+            cspo: None,
         }
     }
 
@@ -111,6 +185,16 @@ impl Spec {
         if let Some(t) = &c.timeout {
             s.timeout = t.0;
         }
+        s.install = c.install.unwrap_or_default();
+        s.existing_release_dir.clone_from(&c.cso_release_dir);
+        s.cspo = c.cspo.as_ref().map(|p| super::cspo::Settings {
+            manifest: p
+                .manifest
+                .clone()
+                .unwrap_or_else(|| super::cspo::manifest_url(p.version.as_deref().unwrap_or(super::cspo::VERSION))),
+            variables: p.variables.clone(),
+            import_timeout_minutes: p.import_timeout_minutes,
+        });
         s
     }
 
@@ -337,7 +421,47 @@ pub async fn install(
     let providers: Vec<&str> = spec.namespaces().into_iter().filter(|n| *n != CSO_NAMESPACE).collect();
     say(&format!("waiting for the Deployments in {}", providers.join(", ")));
     wait_available(&client, &providers, deadline, spec.timeout).await?;
-    install_cso(spec, tools, kubeconfig, &client, say, deadline, cancel).await
+    install_cso(spec, tools, kubeconfig, &client, say, deadline, cancel).await?;
+    match (&spec.cspo, spec.infrastructure) {
+        (Some(c), Infrastructure::OpenStack) => install_cspo(c, spec, tools, kubeconfig, &client, say, deadline, cancel).await,
+        _ => Ok(()),
+    }
+}
+
+/// CSPO from its release manifest (filled in and adjusted by [`super::cspo::render`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn install_cspo(
+    c: &super::cspo::Settings,
+    spec: &Spec,
+    tools: &Tools,
+    kubeconfig: &Path,
+    client: &kube::Client,
+    say: &(dyn Fn(&str) + Sync),
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<(), MgmtError> {
+    say(&format!("installing CSPO from {}", c.manifest));
+    let text = super::cspo::fetch(&c.manifest).await.map_err(MgmtError::Kube)?;
+    let docs = super::cspo::render(&text, c).map_err(MgmtError::Kube)?;
+    // kubectl reads the adjusted manifest from a file of ours (no secrets: the Git/OCI tokens
+    // are in it base64-encoded, so it is private to us and removed at once).
+    let file = std::env::temp_dir().join(format!("scs-e2e-cspo-{}.yaml", std::process::id()));
+    let yaml: Vec<String> = docs.iter().map(|d| serde_json::to_string(d).expect("serializes")).collect();
+    crate::config::write_private(&file, yaml.join("\n---\n").as_bytes()).map_err(|e| MgmtError::Kube(format!("{}: {e}", file.display())))?;
+    let args: Vec<String> = vec![
+        "apply".into(),
+        "--server-side".into(),
+        "--force-conflicts".into(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "-f".into(),
+        file.display().to_string(),
+    ];
+    let applied = run(&tools.kubectl, &args, &[], deadline, cancel).await;
+    let _ = std::fs::remove_file(&file);
+    applied?;
+    say(&format!("waiting for the Deployments in {}", super::cspo::NAMESPACE));
+    wait_available(client, &[super::cspo::NAMESPACE], deadline, spec.timeout).await
 }
 
 /// CSO via helm (after Cluster API is up), local mode if asked, then wait for it.
@@ -525,6 +649,29 @@ pub fn properties(spec: &Spec) -> BTreeMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_existing_management_cluster_is_installed_into_only_when_bare() {
+        let all: Vec<String> = marker_crds(Infrastructure::OpenStack).iter().map(|(p, _)| p.to_string()).collect();
+        let none: Vec<String> = Vec::new();
+        assert_eq!(decide_install(InstallPolicy::Auto, &none, &all), Ok(true));
+        assert_eq!(decide_install(InstallPolicy::Auto, &all, &none), Ok(false));
+        let e = decide_install(InstallPolicy::Auto, &all[..1], &all[1..]).unwrap_err();
+        assert!(
+            e.starts_with(
+                "the management cluster has Cluster API but lacks the Cluster Stack Operator, the OpenStack provider (CAPO), ORC"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("management.install: always"), "{e}");
+        assert_eq!(decide_install(InstallPolicy::Always, &all, &none), Ok(true));
+        assert!(
+            decide_install(InstallPolicy::Never, &none, &all)
+                .unwrap_err()
+                .contains("set it to auto")
+        );
+        assert_eq!(decide_install(InstallPolicy::Never, &all, &none), Ok(false));
+    }
+
     use super::*;
 
     #[test]

@@ -1,6 +1,7 @@
 //! Environments provide the cluster a run talks to. `up`/`down` are reported as testcases of
 //! their own, so a cluster that never comes up still yields a full report.
 
+pub mod cspo;
 pub mod kind;
 pub mod kubeconfig;
 pub mod lab;
@@ -9,12 +10,13 @@ pub mod openstack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 /// Variables environments may give steps (see [`Environment::step_vars`]); commands see them as
 /// environment variables too.
-pub const STEP_VAR_NAMES: &[&str] = &["CSO_RELEASE_DIR", "CSO_HOOKS_MANIFEST"];
+pub const STEP_VAR_NAMES: &[&str] = &["CSO_RELEASE_DIR", "CSO_HOOKS_MANIFEST", "OPENSTACK_CLOUD", "OPENSTACK_SECRET_NAME"];
 
 #[async_trait]
 pub trait Environment: Send + Sync {
@@ -59,6 +61,43 @@ pub trait Environment: Send + Sync {
     fn faults(&self) -> Option<&dyn Faults> {
         None
     }
+
+    /// Optional capability: a cloud the workload clusters run in (known after `up`).
+    fn cluster_cloud(&self) -> Option<Arc<dyn ClusterCloud>> {
+        None
+    }
+}
+
+/// A workload cluster as `createCluster` is about to make it.
+#[derive(Clone, Debug)]
+pub struct ClusterRequest {
+    pub namespace: String,
+    pub name: String,
+    pub control_plane: u32,
+    pub workers: u32,
+    /// The ClusterClass variables the Cluster will carry (the cloud's defaults merged in).
+    pub variables: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a cloud adds around workload clusters: its credentials in each scenario namespace,
+/// the labels and ClusterClass variables its stacks need, a preflight before a Cluster is
+/// created, and a leak check after one is deleted.
+#[async_trait]
+pub trait ClusterCloud: Send + Sync {
+    /// `openstack`: names the cloud in logs and testcase names.
+    fn kind(&self) -> &'static str;
+    /// Puts what the clusters of `namespace` need into it (the credential Secrets and the
+    /// ClusterResourceSet); idempotent.
+    async fn prepare_namespace(&self, namespace: &str) -> anyhow::Result<()>;
+    /// Labels every workload Cluster gets (ClusterResourceSets select by them).
+    fn cluster_labels(&self) -> BTreeMap<String, String>;
+    /// ClusterClass variables offered to every Cluster: only those its class declares are set,
+    /// and a step's own values win.
+    fn cluster_variables(&self) -> BTreeMap<String, serde_json::Value>;
+    /// Whether the cloud can hold the cluster (flavors, image, quota); log lines, or why not.
+    async fn preflight(&self, req: &ClusterRequest) -> Result<Vec<String>, String>;
+    /// After the cluster's deletion: what of it is left in the cloud, as a testcase.
+    async fn leak_check(&self, namespace: &str, name: &str) -> crate::report::StepResult;
 }
 
 /// Environments whose control-plane processes a test may disturb (the lab can; a cloud cannot).

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod builtin;
+pub mod cspo;
 pub mod ops;
 
 use std::sync::LazyLock;

@@ -54,6 +54,7 @@ pub async fn apply_cluster_stack(
     channel: &str,
     versions: &[String],
     no_provider: bool,
+    provider_ref: Option<&Value>,
 ) -> Result<String, StepFailure> {
     let existing = find_cluster_stack(ctx, id).await?;
     let name = match (&existing, object_name) {
@@ -68,7 +69,7 @@ pub async fn apply_cluster_stack(
         .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
         .unwrap_or_default();
     all.extend(versions.iter().cloned());
-    let obj = json!({
+    let mut obj = json!({
         "apiVersion": CSO_GROUP_VERSION,
         "kind": "ClusterStack",
         "metadata": {"name": name, "namespace": ctx.namespace},
@@ -82,6 +83,9 @@ pub async fn apply_cluster_stack(
             "versions": all,
         }
     });
+    if let Some(r) = provider_ref {
+        obj["spec"]["providerRef"] = r.clone();
+    }
     let stacks = api(ctx, CSO_GROUP_VERSION, "ClusterStack").await?;
     stacks
         .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
@@ -123,9 +127,12 @@ pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<
         None => format!("<CSO release dir>/cluster-stacks/{name}/"),
     };
     let mut missing_since: Option<Instant> = None;
-    let done = wait_until_ticking(releases, &Target::Name(name.clone()), ctx.deadline, Some(Duration::from_secs(1)), |objs| {
+    let target = Target::Name(name.clone());
+    let release_wait = wait_until_ticking(releases, &target, ctx.deadline, Some(Duration::from_secs(1)), |objs| {
         let Some(r) = objs.get(&name) else {
-            return Verdict::Pending(format!("ClusterStackRelease {name} does not exist yet (is the version in the ClusterStack's versions?)"));
+            return Verdict::Pending(format!(
+                "ClusterStackRelease {name} does not exist yet (is the version in the ClusterStack's versions?)"
+            ));
         };
         let not_downloaded = conditions(r)
             .iter()
@@ -147,8 +154,12 @@ pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<
         } else {
             Verdict::Pending(format!("ClusterStackRelease {name}: ready={ready}; {}", describe_conditions(r)))
         }
-    })
-    .await?;
+    });
+    // With CSPO, a failed node-image import would otherwise only show as a timeout.
+    let done = tokio::select! {
+        r = release_wait => r?,
+        f = super::cspo::image_import_failure(ctx, &name) => return Err(f),
+    };
     let r = &done[&name];
     let kubernetes_version = str_at(r, "/status/kubernetesVersion").unwrap_or_default().to_string();
     let class = id.class_name(version);
@@ -192,6 +203,22 @@ pub async fn ready_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result
         kubernetes_version,
         class: id.class_name(version),
     })
+}
+
+/// The variable names a ClusterClass declares: its own (`spec.variables`) and those Cluster API
+/// found in its runtime extensions (`status.variables`).
+pub async fn class_variables(ctx: &StepCtx, class: &str) -> Result<std::collections::BTreeSet<String>, StepFailure> {
+    let classes = api(ctx, CAPI_GROUP_VERSION, "ClusterClass").await?;
+    let c = classes
+        .get_opt(class)
+        .await?
+        .ok_or_else(|| StepFailure::error(format!("ClusterClass {class} does not exist in namespace {}", ctx.namespace)))?;
+    Ok(["/spec/variables", "/status/variables"]
+        .iter()
+        .filter_map(|p| c.data.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect())
 }
 
 /// The Cluster's readiness, by v1beta2 `Available` where the Cluster reports v1beta2

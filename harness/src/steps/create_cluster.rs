@@ -69,8 +69,36 @@ impl Operation for CreateCluster {
             .as_deref()
             .map(|v| ctx.substitute(v))
             .unwrap_or(release.kubernetes_version.clone());
-        let variables: Vec<Value> = self.variables.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-        let labels: BTreeMap<String, String> = self.labels.iter().map(|(k, v)| (k.clone(), ctx.substitute(v))).collect();
+        let mut variables = self.variables.clone();
+        let mut labels: BTreeMap<String, String> = self.labels.iter().map(|(k, v)| (k.clone(), ctx.substitute(v))).collect();
+        if let Some(cloud) = &ctx.cloud {
+            // The cloud's defaults, where the class declares them and the step has not set them.
+            let declared = ops::class_variables(ctx, &release.class).await?;
+            for (k, v) in cloud.cluster_variables() {
+                if declared.contains(&k) && !variables.contains_key(&k) {
+                    ctx.log.line(format!("variable {k} from the {} environment", cloud.kind()));
+                    variables.insert(k, v);
+                }
+            }
+            for (k, v) in cloud.cluster_labels() {
+                labels.entry(k).or_insert(v);
+            }
+            let req = crate::env::ClusterRequest {
+                namespace: ctx.namespace.clone(),
+                name: name.clone(),
+                control_plane: self.control_plane_replicas,
+                workers: self.workers,
+                variables: variables.clone(),
+            };
+            let lines = cloud
+                .preflight(&req)
+                .await
+                .map_err(|why| StepFailure::error(format!("{} cannot hold cluster {name}: {why}", cloud.kind())))?;
+            for l in lines {
+                ctx.log.line(format!("preflight: {l}"));
+            }
+        }
+        let variables: Vec<Value> = variables.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
         let mut topology = json!({
             "class": release.class,
             "version": topology_version,

@@ -24,9 +24,15 @@ pub struct InstallClusterStack {
     /// Release channel (default `stable`).
     #[serde(default = "stable")]
     pub channel: String,
-    /// The provider has no provider-specific release (CSO only); default true.
+    /// The provider has no provider-specific release (CSO only); default true. `false` is the
+    /// legacy OpenStack path: CSPO imports the node images, and the ClusterStack's `providerRef`
+    /// names an OpenStackClusterStackReleaseTemplate made by this step.
     #[serde(default = "yes")]
     pub no_provider: bool,
+    /// With `noProvider: false`: the Secret (with `clouds.yaml`) CSPO logs in with (default: the
+    /// OpenStack environment's, `$OPENSTACK_SECRET_NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_secret: Option<String>,
     /// The ClusterStack object's name (default `<provider>-<name>-<major>-<minor>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_name: Option<String>,
@@ -67,6 +73,15 @@ impl Operation for InstallClusterStack {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if !self.no_provider && !self.provider.contains("${") && self.provider != "openstack" {
+            return Err(format!(
+                "`noProvider: false` is known for provider openstack (CSPO) only, not `{}`",
+                self.provider
+            ));
+        }
+        if self.identity_secret.is_some() && self.no_provider {
+            return Err("`identitySecret` is for `noProvider: false` (CSPO)".into());
+        }
         if self.versions.is_empty() {
             return Err("`versions` needs at least one stack version, like [v1]".into());
         }
@@ -110,6 +125,22 @@ impl Operation for InstallClusterStack {
             }
         }
         let object_name = self.object_name.as_deref().map(|n| ctx.substitute(n));
+        let provider_ref = if self.no_provider {
+            None
+        } else {
+            let secret = self
+                .identity_secret
+                .as_deref()
+                .map(|s| ctx.substitute(s))
+                .or_else(|| ctx.vars.get("OPENSTACK_SECRET_NAME").cloned())
+                .ok_or_else(|| {
+                    StepFailure::error(
+                        "`noProvider: false` makes CSPO import node images with a cloud's credentials: run with --env openstack, or name the Secret in `identitySecret`",
+                    )
+                })?;
+            let template = format!("{}-cspo", object_name.clone().unwrap_or_else(|| id.prefix()));
+            Some(crate::stack::cspo::apply_template(ctx, &template, &secret).await?)
+        };
         ops::apply_cluster_stack(
             ctx,
             &id,
@@ -117,6 +148,7 @@ impl Operation for InstallClusterStack {
             &ctx.substitute(&self.channel),
             &versions,
             self.no_provider,
+            provider_ref.as_ref(),
         )
         .await?;
         Ok(())

@@ -130,6 +130,8 @@ pub struct StepCtx {
     pub cancel: CancellationToken,
     /// Variables a step hands to the scenario's later steps (a workload cluster's kubeconfig path).
     pub outputs: StepOutputs,
+    /// The cloud the workload clusters run in (OpenStack), if any.
+    pub cloud: Option<Arc<dyn crate::env::ClusterCloud>>,
 }
 
 /// Variables set by steps, shared by one scenario's steps.

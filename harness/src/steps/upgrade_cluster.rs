@@ -90,7 +90,17 @@ impl Operation for UpgradeCluster {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_else(|| "stable".into());
         let no_provider = spec("noProvider").and_then(|v| v.as_bool()).unwrap_or(true);
-        ops::apply_cluster_stack(ctx, &target, None, &channel, std::slice::from_ref(&version), no_provider).await?;
+        let provider_ref = spec("providerRef");
+        ops::apply_cluster_stack(
+            ctx,
+            &target,
+            None,
+            &channel,
+            std::slice::from_ref(&version),
+            no_provider,
+            provider_ref.as_ref(),
+        )
+        .await?;
         let release = ops::wait_release(ctx, &target, &version).await?;
 
         let old: BTreeSet<String> = ops::machines(ctx, &name).await?.into_keys().collect();

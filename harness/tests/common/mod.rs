@@ -109,6 +109,7 @@ pub fn step_ctx(lab: &Lab, client: kube::Client, ns: &str, timeout: std::time::D
         deadline: tokio::time::Instant::now() + timeout,
         cancel: Default::default(),
         outputs: Default::default(),
+        cloud: None,
     }
 }
 

@@ -5,17 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use kube::api::{Patch, PatchParams};
 use tokio_util::sync::CancellationToken;
 
 use super::clouds::Cloud;
+use super::clusters::OpenStackClusters;
 use super::identity::Session;
 use super::secrets::{self, Naming};
-use crate::env::Environment;
 use crate::env::kind::{KindCluster, KindEnv};
 use crate::env::mgmt;
+use crate::env::{ClusterCloud, Environment};
 
 /// Where the management cluster comes from.
 pub enum Management {
@@ -25,25 +27,37 @@ pub enum Management {
     Existing(PathBuf),
 }
 
+/// The config file's `openstack:` settings besides the cloud and the management cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Where the credentials go at start (scenario namespaces get them too).
+    pub namespace: String,
+    /// ClusterClass variables for every workload cluster.
+    pub variables: BTreeMap<String, serde_json::Value>,
+    /// An image that must be in Glance before a cluster is created.
+    pub image: Option<String>,
+}
+
 pub struct OpenStackEnv {
     cloud: Cloud,
     naming: Naming,
-    namespace: String,
     management: Management,
     spec: mgmt::Spec,
     dirs: Vec<PathBuf>,
     properties: BTreeMap<String, String>,
+    options: Options,
+    clusters: Option<Arc<OpenStackClusters>>,
 }
 
 impl OpenStackEnv {
     pub fn new(
         cloud: Cloud,
         naming: Naming,
-        namespace: String,
         management: Option<PathBuf>,
         kind: KindCluster,
         spec: mgmt::Spec,
         dirs: Vec<PathBuf>,
+        options: Options,
     ) -> OpenStackEnv {
         let management = match management {
             Some(k) => Management::Existing(k),
@@ -52,11 +66,12 @@ impl OpenStackEnv {
         OpenStackEnv {
             cloud,
             naming,
-            namespace,
             management,
             spec,
             dirs,
             properties: BTreeMap::new(),
+            options,
+            clusters: None,
         }
     }
 
@@ -90,14 +105,32 @@ impl Environment for OpenStackEnv {
                 self.properties.extend(k.properties());
             }
             Management::Existing(kc) => {
-                let (tools, versions) = crate::env::kind::preflight_mgmt("openstack", &self.dirs)?;
-                self.properties.extend(versions);
-                self.properties.extend(mgmt::properties(&self.spec));
-                let say = |l: &str| tracing::info!("{l}");
-                mgmt::install(&self.spec, &tools, kc, &say, &CancellationToken::new()).await?;
+                let client = crate::kube::client_from_kubeconfig(kc).await?;
+                let (have, lack) = mgmt::installed_parts(&client, self.spec.infrastructure).await?;
+                let install =
+                    mgmt::decide_install(self.spec.install, &have, &lack).map_err(|e| anyhow::anyhow!("{e} ({})", kc.display()))?;
+                if install {
+                    let (tools, versions) = crate::env::kind::preflight_mgmt("openstack", &self.dirs)?;
+                    self.properties.extend(versions);
+                    self.properties.extend(mgmt::properties(&self.spec));
+                    let say = |l: &str| tracing::info!("{l}");
+                    mgmt::install(&self.spec, &tools, kc, &say, &CancellationToken::new()).await?;
+                } else {
+                    tracing::info!("the management cluster has {}: used as it is", have.join(", "));
+                    self.properties.insert("management".into(), "existing, used as it is".into());
+                }
             }
         }
-        apply_credentials(&self.mgmt_kubeconfig(), &self.cloud, &self.naming, &self.namespace).await
+        apply_credentials(&self.mgmt_kubeconfig(), &self.cloud, &self.naming, &self.options.namespace).await?;
+        self.clusters = Some(Arc::new(OpenStackClusters {
+            session: Arc::new(session),
+            cloud: self.cloud.clone(),
+            naming: self.naming.clone(),
+            kubeconfig: self.mgmt_kubeconfig(),
+            variables: self.options.variables.clone(),
+            image: self.options.image.clone(),
+        }));
+        Ok(())
     }
 
     async fn down(&mut self) -> anyhow::Result<()> {
@@ -133,11 +166,24 @@ impl Environment for OpenStackEnv {
         }
     }
 
+    fn cluster_cloud(&self) -> Option<Arc<dyn ClusterCloud>> {
+        self.clusters.clone().map(|c| c as Arc<dyn ClusterCloud>)
+    }
+
     fn step_vars(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut v = BTreeMap::from([
             ("OPENSTACK_CLOUD".to_string(), self.cloud.name.clone()),
             ("OPENSTACK_SECRET_NAME".to_string(), self.naming.secret.clone()),
-        ])
+        ]);
+        match &self.management {
+            Management::Kind(k) => v.extend(k.step_vars()),
+            Management::Existing(_) => {
+                if let Some(d) = &self.spec.existing_release_dir {
+                    v.insert("CSO_RELEASE_DIR".into(), d.display().to_string());
+                }
+            }
+        }
+        v
     }
 }
 

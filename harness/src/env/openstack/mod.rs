@@ -4,6 +4,7 @@
 
 pub mod cleanup;
 pub mod clouds;
+pub mod clusters;
 pub mod environment;
 pub mod identity;
 pub mod ownership;

@@ -19,6 +19,10 @@ pub const MANAGED_SECRET_LABEL: &str = "managed-secret";
 pub struct Naming {
     pub secret: String,
     pub label_value: String,
+    /// scs2 hands workload clusters `kube-system/clouds-yaml` (key `clouds.yaml`) through the
+    /// ClusterResourceSet `clouds-yaml`; scs hands them `kube-system/cloud-config` (`cloud.conf`)
+    /// through `crs-<cloud>-secret`.
+    pub scs2: bool,
 }
 
 impl Naming {
@@ -26,12 +30,14 @@ impl Naming {
         Naming {
             secret: cloud.to_string(),
             label_value: "cloud-config".into(),
+            scs2: false,
         }
     }
     pub fn scs2() -> Naming {
         Naming {
             secret: "openstack".into(),
             label_value: "clouds-yaml".into(),
+            scs2: true,
         }
     }
 }
@@ -97,17 +103,32 @@ pub fn objects(cloud: &Cloud, naming: &Naming, namespace: &str, cacert_pem: Opti
     if let Some(ca) = cacert_pem {
         creds.insert("cacert".into(), b64(ca));
     }
-    let mut workload_data = BTreeMap::from([("cloud.conf".to_string(), b64(&cloud_conf(cloud, cacert_pem.map(|_| CA_PATH))))]);
+    let (workload_name, mut workload_data) = if naming.scs2 {
+        (
+            "clouds-yaml",
+            BTreeMap::from([("clouds.yaml".to_string(), b64(&clouds_yaml(cloud)))]),
+        )
+    } else {
+        (
+            "cloud-config",
+            BTreeMap::from([("cloud.conf".to_string(), b64(&cloud_conf(cloud, cacert_pem.map(|_| CA_PATH))))]),
+        )
+    };
     if let Some(ca) = cacert_pem {
         workload_data.insert("cacert".into(), b64(ca));
     }
     let cloud_config = json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "cloud-config", "namespace": "kube-system"},
+        "metadata": {"name": workload_name, "namespace": "kube-system"},
         "type": "Opaque",
         "data": workload_data,
     });
+    let crs_name = if naming.scs2 {
+        "clouds-yaml".to_string()
+    } else {
+        format!("crs-{}-secret", naming.secret)
+    };
     let set_secret = format!("{}-workload-cluster-secret", naming.secret);
     vec![
         json!({
@@ -122,12 +143,12 @@ pub fn objects(cloud: &Cloud, naming: &Naming, namespace: &str, cacert_pem: Opti
             "kind": "Secret",
             "metadata": {"name": set_secret, "namespace": namespace},
             "type": "addons.cluster.x-k8s.io/resource-set",
-            "data": {"cloud-config.yaml": b64(&serde_json::to_string_pretty(&cloud_config).expect("serializes"))},
+            "data": {format!("{workload_name}.yaml"): b64(&serde_json::to_string_pretty(&cloud_config).expect("serializes"))},
         }),
         json!({
             "apiVersion": "addons.cluster.x-k8s.io/v1beta1",
             "kind": "ClusterResourceSet",
-            "metadata": {"name": format!("crs-{}-secret", naming.secret), "namespace": namespace},
+            "metadata": {"name": crs_name, "namespace": namespace},
             "spec": {
                 "strategy": "Reconcile",
                 "clusterSelector": {"matchLabels": {MANAGED_SECRET_LABEL: naming.label_value}},
@@ -204,7 +225,15 @@ mod tests {
         let objs = objects(&c, &Naming::scs2(), "ns1", None);
         assert_eq!(objs[0]["metadata"]["name"], "openstack");
         assert!(objs[0]["data"].get("cacert").is_none());
+        assert_eq!(objs[2]["metadata"]["name"], "clouds-yaml");
         assert_eq!(objs[2]["spec"]["clusterSelector"]["matchLabels"]["managed-secret"], "clouds-yaml");
+        // scs2's workload clusters read clouds.yaml, not cloud.conf.
+        let inner: Value = serde_json::from_str(&decode(&objs[1], "clouds-yaml.yaml")).unwrap();
+        assert_eq!(inner["metadata"], json!({"name": "clouds-yaml", "namespace": "kube-system"}));
+        let clouds: Value = serde_saphyr::from_str(&decode(&inner, "clouds.yaml")).unwrap();
+        assert_eq!(clouds["clouds"]["pw"]["auth"]["password"], "canary-pw");
+        // The cloud.conf of a password cloud (scs).
+        let objs = objects(&c, &Naming::scs("pw"), "ns1", None);
         let inner: Value = serde_json::from_str(&decode(&objs[1], "cloud-config.yaml")).unwrap();
         let conf = decode(&inner, "cloud.conf");
         for l in [

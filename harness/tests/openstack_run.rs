@@ -1,0 +1,338 @@
+//! `scs-e2e run --env openstack` end to end, with everything real that can run here: the lab
+//! (Cluster API, the in-memory provider, CSO) as an existing management cluster carrying the
+//! real CAPO and ORC CRDs, a real Keystone with an application credential, and loopback
+//! compute/network/volume/image services. The workload clusters are in-memory ones (no CAPO
+//! controller can make servers here), but everything the OpenStack environment adds around
+//! them runs for real: credentials in each scenario namespace, the `managed-secret` label the
+//! ClusterResourceSet selects (Cluster API applies the cloud-config Secret to the workload
+//! cluster), the stack variables, the preflight, the leak check, and no secret anywhere.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::fake_openstack::{Coll, FakeOpenStack};
+use common::keystone::{self, ADMIN_PASSWORD, admin_clouds};
+use common::{assets, lab_options};
+use scs_e2e::env::openstack::ownership::ClusterRef;
+use scs_e2e::report::{RunReport, Status};
+use serde_json::{Value, json};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// A module pinned by `fixtures/lab/openstack` (source only), downloaded into the Go module
+/// cache and verified against that go.sum.
+fn module_dir(module: &str) -> PathBuf {
+    let out = Command::new("go")
+        .args(["mod", "download", "-json", module])
+        .current_dir(fixtures().join("lab/openstack"))
+        .output()
+        .expect("go");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(v["Dir"].as_str().unwrap())
+}
+
+fn kubectl(kc: &Path, args: &[&str]) -> String {
+    let out = Command::new(assets().path("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+const APP_SECRET: &str = "canary-appcred-secret-5e0b";
+const GITHUB_TOKEN: &str = "ghp_canaryOpenStackRun0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_openstack_puts_credentials_labels_and_variables_around_clusters_and_checks_for_leaks() {
+    // The management cluster: the lab, plus the provider CRDs an OpenStack one has.
+    let mut opts = lab_options("os-run");
+    opts.cluster_api = true;
+    let lab = scs_e2e::env::lab::Lab::start(opts).await.unwrap();
+    let kc = lab.kubeconfig();
+    let capo = module_dir("sigs.k8s.io/cluster-api-provider-openstack");
+    let orc = module_dir("github.com/k-orc/openstack-resource-controller/v2");
+    for dir in [capo.join("config/crd/bases"), orc.join("config/crd/bases")] {
+        kubectl(&kc, &["apply", "--server-side", "-f", dir.to_str().unwrap()]);
+    }
+
+    // The cloud: Keystone's catalog points at the loopback services; an application credential
+    // whose secret lives only in secure.yaml.
+    let fake = FakeOpenStack::start().await;
+    let ks = keystone::start(3600, Some(&fake.catalog_spec())).await;
+    fake.set_keystone(&ks.url());
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(tmp.path().join("admin.yaml"), admin_clouds(ks.port, ADMIN_PASSWORD)).unwrap();
+    let admin = scs_e2e::env::openstack::clouds::load(&scs_e2e::env::openstack::clouds::Lookup {
+        config_file: Some(tmp.path().join("admin.yaml")),
+        etc: tmp.path().join("none"),
+        ..Default::default()
+    })
+    .unwrap();
+    let s = scs_e2e::env::openstack::identity::Session::login(&admin).await.unwrap();
+    let identity = s.endpoint("identity").unwrap();
+    let r = s
+        .send(
+            reqwest::Method::POST,
+            &format!("{identity}/users/{}/application_credentials", s.user_id.clone().unwrap()),
+            Some(&json!({"application_credential": {"name": "e2e", "secret": APP_SECRET}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let ac: Value = r.json().await.unwrap();
+    let ac_id = ac["application_credential"]["id"].as_str().unwrap().to_string();
+    std::fs::write(
+        work.join("clouds.yaml"),
+        format!(
+            "clouds:\n  gx-lab:\n    auth_type: v3applicationcredential\n    auth: {{auth_url: '{}', application_credential_id: {ac_id}}}\n    region_name: RegionOne\n",
+            ks.url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("secure.yaml"),
+        format!("clouds:\n  gx-lab:\n    auth: {{application_credential_secret: {APP_SECRET}}}\n"),
+    )
+    .unwrap();
+    for (name, vcpus, ram) in [("SCS-2V-4", 2, 4096), ("SCS-4V-8", 4, 8192)] {
+        fake.add(Coll::Flavors, json!({"name": name, "vcpus": vcpus, "ram": ram, "disk": 0}));
+    }
+    // What the "leaky" cluster leaves: CAPO's network and a security group.
+    let ns = format!("os-run-{}", std::process::id());
+    let leaky = ClusterRef::new(&ns, "leaky");
+    let net = fake.add(
+        Coll::Networks,
+        json!({"name": leaky.capo_network_name(), "description": leaky.capo_description()}),
+    );
+    let sg = fake.add(
+        Coll::SecurityGroups,
+        json!({"name": leaky.capo_security_groups()[0], "description": "Cluster API managed group"}),
+    );
+
+    std::fs::write(
+        work.join("config.yaml"),
+        format!(
+            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nopenstack:\n  managementKubeconfig: {}\n  clusterVariables: {{controller_flavor: SCS-2V-4, worker_flavor: SCS-4V-8}}\nmanagement:\n  csoReleaseDir: {}\n",
+            kc.display(),
+            lab.release_dir().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let capi_log = lab.log_path("cluster-api").display().to_string();
+    let stack = r#"{provider: inmemory, name: scs, kubernetesVersion: "1.33", version: v1}"#;
+    std::fs::write(
+        work.join("suite.yaml"),
+        format!(
+            r#"apiVersion: scs-e2e/v1alpha1
+kind: Suite
+name: os
+scenarios:
+  - name: lifecycle
+    namespace: {ns}
+    steps:
+      - command: {{script: 'echo "token=$GITHUB_TOKEN cloud=$OPENSTACK_CLOUD secret=$OPENSTACK_SECRET_NAME"'}}
+      - installClusterStack: {{provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v1], source: "builtin:inmemory/scs"}}
+      - waitClusterStackRelease: {stack}
+      - createCluster: {{name: leaky, stack: {stack}, workers: 1}}
+      - createCluster: {{name: tidy, stack: {stack}, workers: 0, variables: {{worker_flavor: SCS-2V-4}}}}
+      # The ClusterResourceSet selected both clusters by their label.
+      - assert:
+          resource: {{apiVersion: addons.cluster.x-k8s.io/v1beta1, kind: ClusterResourceSetBinding, name: leaky}}
+          matches: {{spec: {{bindings: [{{clusterResourceSetName: crs-gx-lab-secret}}]}}}}
+      - assert:
+          resource: {{apiVersion: addons.cluster.x-k8s.io/v1beta1, kind: ClusterResourceSetBinding, name: tidy}}
+          matches: {{spec: {{bindings: [{{clusterResourceSetName: crs-gx-lab-secret}}]}}}}
+      # A real kube-apiserver creates the `kubernetes` Service at start, the in-memory one does
+      # not; the ClusterResourceSet controller reads it before it applies anything, and retries
+      # with a growing back-off, so it is woken once both clusters have it. It then unpacks
+      # our resource-set Secret and creates `kube-system/cloud-config` in each cluster (which
+      # the in-memory API server refuses: it takes no JSON POST of a Secret).
+      - waitCluster: {{name: leaky, addons: skip}}
+      - command: {{script: 'kubectl --kubeconfig "$CLUSTER_KUBECONFIG" -n default create service clusterip kubernetes --tcp=443:6443'}}
+      - waitCluster: {{name: tidy, addons: skip}}
+      - command: {{script: 'kubectl --kubeconfig "$CLUSTER_KUBECONFIG" -n default create service clusterip kubernetes --tcp=443:6443'}}
+      - command: {{script: 'kubectl -n "$NAMESPACE" annotate clusterresourceset --all scs-e2e.test/wake=1 --overwrite'}}
+      - name: Cluster API unpacked the cloud-config Secret for the workload cluster
+        timeout: 1m
+        command: {{script: 'until grep -q "Kind=Secret kube-system/cloud-config.*Cluster=\"$NAMESPACE/leaky\" Secret=\"$NAMESPACE/gx-lab-workload-cluster-secret\"" {capi_log}; do sleep 0.2; done'}}
+      - deleteCluster: {{name: leaky}}
+      - deleteCluster: {{name: tidy}}
+      - name: too big for the quota
+        createCluster: {{name: huge, stack: {stack}, controlPlaneReplicas: 3, workers: 9}}
+"#
+        ),
+    )
+    .unwrap();
+    let art = tmp.path().join("artifacts");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
+        .args([
+            "run",
+            "--env",
+            "openstack",
+            "--config",
+            "config.yaml",
+            "--suite",
+            "suite.yaml",
+            "--artifacts",
+        ])
+        .arg(&art)
+        .current_dir(&work)
+        .env("HOME", tmp.path())
+        .env("XDG_CACHE_HOME", scs_e2e::config::cache_root().parent().unwrap())
+        .env("GITHUB_TOKEN", GITHUB_TOKEN)
+        .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
+        .env_remove("OS_CLOUD")
+        .env_remove("OS_CLIENT_CONFIG_FILE")
+        .env_remove("OS_CLIENT_SECURE_FILE")
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let r: RunReport = scs_e2e::report::json::read(&art.join("results.json")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let sc = &r.scenarios[0];
+    let by_name = |n: &str| {
+        sc.steps
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap_or_else(|| panic!("no step {n}: {:#?}", sc.steps))
+    };
+    let summary: Vec<String> = sc
+        .steps
+        .iter()
+        .map(|s| format!("{:?} {} {:?}", s.status, s.name, s.message))
+        .collect();
+    assert_eq!(r.phases[0].status, Status::Passed, "{:?}\n{stderr}", r.phases[0].message);
+    assert_eq!(r.properties.get("management").map(String::as_str), Some("existing, used as it is"));
+
+    assert_eq!(out.status.code(), Some(1), "{summary:#?}\n{stdout}\n{stderr}");
+    for n in [
+        "install cluster stack inmemory/scs 1.33 v1",
+        "Cluster API unpacked the cloud-config Secret for the workload cluster",
+    ] {
+        assert_eq!(
+            by_name(n).status,
+            Status::Passed,
+            "{summary:#?}\n{stderr}\n{}",
+            kubectl(
+                &kc,
+                &[
+                    "get",
+                    "clusterresourcesets,clusterresourcesetbindings,secrets",
+                    "-n",
+                    &ns,
+                    "-o",
+                    "yaml"
+                ]
+            )
+        );
+    }
+
+    // The leak check after each deletion: the leftovers of `leaky`, each named; `tidy` clean.
+    let leak = by_name(&format!("openstack leak check {ns}/leaky"));
+    assert_eq!(leak.status, Status::Failed, "{summary:#?}");
+    assert_eq!(
+        leak.message.as_deref(),
+        Some(format!("2 OpenStack resources of cluster {ns}/leaky left after its deletion").as_str())
+    );
+    let details = leak.details.as_deref().unwrap();
+    assert!(details.contains(&net) && details.contains(&sg), "{details}");
+    assert_eq!(
+        by_name(&format!("openstack leak check {ns}/tidy")).status,
+        Status::Passed,
+        "{summary:#?}"
+    );
+    let names: Vec<&str> = sc.steps.iter().map(|s| s.name.as_str()).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert_eq!(at(&format!("openstack leak check {ns}/leaky")), at("delete cluster leaky") + 1);
+
+    // The quota (10 instances in the loopback Nova) cannot hold 12 machines: refused before
+    // anything is created.
+    let huge = by_name("too big for the quota");
+    assert_eq!(huge.status, Status::Error, "{summary:#?}");
+    let m = huge.message.as_deref().unwrap();
+    assert!(
+        m.starts_with("openstack cannot hold cluster huge: quota: 12 instances needed, 10 free"),
+        "{m}"
+    );
+    assert_eq!(
+        kubectl(&kc, &["get", "clusters.cluster.x-k8s.io", "-n", &ns, "-o", "name"]).trim(),
+        ""
+    );
+
+    // The stack's variables and the preflight, from the createCluster logs.
+    let log_of = |n: &str| {
+        let i = at(n);
+        std::fs::read_to_string(
+            art.join("os/lifecycle/steps")
+                .join(format!("{:02}-{}.log", i + 1, scs_e2e::engine::slug(n))),
+        )
+        .unwrap()
+    };
+    let leaky_log = log_of("create cluster leaky from inmemory/scs 1.33 v1");
+    for l in [
+        "variable cloud_name from the openstack environment",
+        "variable secret_name from the openstack environment",
+        "variable controller_flavor from the openstack environment",
+        "variable worker_flavor from the openstack environment",
+        "preflight: flavor SCS-4V-8 (worker_flavor): 4 vCPU, 8192 MiB RAM",
+        "preflight: quota cores: 6 needed",
+    ] {
+        assert!(leaky_log.contains(l), "{l}:\n{leaky_log}");
+    }
+    // The class declares no `identityRef` (scs2's): not set. The step's own value wins.
+    assert!(!leaky_log.contains("identityRef"), "{leaky_log}");
+    let tidy_log = log_of("create cluster tidy from inmemory/scs 1.33 v1");
+    assert!(
+        !tidy_log.contains("variable worker_flavor") && tidy_log.contains("preflight: flavor SCS-2V-4 (worker_flavor)"),
+        "{tidy_log}"
+    );
+
+    // The credentials went into the scenario's namespace, the way the stacks expect them.
+    let secret = kubectl(&kc, &["get", "secret", "gx-lab", "-n", &ns, "-o", "jsonpath={.data.cloudName}"]);
+    assert_eq!(secret.trim(), "Z3gtbGFi", "base64 of gx-lab");
+
+    // No secret in any file the run wrote, nor on the console; the step's echo was masked.
+    let files = files_under(&art);
+    assert!(files.len() >= 10, "{files:?}");
+    for f in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        for c in [APP_SECRET, GITHUB_TOKEN, ADMIN_PASSWORD] {
+            assert!(!text.contains(c), "{} holds {c}", f.display());
+        }
+    }
+    for c in [APP_SECRET, GITHUB_TOKEN] {
+        assert!(!stdout.contains(c) && !stderr.contains(c), "the console shows {c}");
+    }
+    assert!(log_of(&sc.steps[0].name).contains("token=*** cloud=gx-lab secret=gx-lab"));
+    lab.stop().await.unwrap();
+}
