@@ -462,6 +462,38 @@ fn env_openstack_refuses_unclear_credentials_before_touching_anything() {
     assert!(!err.contains("canary-pw"), "{err}");
     assert!(!art.exists(), "nothing written");
 
+    // A password that lives nowhere (no secure.yaml entry), and a region the cloud does not
+    // list: each named with its fix, exit 2, nothing written.
+    let three = tmp.path().join("three.yaml");
+    std::fs::write(
+        &three,
+        "clouds:\n  three:\n    auth: {auth_url: 'http://127.0.0.1:1/v3', username: u, project_name: p, user_domain_name: d, project_domain_name: d}\n    regions: [RegionOne]\n",
+    )
+    .unwrap();
+    let (code, err, _) = run_with_path(
+        &[],
+        &["run", "--env", "openstack", "--suite", s, "--artifacts", a],
+        &[("OS_CLIENT_CONFIG_FILE", &three)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no password") && err.contains("secure.yaml"), "{err}");
+    assert!(!art.exists(), "nothing written");
+    let secure = tmp.path().join("secure.yaml");
+    std::fs::write(&secure, "clouds:\n  three:\n    auth: {password: canary-pw-3}\n").unwrap();
+    let (code, err, _) = run_with_path(
+        &[],
+        &["run", "--env", "openstack", "--suite", s, "--artifacts", a],
+        &[
+            ("OS_CLIENT_CONFIG_FILE", &three),
+            ("OS_CLIENT_SECURE_FILE", &secure),
+            ("OS_REGION_NAME", Path::new("RegionNine")),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no region `RegionNine` (its regions: RegionOne)"), "{err}");
+    assert!(!err.contains("canary-pw"), "{err}");
+    assert!(!art.exists(), "nothing written");
+
     // A valid cloud whose Keystone does not answer: exit 3 (the environment did not come up),
     // before any management cluster is made, with no password in the report.
     let (code, err, art) = run_with_path(

@@ -334,5 +334,51 @@ scenarios:
         assert!(!stdout.contains(c) && !stderr.contains(c), "the console shows {c}");
     }
     assert!(log_of(&sc.steps[0].name).contains("token=*** cloud=gx-lab secret=gx-lab"));
+
+    // Before any management cluster: a flavor the project is not offered, and a region the
+    // catalog does not have, each end the environment's `up` (exit 3) naming what is there.
+    let again = |config: &str, clouds: Option<&str>| {
+        let dir = tmp.path().join(format!("again-{}", config.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.yaml"), config).unwrap();
+        std::fs::copy(work.join("suite.yaml"), dir.join("suite.yaml")).unwrap();
+        std::fs::copy(work.join("secure.yaml"), dir.join("secure.yaml")).unwrap();
+        let c = std::fs::read_to_string(work.join("clouds.yaml")).unwrap();
+        std::fs::write(dir.join("clouds.yaml"), clouds.map(|r| c.replace("RegionOne", r)).unwrap_or(c)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
+            .args([
+                "run",
+                "--env",
+                "openstack",
+                "--config",
+                "config.yaml",
+                "--suite",
+                "suite.yaml",
+                "--artifacts",
+                "out",
+            ])
+            .current_dir(&dir)
+            .env("HOME", tmp.path())
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .env_remove("OS_CLIENT_SECURE_FILE")
+            .output()
+            .unwrap();
+        let r = scs_e2e::report::json::read(&dir.join("out/results.json")).unwrap();
+        (out.status.code(), r.phases[0].message.clone().unwrap_or_default())
+    };
+    let mgmt = format!(
+        "apiVersion: scs-e2e/v1alpha1\nkind: Config\nopenstack:\n  managementKubeconfig: {}\n",
+        kc.display()
+    );
+    let (code, m) = again(&format!("{mgmt}  clusterVariables: {{worker_flavor: SCS-64V-256}}\n"), None);
+    assert_eq!(code, Some(3), "{m}");
+    assert_eq!(
+        m,
+        "cloud `gx-lab` does not offer what the config file asks for: flavor `SCS-64V-256` (worker_flavor) is not offered to this project; it has: SCS-2V-4, SCS-4V-8"
+    );
+    let (code, m) = again(&mgmt, Some("RegionTwo"));
+    assert_eq!(code, Some(3), "{m}");
+    assert!(m.contains("no compute endpoint") && m.contains("region RegionTwo"), "{m}");
     lab.stop().await.unwrap();
 }

@@ -447,7 +447,8 @@ pub async fn install_cspo(
     // are in it base64-encoded, so it is private to us and removed at once).
     let file = std::env::temp_dir().join(format!("scs-e2e-cspo-{}.yaml", std::process::id()));
     let yaml: Vec<String> = docs.iter().map(|d| serde_json::to_string(d).expect("serializes")).collect();
-    crate::config::write_private(&file, yaml.join("\n---\n").as_bytes()).map_err(|e| MgmtError::Kube(format!("{}: {e}", file.display())))?;
+    crate::config::write_private(&file, yaml.join("\n---\n").as_bytes())
+        .map_err(|e| MgmtError::Kube(format!("{}: {e}", file.display())))?;
     let args: Vec<String> = vec![
         "apply".into(),
         "--server-side".into(),

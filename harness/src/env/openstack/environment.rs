@@ -46,6 +46,7 @@ pub struct OpenStackEnv {
     dirs: Vec<PathBuf>,
     properties: BTreeMap<String, String>,
     options: Options,
+    session: Option<Arc<Session>>,
     clusters: Option<Arc<OpenStackClusters>>,
 }
 
@@ -71,6 +72,7 @@ impl OpenStackEnv {
             dirs,
             properties: BTreeMap::new(),
             options,
+            session: None,
             clusters: None,
         }
     }
@@ -94,6 +96,31 @@ impl Environment for OpenStackEnv {
         let session = Session::login(&self.cloud).await?;
         for service in ["compute", "network", "load-balancer"] {
             session.endpoint(service)?;
+        }
+        // The configured flavors and image, before minutes go into a management cluster.
+        if !self.options.variables.is_empty() || self.options.image.is_some() {
+            let probe = OpenStackClusters {
+                session: Arc::new(session),
+                cloud: self.cloud.clone(),
+                naming: self.naming.clone(),
+                kubeconfig: PathBuf::new(),
+                variables: self.options.variables.clone(),
+                image: self.options.image.clone(),
+            };
+            let req = crate::env::ClusterRequest {
+                namespace: String::new(),
+                name: String::new(),
+                control_plane: 0,
+                workers: 0,
+                variables: self.options.variables.clone(),
+            };
+            probe
+                .preflight(&req)
+                .await
+                .map_err(|e| anyhow::anyhow!("cloud `{}` does not offer what the config file asks for: {e}", self.cloud.name))?;
+            self.session = Some(probe.session);
+        } else {
+            self.session = Some(Arc::new(session));
         }
         self.properties.insert("cloud".into(), self.cloud.name.clone());
         if let Some(r) = &self.cloud.region {
@@ -123,7 +150,7 @@ impl Environment for OpenStackEnv {
         }
         apply_credentials(&self.mgmt_kubeconfig(), &self.cloud, &self.naming, &self.options.namespace).await?;
         self.clusters = Some(Arc::new(OpenStackClusters {
-            session: Arc::new(session),
+            session: self.session.clone().expect("logged in above"),
             cloud: self.cloud.clone(),
             naming: self.naming.clone(),
             kubeconfig: self.mgmt_kubeconfig(),
