@@ -120,6 +120,8 @@ async fn env_openstack_puts_credentials_labels_and_variables_around_clusters_and
         format!("clouds:\n  gx-lab:\n    auth: {{application_credential_secret: {APP_SECRET}}}\n"),
     )
     .unwrap();
+    // The project's one external network: offered to the clusters as external_id.
+    let ext = fake.add(Coll::Networks, json!({"name": "ext-net", "router:external": true}));
     for (name, vcpus, ram) in [("SCS-2V-4", 2, 4096), ("SCS-4V-8", 4, 8192)] {
         fake.add(Coll::Flavors, json!({"name": name, "vcpus": vcpus, "ram": ram, "disk": 0}));
     }
@@ -300,15 +302,19 @@ scenarios:
     };
     let leaky_log = log_of("create cluster leaky from inmemory/scs 1.33 v1");
     for l in [
-        "variable cloud_name from the openstack environment",
-        "variable secret_name from the openstack environment",
-        "variable controller_flavor from the openstack environment",
-        "variable worker_flavor from the openstack environment",
+        "variable cloud_name=\"gx-lab\" from the openstack environment",
+        "variable secret_name=\"gx-lab\" from the openstack environment",
+        "variable controller_flavor=\"SCS-2V-4\" from the openstack environment",
+        "variable worker_flavor=\"SCS-4V-8\" from the openstack environment",
         "preflight: flavor SCS-4V-8 (worker_flavor): 4 vCPU, 8192 MiB RAM",
         "preflight: quota cores: 6 needed",
     ] {
         assert!(leaky_log.contains(l), "{l}:\n{leaky_log}");
     }
+    assert!(
+        leaky_log.contains(&format!("variable external_id=\"{ext}\" from the openstack environment")),
+        "{leaky_log}"
+    );
     // The class declares no `identityRef` (scs2's): not set. The step's own value wins.
     assert!(!leaky_log.contains("identityRef"), "{leaky_log}");
     let tidy_log = log_of("create cluster tidy from inmemory/scs 1.33 v1");

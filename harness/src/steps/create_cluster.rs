@@ -76,7 +76,7 @@ impl Operation for CreateCluster {
             let declared = ops::class_variables(ctx, &release.class).await?;
             for (k, v) in cloud.cluster_variables() {
                 if declared.contains(&k) && !variables.contains_key(&k) {
-                    ctx.log.line(format!("variable {k} from the {} environment", cloud.kind()));
+                    ctx.log.line(format!("variable {k}={v} from the {} environment", cloud.kind()));
                     variables.insert(k, v);
                 }
             }

@@ -30,6 +30,19 @@ pub struct OpenStackClusters {
     pub image: Option<String>,
 }
 
+/// The cloud's one external network, offered as the stacks' `external_id` (scs) and
+/// `networkExternalID` (scs2); with none or several, the user names it (`clusterVariables`).
+pub fn external_network_variables(networks: &[super::resources::Network]) -> BTreeMap<String, Value> {
+    let ext: Vec<_> = networks.iter().filter(|n| n.external).collect();
+    match ext.as_slice() {
+        [one] => BTreeMap::from([
+            ("external_id".to_string(), Value::from(one.id.clone())),
+            ("networkExternalID".to_string(), Value::from(one.id.clone())),
+        ]),
+        _ => BTreeMap::new(),
+    }
+}
+
 /// Variables the SCS OpenStack stacks take from the cloud and its credentials. Both stack
 /// generations are offered; `createCluster` sets only those the ClusterClass declares.
 pub fn stack_variables(cloud: &Cloud, naming: &Naming) -> BTreeMap<String, Value> {
@@ -211,6 +224,18 @@ mod tests {
             workers,
             variables: vars.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect(),
         }
+    }
+
+    #[test]
+    fn only_a_single_external_network_is_offered() {
+        let net = |id: &str, ext: bool| -> super::super::resources::Network {
+            serde_json::from_value(serde_json::json!({"id": id, "name": id, "router:external": ext})).unwrap()
+        };
+        let v = external_network_variables(&[net("a", false), net("ext", true)]);
+        assert_eq!(v["external_id"], "ext");
+        assert_eq!(v["networkExternalID"], "ext");
+        assert!(external_network_variables(&[net("e1", true), net("e2", true)]).is_empty());
+        assert!(external_network_variables(&[net("a", false)]).is_empty());
     }
 
     #[test]

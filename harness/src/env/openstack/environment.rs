@@ -149,12 +149,23 @@ impl Environment for OpenStackEnv {
             }
         }
         apply_credentials(&self.mgmt_kubeconfig(), &self.cloud, &self.naming, &self.options.namespace).await?;
+        let session = self.session.clone().expect("logged in above");
+        // The cloud's own facts first; the config file's variables over them.
+        let networks = super::resources::OpenStack::new(&session).networks().await?;
+        let mut variables = super::clusters::external_network_variables(&networks);
+        match variables.get("external_id") {
+            Some(id) => tracing::info!("external network {id}: offered as external_id/networkExternalID"),
+            None => tracing::info!(
+                "no single external network: set external_id (scs) or networkExternalID (scs2) in openstack.clusterVariables if the stack needs it"
+            ),
+        }
+        variables.extend(self.options.variables.clone());
         self.clusters = Some(Arc::new(OpenStackClusters {
-            session: self.session.clone().expect("logged in above"),
+            session,
             cloud: self.cloud.clone(),
             naming: self.naming.clone(),
             kubeconfig: self.mgmt_kubeconfig(),
-            variables: self.options.variables.clone(),
+            variables,
             image: self.options.image.clone(),
         }));
         Ok(())

@@ -286,6 +286,9 @@ pub struct Network {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// A provider network routers can use as their gateway (floating IPs come from it).
+    #[serde(default, rename = "router:external")]
+    pub external: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
