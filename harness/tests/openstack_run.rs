@@ -63,6 +63,29 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `scs-e2e run --env openstack` with the config, suite, clouds.yaml and secure.yaml in `dir`
+/// (the current directory is where clouds.yaml is looked up first) and nothing of the user's.
+fn scs_run(dir: &Path, home: &Path, artifacts: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scs-e2e"));
+    c.args([
+        "run",
+        "--env",
+        "openstack",
+        "--config",
+        "config.yaml",
+        "--suite",
+        "suite.yaml",
+        "--artifacts",
+    ])
+    .arg(artifacts)
+    .current_dir(dir)
+    .env("HOME", home)
+    .env_remove("OS_CLOUD")
+    .env_remove("OS_CLIENT_CONFIG_FILE")
+    .env_remove("OS_CLIENT_SECURE_FILE");
+    c
+}
+
 const APP_SECRET: &str = "canary-appcred-secret-5e0b";
 const GITHUB_TOKEN: &str = "ghp_canaryOpenStackRun0123456789";
 
@@ -192,30 +215,12 @@ scenarios:
     )
     .unwrap();
     let art = tmp.path().join("artifacts");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
-        .args([
-            "run",
-            "--env",
-            "openstack",
-            "--config",
-            "config.yaml",
-            "--suite",
-            "suite.yaml",
-            "--artifacts",
-        ])
-        .arg(&art)
-        .current_dir(&work)
-        .env("HOME", tmp.path())
-        .env("XDG_CACHE_HOME", scs_e2e::config::cache_root().parent().unwrap())
+    let mut cmd = scs_run(&work, tmp.path(), &art);
+    cmd.env("XDG_CACHE_HOME", scs_e2e::config::cache_root().parent().unwrap())
         .env("GITHUB_TOKEN", GITHUB_TOKEN)
         .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
-        .env_remove("OS_CLOUD")
-        .env_remove("OS_CLIENT_CONFIG_FILE")
-        .env_remove("OS_CLIENT_SECURE_FILE")
-        .env_remove("KUBECONFIG")
-        .output()
-        .await
-        .unwrap();
+        .env_remove("KUBECONFIG");
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -351,25 +356,7 @@ scenarios:
         std::fs::copy(work.join("secure.yaml"), dir.join("secure.yaml")).unwrap();
         let c = std::fs::read_to_string(work.join("clouds.yaml")).unwrap();
         std::fs::write(dir.join("clouds.yaml"), clouds.map(|r| c.replace("RegionOne", r)).unwrap_or(c)).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
-            .args([
-                "run",
-                "--env",
-                "openstack",
-                "--config",
-                "config.yaml",
-                "--suite",
-                "suite.yaml",
-                "--artifacts",
-                "out",
-            ])
-            .current_dir(&dir)
-            .env("HOME", tmp.path())
-            .env_remove("OS_CLOUD")
-            .env_remove("OS_CLIENT_CONFIG_FILE")
-            .env_remove("OS_CLIENT_SECURE_FILE")
-            .output()
-            .unwrap();
+        let out = scs_run(&dir, tmp.path(), Path::new("out")).output().unwrap();
         let r = scs_e2e::report::json::read(&dir.join("out/results.json")).unwrap();
         (out.status.code(), r.phases[0].message.clone().unwrap_or_default())
     };

@@ -79,21 +79,31 @@ impl ClusterCloud for OpenStackClusters {
     }
 
     async fn preflight(&self, req: &ClusterRequest) -> Result<Vec<String>, String> {
-        let os = OpenStack::new(&self.session);
-        let flavors = os.flavors().await.map_err(|e| e.to_string())?;
-        let limits = os.limits().await.map_err(|e| e.to_string())?;
-        let images = match &self.image {
-            Some(_) => Some(os.images().await.map_err(|e| e.to_string())?),
-            None => None,
-        };
-        let image_names: Option<Vec<(String, String)>> =
-            images.map(|l| l.into_iter().map(|i| (i.id, i.name.unwrap_or_default())).collect());
-        check(req, &flavors, &limits, self.image.as_deref(), image_names.as_deref())
+        preflight(&self.session, self.image.as_deref(), req).await
     }
 
     async fn leak_check(&self, namespace: &str, name: &str) -> StepResult {
         leak_check_step(&self.session, &ClusterRef::new(namespace, name)).await
     }
+}
+
+/// Asks the cloud for its flavors, quota (and images, when one is required) and [`check`]s.
+pub async fn preflight(session: &Session, image: Option<&str>, req: &ClusterRequest) -> Result<Vec<String>, String> {
+    let os = OpenStack::new(session);
+    let flavors = os.flavors().await.map_err(|e| e.to_string())?;
+    let limits = os.limits().await.map_err(|e| e.to_string())?;
+    let images: Option<Vec<(String, String)>> = match image {
+        Some(_) => Some(
+            os.images()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|i| (i.id, i.name.unwrap_or_default()))
+                .collect(),
+        ),
+        None => None,
+    };
+    check(req, &flavors, &limits, image, images.as_deref())
 }
 
 /// Which machines a flavor variable sizes, by its name.

@@ -46,7 +46,6 @@ pub struct OpenStackEnv {
     dirs: Vec<PathBuf>,
     properties: BTreeMap<String, String>,
     options: Options,
-    session: Option<Arc<Session>>,
     clusters: Option<Arc<OpenStackClusters>>,
 }
 
@@ -72,7 +71,6 @@ impl OpenStackEnv {
             dirs,
             properties: BTreeMap::new(),
             options,
-            session: None,
             clusters: None,
         }
     }
@@ -99,14 +97,6 @@ impl Environment for OpenStackEnv {
         }
         // The configured flavors and image, before minutes go into a management cluster.
         if !self.options.variables.is_empty() || self.options.image.is_some() {
-            let probe = OpenStackClusters {
-                session: Arc::new(session),
-                cloud: self.cloud.clone(),
-                naming: self.naming.clone(),
-                kubeconfig: PathBuf::new(),
-                variables: self.options.variables.clone(),
-                image: self.options.image.clone(),
-            };
             let req = crate::env::ClusterRequest {
                 namespace: String::new(),
                 name: String::new(),
@@ -114,14 +104,11 @@ impl Environment for OpenStackEnv {
                 workers: 0,
                 variables: self.options.variables.clone(),
             };
-            probe
-                .preflight(&req)
+            super::clusters::preflight(&session, self.options.image.as_deref(), &req)
                 .await
                 .map_err(|e| anyhow::anyhow!("cloud `{}` does not offer what the config file asks for: {e}", self.cloud.name))?;
-            self.session = Some(probe.session);
-        } else {
-            self.session = Some(Arc::new(session));
         }
+        let session = Arc::new(session);
         self.properties.insert("cloud".into(), self.cloud.name.clone());
         if let Some(r) = &self.cloud.region {
             self.properties.insert("region".into(), r.clone());
@@ -149,7 +136,6 @@ impl Environment for OpenStackEnv {
             }
         }
         apply_credentials(&self.mgmt_kubeconfig(), &self.cloud, &self.naming, &self.options.namespace).await?;
-        let session = self.session.clone().expect("logged in above");
         // The cloud's own facts first; the config file's variables over them.
         let networks = super::resources::OpenStack::new(&session).networks().await?;
         let mut variables = super::clusters::external_network_variables(&networks);
