@@ -308,10 +308,7 @@ pub fn cluster_plan(plan: &Plan, run_id: &str, environment: &str) -> report::Clu
     let mut clusters = Vec::new();
     for sc in &plan.scenarios {
         let namespace = sc.namespace.clone().unwrap_or_else(|| namespace_for(sc, run_id));
-        let mut vars = sc.vars.clone();
-        vars.insert("NAMESPACE".into(), namespace.clone());
-        vars.insert("SCENARIO".into(), sc.id());
-        vars.insert("RUN_ID".into(), run_id.to_string());
+        let vars = scenario_vars(sc, &namespace, run_id);
         for st in &sc.steps {
             if let crate::suite::model::Op::CreateCluster(c) = &st.op {
                 clusters.push(report::PlannedCluster {
@@ -330,6 +327,15 @@ pub fn cluster_plan(plan: &Plan, run_id: &str, environment: &str) -> report::Clu
         environment: environment.to_string(),
         clusters,
     }
+}
+
+/// A scenario's own variables: the suite's and the matrix's, NAMESPACE, SCENARIO and RUN_ID.
+fn scenario_vars(sc: &PlannedScenario, namespace: &str, run_id: &str) -> BTreeMap<String, String> {
+    let mut vars = sc.vars.clone();
+    vars.insert("NAMESPACE".into(), namespace.to_string());
+    vars.insert("SCENARIO".into(), sc.id());
+    vars.insert("RUN_ID".into(), run_id.to_string());
+    vars
 }
 
 /// `e2e-<scenario>-<hash>`: readable, unique per run, a valid DNS label.
@@ -365,11 +371,8 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
     let _ = std::fs::create_dir_all(&dir);
     let namespace = sc.namespace.clone().unwrap_or_else(|| namespace_for(sc, &sh.opts.run_id));
     let mut vars = sh.env.step_vars();
-    vars.extend(sc.vars.clone());
-    vars.insert("NAMESPACE".into(), namespace.clone());
-    vars.insert("SCENARIO".into(), id.clone());
+    vars.extend(scenario_vars(sc, &namespace, &sh.opts.run_id));
     vars.insert("ARTIFACTS".into(), dir.display().to_string());
-    vars.insert("RUN_ID".into(), sh.opts.run_id.clone());
     vars.insert("KUBECONFIG".into(), sh.kubeconfig.display().to_string());
     let outputs = crate::steps::StepOutputs::default();
     let cloud = sh.env.cluster_cloud();
