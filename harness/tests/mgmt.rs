@@ -537,8 +537,8 @@ async fn cspo_is_installed_from_its_manifest_adjusted_and_waited_for() {
         kubectl: assets.path("kubectl"),
     };
     let said = std::sync::Mutex::new(Vec::<String>::new());
+    spec.cspo = Some(c);
     let err = mgmt::install_cspo(
-        &c,
         &spec,
         &tools,
         &lab.kubeconfig(),

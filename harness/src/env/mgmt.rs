@@ -422,16 +422,15 @@ pub async fn install(
     say(&format!("waiting for the Deployments in {}", providers.join(", ")));
     wait_available(&client, &providers, deadline, spec.timeout).await?;
     install_cso(spec, tools, kubeconfig, &client, say, deadline, cancel).await?;
-    match (&spec.cspo, spec.infrastructure) {
-        (Some(c), Infrastructure::OpenStack) => install_cspo(c, spec, tools, kubeconfig, &client, say, deadline, cancel).await,
-        _ => Ok(()),
+    if spec.infrastructure == Infrastructure::OpenStack {
+        install_cspo(spec, tools, kubeconfig, &client, say, deadline, cancel).await?;
     }
+    Ok(())
 }
 
-/// CSPO from its release manifest (filled in and adjusted by [`super::cspo::render`]).
-#[allow(clippy::too_many_arguments)]
+/// CSPO from its release manifest (filled in and adjusted by [`super::cspo::render`]), when
+/// the spec asks for it.
 pub async fn install_cspo(
-    c: &super::cspo::Settings,
     spec: &Spec,
     tools: &Tools,
     kubeconfig: &Path,
@@ -440,6 +439,7 @@ pub async fn install_cspo(
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<(), MgmtError> {
+    let Some(c) = &spec.cspo else { return Ok(()) };
     say(&format!("installing CSPO from {}", c.manifest));
     let text = super::cspo::fetch(&c.manifest).await.map_err(MgmtError::Kube)?;
     let docs = super::cspo::render(&text, c).map_err(MgmtError::Kube)?;
