@@ -241,6 +241,10 @@ pub struct RunArgs {
     /// Print the expanded plan and touch nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Name this run (default: random), e.g. with the CI build's id: scenario namespaces, the
+    /// kind cluster and the reports carry it. 1 to 40 of a-z, 0-9 and -.
+    #[arg(long, env = "SCS_E2E_RUN_ID")]
+    pub run_id: Option<String>,
     #[command(flatten)]
     pub lab: LabAssetArgs,
     /// --env openstack: the clouds.yaml entry (default OS_CLOUD, or the file's only cloud).
@@ -249,6 +253,21 @@ pub struct RunArgs {
     /// --env openstack: use this management cluster instead of creating one with kind.
     #[arg(long)]
     pub management_kubeconfig: Option<PathBuf>,
+}
+
+/// A run id ends up in namespace and kind cluster names, so it must fit a DNS label.
+fn valid_run_id(id: &str) -> anyhow::Result<String> {
+    let ok = (1..=40).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if ok {
+        Ok(id.to_string())
+    } else {
+        Err(anyhow::anyhow!(
+            "--run-id `{id}`: use 1 to 40 characters of a-z, 0-9 and - (not first or last), e.g. the CI build id in lower case"
+        ))
+    }
 }
 
 pub fn main() -> i32 {
@@ -563,6 +582,12 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
     let mut opts = RunOptions::new(artifacts.clone());
     opts.parallel = parallel;
     opts.delete = delete;
+    if let Some(id) = &args.run_id {
+        opts.run_id = valid_run_id(id).map_err(Fatal::usage)?;
+    }
+    if let Some(t) = settings.intervals.get("wait-delete") {
+        opts.teardown_timeout = *t;
+    }
     if let Some(j) = &args.junit {
         opts.junit = j.clone();
     }

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub json: PathBuf,
     pub run_id: String,
     pub properties: BTreeMap<String, String>,
+    /// How long the clusters a scenario left get to go when its namespace is deleted in a cloud.
+    pub teardown_timeout: Duration,
 }
 
 impl RunOptions {
@@ -47,6 +49,7 @@ impl RunOptions {
             artifacts,
             run_id: new_run_id(),
             properties: BTreeMap::new(),
+            teardown_timeout: crate::config::builtin_intervals()["wait-delete"],
         }
     }
 }
@@ -469,7 +472,7 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
             steps.push(leak);
         }
     }
-    let status = scenario_status(&steps);
+    let mut status = scenario_status(&steps);
 
     // Collectors: on failure first, then finally; they run after Ctrl-C too, under their own timeout.
     let mut collected = Vec::new();
@@ -499,6 +502,38 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
     }
 
     if owns_namespace && sh.opts.delete.should_delete(status == Status::Passed && !sh.cancel.is_cancelled()) {
+        // The namespace would take the clusters with it, but then nobody would ask the cloud what
+        // they left behind: each goes first, like a deleteCluster step, and is checked. An
+        // interrupted run does not wait (its clusters.json names them for `cleanup --from`).
+        if let Some(c) = cloud.as_ref().filter(|_| !sh.cancel.is_cancelled()) {
+            for name in clusters_left(sh, &namespace).await {
+                let step = PlannedStep {
+                    name: format!("teardown: delete cluster {name}"),
+                    operation: "deleteCluster",
+                    timeout: sh.opts.teardown_timeout,
+                    timeout_from: "wait-delete".into(),
+                    attempts: 1,
+                    op: crate::suite::model::Op::DeleteCluster(crate::steps::delete_cluster::DeleteCluster { name: name.clone() }),
+                };
+                sh.obs.on(Event::StepStarted {
+                    id: &id,
+                    index: steps.len(),
+                    steps: steps.len() + 1,
+                    name: &step.name,
+                    timeout: step.timeout,
+                });
+                let r = run_step(&step, steps.len(), &dir, &rel_dir, &ctx_for, &sh.cancel).await;
+                sh.obs.on(Event::StepFinished { id: &id, result: &r });
+                let passed = r.status == Status::Passed;
+                steps.push(r);
+                if passed {
+                    let leak = c.leak_check(&namespace, &name).await;
+                    sh.obs.on(Event::StepFinished { id: &id, result: &leak });
+                    steps.push(leak);
+                }
+            }
+            status = scenario_status(&steps);
+        }
         let api: Api<Namespace> = Api::all(sh.resolver.client().clone());
         let _ = api.delete(&namespace, &DeleteParams::background()).await;
     }
@@ -519,6 +554,17 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
     sh.obs.on(Event::ScenarioFinished { result: &result });
     write_partial(sh, &result);
     result
+}
+
+/// The Clusters still in a namespace (none when Cluster API is not there to have any).
+async fn clusters_left(sh: &Shared<'_>, namespace: &str) -> Vec<String> {
+    let Ok(api) = sh.resolver.api(crate::stack::CAPI_GROUP_VERSION, "Cluster", namespace).await else {
+        return Vec::new();
+    };
+    match api.list(&Default::default()).await {
+        Ok(l) => l.items.into_iter().filter_map(|c| c.metadata.name).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Keeps `results.json` current after each scenario, so even a killed run leaves what it finished.

@@ -254,7 +254,9 @@ fn a_killed_run_has_already_named_its_clusters_and_their_namespaces() {
 "#
         ),
     );
-    let mut c = on_lab(&suite, dir.path(), &[]);
+    // The CI build's id names the run (and so its namespaces' label).
+    let run_id = format!("build-{}", std::process::id());
+    let mut c = on_lab(&suite, dir.path(), &["--run-id", &run_id]);
     c.arg("-v").stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -277,6 +279,7 @@ fn a_killed_run_has_already_named_its_clusters_and_their_namespaces() {
     let plan: scs_e2e::report::ClusterPlan =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("clusters.json")).unwrap()).unwrap();
     assert_eq!(plan.environment, "kubeconfig");
+    assert_eq!(plan.run_id, run_id);
     // The namespaces the run created (labelled with its id) are the ones the plan names.
     let out = Command::new(assets().path("kubectl"))
         .arg("--kubeconfig")
@@ -390,6 +393,10 @@ fn bad_input_exits_2_names_the_place_and_touches_nothing() {
             "--env kubeconfig needs a kubeconfig",
         ),
         (vec!["run".into(), "--env".into(), "moon".into()], "invalid value 'moon'"),
+        (
+            vec!["run".into(), "--run-id".into(), "Build_7".into()],
+            "--run-id `Build_7`: use 1 to 40 characters of a-z, 0-9 and -",
+        ),
         (
             vec!["run".into(), "--config".into(), "/nonexistent.yaml".into()],
             "/nonexistent.yaml: cannot read config",

@@ -210,13 +210,40 @@ scenarios:
       - deleteCluster: {{name: tidy}}
       - name: too big for the quota
         createCluster: {{name: huge, stack: {stack}, controlPlaneReplicas: 3, workers: 9}}
+  # Fails before its deleteCluster: with --delete always the namespace goes, and the cluster
+  # in it is deleted first and checked like any other.
+  - name: left
+    steps:
+      - installClusterStack: {{provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v1], source: "builtin:inmemory/scs"}}
+      - waitClusterStackRelease: {stack}
+      - createCluster: {{name: left, stack: {stack}, workers: 0}}
+      - name: a check that fails
+        command: {{script: 'exit 4'}}
+      - deleteCluster: {{name: left}}
 "#
         ),
     )
     .unwrap();
+    // The namespace the second scenario will own, known from the run id given; what its
+    // cluster leaves: a port.
+    let run_id = format!("os-{}", std::process::id());
+    let plan = scs_e2e::suite::plan::build_plan(
+        vec![scs_e2e::suite::loader::load_suite_file(&work.join("suite.yaml")).unwrap()],
+        &scs_e2e::config::Settings::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let left_ns = scs_e2e::engine::namespace_for(plan.scenarios.iter().find(|s| s.name == "left").unwrap(), &run_id);
+    let left = ClusterRef::new(&left_ns, "left");
+    let port = fake.add(
+        Coll::Ports,
+        json!({"name": "left-bastion-port", "description": left.capo_description(), "network_id": "shared"}),
+    );
+
     let art = tmp.path().join("artifacts");
     let mut cmd = scs_run(&work, tmp.path(), &art);
-    cmd.env("XDG_CACHE_HOME", scs_e2e::config::cache_root().parent().unwrap())
+    cmd.args(["--delete", "always", "--run-id", &run_id])
+        .env("XDG_CACHE_HOME", scs_e2e::config::cache_root().parent().unwrap())
         .env("GITHUB_TOKEN", GITHUB_TOKEN)
         .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
         .env_remove("KUBECONFIG");
@@ -226,7 +253,7 @@ scenarios:
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
     let r: RunReport = scs_e2e::report::json::read(&art.join("results.json")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
-    let sc = &r.scenarios[0];
+    let sc = r.scenarios.iter().find(|s| s.name == "lifecycle").unwrap();
     let by_name = |n: &str| {
         sc.steps
             .iter()
@@ -281,6 +308,44 @@ scenarios:
     let names: Vec<&str> = sc.steps.iter().map(|s| s.name.as_str()).collect();
     let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
     assert_eq!(at(&format!("openstack leak check {ns}/leaky")), at("delete cluster leaky") + 1);
+
+    // The scenario that failed before its deleteCluster: its cluster was deleted before the
+    // namespace (--delete always), the cloud asked, and the port it left named.
+    let lsc = r.scenarios.iter().find(|s| s.name == "left").unwrap();
+    let tail: Vec<(&str, Status)> = lsc.steps.iter().rev().take(3).rev().map(|s| (s.name.as_str(), s.status)).collect();
+    let leak_name = format!("openstack leak check {left_ns}/left");
+    assert_eq!(
+        tail,
+        [
+            ("delete cluster left", Status::Skipped),
+            ("teardown: delete cluster left", Status::Passed),
+            (leak_name.as_str(), Status::Failed),
+        ],
+        "{:#?}",
+        lsc.steps
+    );
+    assert!(lsc.steps.last().unwrap().details.as_deref().unwrap().contains(&port));
+    let teardown_log = std::fs::read_to_string(art.join(lsc.steps[5].log.as_deref().unwrap())).unwrap();
+    assert!(
+        teardown_log.contains("Cluster left and its machines, secrets and addons are gone"),
+        "{teardown_log}"
+    );
+    assert!(
+        kubectl(
+            &kc,
+            &[
+                "get",
+                "clusters.cluster.x-k8s.io",
+                "-n",
+                &left_ns,
+                "-o",
+                "name",
+                "--ignore-not-found"
+            ]
+        )
+        .trim()
+        .is_empty()
+    );
 
     // The quota (10 instances in the loopback Nova) cannot hold 12 machines: refused before
     // anything is created.
