@@ -211,14 +211,16 @@ scenarios:
       - name: too big for the quota
         createCluster: {{name: huge, stack: {stack}, controlPlaneReplicas: 3, workers: 9}}
   # Fails before its deleteCluster: with --delete always the namespace goes, and the cluster
-  # in it is deleted first and checked like any other.
+  # in it is deleted first and checked like any other. What fails: a cluster that the cloud's
+  # free quota would hold, were it not promised in part to `left` already (whose in-memory
+  # machines the cloud never counts).
   - name: left
     steps:
       - installClusterStack: {{provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v1], source: "builtin:inmemory/scs"}}
       - waitClusterStackRelease: {stack}
       - createCluster: {{name: left, stack: {stack}, workers: 0}}
-      - name: a check that fails
-        command: {{script: 'exit 4'}}
+      - name: quota promised to left
+        createCluster: {{name: crowded, stack: {stack}, workers: 9, variables: {{worker_flavor: SCS-2V-4}}}}
       - deleteCluster: {{name: left}}
 "#
         ),
@@ -242,7 +244,8 @@ scenarios:
 
     let art = tmp.path().join("artifacts");
     let mut cmd = scs_run(&work, tmp.path(), &art);
-    cmd.args(["--delete", "always", "--run-id", &run_id])
+    // One scenario at a time, so each sees exactly its own promised quota.
+    cmd.args(["--delete", "always", "--run-id", &run_id, "--parallel", "1"])
         .env("XDG_CACHE_HOME", scs_e2e::config::cache_root().parent().unwrap())
         .env("GITHUB_TOKEN", GITHUB_TOKEN)
         .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
@@ -325,6 +328,16 @@ scenarios:
         lsc.steps
     );
     assert!(lsc.steps.last().unwrap().details.as_deref().unwrap().contains(&port));
+    let crowded = &lsc.steps[3];
+    assert_eq!(crowded.name, "quota promised to left");
+    assert_eq!(
+        crowded.message.as_deref(),
+        Some(
+            "openstack cannot hold cluster crowded: quota: 10 instances needed, 9 free (0 of 10 used, 1 promised to this run's clusters the cloud does not count yet); quota: 20 cores needed, 18 free (0 of 20 used, 2 promised to this run's clusters the cloud does not count yet)"
+        ),
+        "{:#?}",
+        lsc.steps
+    );
     let teardown_log = std::fs::read_to_string(art.join(lsc.steps[5].log.as_deref().unwrap())).unwrap();
     assert!(
         teardown_log.contains("Cluster left and its machines, secrets and addons are gone"),

@@ -13,7 +13,7 @@ use super::cleanup::leak_check_step;
 use super::clouds::Cloud;
 use super::identity::Session;
 use super::ownership::ClusterRef;
-use super::resources::{Flavor, Limits, OpenStack};
+use super::resources::{Flavor, Limits, OpenStack, Server};
 use super::secrets::{MANAGED_SECRET_LABEL, Naming};
 use crate::env::{ClusterCloud, ClusterRequest};
 use crate::report::StepResult;
@@ -28,6 +28,62 @@ pub struct OpenStackClusters {
     pub variables: BTreeMap<String, Value>,
     /// An image that must already be in Glance (config `openstack.image`).
     pub image: Option<String>,
+    /// What each cluster this run created was found to need: the cloud's usage counts it only
+    /// as its servers appear, so parallel scenarios would otherwise be promised the same quota.
+    /// Held across a preflight, so the scenarios take turns.
+    pub promised: tokio::sync::Mutex<BTreeMap<ClusterRef, Demand>>,
+}
+
+/// Quota a cluster takes: its machines, and their cores and RAM when its flavors are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub instances: u64,
+    pub cores: u64,
+    pub ram: u64,
+}
+
+impl Demand {
+    fn saturating_sub(self, o: Demand) -> Demand {
+        Demand {
+            instances: self.instances.saturating_sub(o.instances),
+            cores: self.cores.saturating_sub(o.cores),
+            ram: self.ram.saturating_sub(o.ram),
+        }
+    }
+
+    fn add(self, o: Demand) -> Demand {
+        Demand {
+            instances: self.instances + o.instances,
+            cores: self.cores + o.cores,
+            ram: self.ram + o.ram,
+        }
+    }
+}
+
+/// The part of the promised quota the cloud does not count yet: each promised cluster's demand
+/// less its servers that already exist (found as the leak check finds them).
+pub fn outstanding(promised: &BTreeMap<ClusterRef, Demand>, servers: &[Server], flavors: &[Flavor]) -> Demand {
+    let size = |s: &Server| {
+        let f = &s.flavor;
+        match (f.get("vcpus").and_then(Value::as_u64), f.get("ram").and_then(Value::as_u64)) {
+            (Some(c), Some(r)) => (c, r),
+            _ => f
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| flavors.iter().find(|x| x.id == id))
+                .map_or((0, 0), |x| (x.vcpus, x.ram)),
+        }
+    };
+    promised.iter().fold(Demand::default(), |sum, (c, want)| {
+        let there = servers
+            .iter()
+            .filter(|s| super::ownership::server(c, s).is_some())
+            .fold(Demand::default(), |d, s| {
+                let (cores, ram) = size(s);
+                d.add(Demand { instances: 1, cores, ram })
+            });
+        sum.add(want.saturating_sub(there))
+    })
 }
 
 /// The cloud's one external network, offered as the stacks' `external_id` (scs) and
@@ -79,16 +135,38 @@ impl ClusterCloud for OpenStackClusters {
     }
 
     async fn preflight(&self, req: &ClusterRequest) -> Result<Vec<String>, String> {
-        preflight(&self.session, self.image.as_deref(), req).await
+        let mut promised = self.promised.lock().await;
+        let cluster = ClusterRef::new(&req.namespace, &req.name);
+        // A cluster made again (after an attempt that failed) is not counted twice.
+        promised.remove(&cluster);
+        let pending = if promised.is_empty() {
+            Demand::default()
+        } else {
+            let os = OpenStack::new(&self.session);
+            let servers = os.servers().await.map_err(|e| e.to_string())?;
+            let flavors = os.flavors().await.map_err(|e| e.to_string())?;
+            outstanding(&promised, &servers, &flavors)
+        };
+        let (lines, demand) = preflight(&self.session, self.image.as_deref(), req, pending).await?;
+        promised.insert(cluster, demand);
+        Ok(lines)
     }
 
     async fn leak_check(&self, namespace: &str, name: &str) -> StepResult {
-        leak_check_step(&self.session, &ClusterRef::new(namespace, name)).await
+        let cluster = ClusterRef::new(namespace, name);
+        // Deleted: what it took is the cloud's to give out again.
+        self.promised.lock().await.remove(&cluster);
+        leak_check_step(&self.session, &cluster).await
     }
 }
 
 /// Asks the cloud for its flavors, quota (and images, when one is required) and [`check`]s.
-pub async fn preflight(session: &Session, image: Option<&str>, req: &ClusterRequest) -> Result<Vec<String>, String> {
+pub async fn preflight(
+    session: &Session,
+    image: Option<&str>,
+    req: &ClusterRequest,
+    pending: Demand,
+) -> Result<(Vec<String>, Demand), String> {
     let os = OpenStack::new(session);
     let flavors = os.flavors().await.map_err(|e| e.to_string())?;
     let limits = os.limits().await.map_err(|e| e.to_string())?;
@@ -103,7 +181,7 @@ pub async fn preflight(session: &Session, image: Option<&str>, req: &ClusterRequ
         ),
         None => None,
     };
-    check(req, &flavors, &limits, image, images.as_deref())
+    check(req, &flavors, &limits, pending, image, images.as_deref())
 }
 
 /// Which machines a flavor variable sizes, by its name.
@@ -129,14 +207,16 @@ fn role_of(variable: &str) -> Option<Role> {
 }
 
 /// The preflight itself, on what the cloud answered: every flavor variable names a flavor,
-/// the required image exists, and the free quota holds the cluster's machines.
+/// the required image exists, and the free quota, less what is `pending` for this run's other
+/// clusters, holds the cluster's machines. Gives what the cluster will take.
 pub fn check(
     req: &ClusterRequest,
     flavors: &[Flavor],
     limits: &Limits,
+    pending: Demand,
     image: Option<&str>,
     images: Option<&[(String, String)]>,
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, Demand), String> {
     let mut lines = Vec::new();
     let mut problems = Vec::new();
     let mut cp: Option<&Flavor> = None;
@@ -179,7 +259,11 @@ pub fn check(
     let cp = cp.or(generic);
     let workers = workers.or(generic);
     let machines = u64::from(req.control_plane) + u64::from(req.workers);
-    let mut need = vec![("instances", "maxTotalInstances", "totalInstancesUsed", machines)];
+    let mut demand = Demand {
+        instances: machines,
+        ..Default::default()
+    };
+    let mut need = vec![("instances", "maxTotalInstances", "totalInstancesUsed", machines, pending.instances)];
     // Cores and RAM only when the flavors of both kinds of machine are known.
     let known = |n: u32, f: Option<&Flavor>| {
         if n == 0 {
@@ -189,12 +273,13 @@ pub fn check(
         }
     };
     if let (Some((c1, r1)), Some((c2, r2))) = (known(req.control_plane, cp), known(req.workers, workers)) {
-        need.push(("cores", "maxTotalCores", "totalCoresUsed", c1 + c2));
-        need.push(("MiB RAM", "maxTotalRAMSize", "totalRAMUsed", r1 + r2));
+        (demand.cores, demand.ram) = (c1 + c2, r1 + r2);
+        need.push(("cores", "maxTotalCores", "totalCoresUsed", c1 + c2, pending.cores));
+        need.push(("MiB RAM", "maxTotalRAMSize", "totalRAMUsed", r1 + r2, pending.ram));
     } else {
         lines.push("cores and RAM not checked: no flavor variable sizes every machine".into());
     }
-    for (what, max_key, used_key, n) in need {
+    for (what, max_key, used_key, n, promised) in need {
         let (Some(&max), used) = (limits.absolute.get(max_key), limits.absolute.get(used_key).copied().unwrap_or(0)) else {
             continue;
         };
@@ -202,14 +287,26 @@ pub fn check(
             lines.push(format!("quota {what}: unlimited"));
             continue;
         }
-        let free = (max - used).max(0) as u64;
-        if n > free {
-            problems.push(format!("quota: {n} {what} needed, {free} free ({used} of {max} used)"));
+        let free = ((max - used).max(0) as u64).saturating_sub(promised);
+        let others = if promised > 0 {
+            format!(", {promised} promised to this run's clusters the cloud does not count yet")
         } else {
-            lines.push(format!("quota {what}: {n} needed, {free} free"));
+            String::new()
+        };
+        if n > free {
+            problems.push(format!("quota: {n} {what} needed, {free} free ({used} of {max} used{others})"));
+        } else {
+            lines.push(format!(
+                "quota {what}: {n} needed, {free} free{}",
+                others.replacen(',', " after", 1)
+            ));
         }
     }
-    if problems.is_empty() { Ok(lines) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok((lines, demand))
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -261,14 +358,91 @@ mod tests {
             ("maxTotalRAMSize", 28672),
             ("totalRAMUsed", 0),
         ]);
-        let ok = check(&req(3, 2, &vars), &f, &l, None, None).unwrap();
+        let ok = check(&req(3, 2, &vars), &f, &l, Demand::default(), None, None).unwrap().0;
         assert!(ok.contains(&"quota cores: 14 needed, 14 free".to_string()), "{ok:?}");
         assert!(ok.contains(&"quota MiB RAM: 28672 needed, 28672 free".to_string()), "{ok:?}");
-        let err = check(&req(3, 3, &vars), &f, &l, None, None).unwrap_err();
+        let err = check(&req(3, 3, &vars), &f, &l, Demand::default(), None, None).unwrap_err();
         assert_eq!(
             err,
             "quota: 6 instances needed, 5 free (5 of 10 used); quota: 18 cores needed, 14 free (6 of 20 used); quota: 36864 MiB RAM needed, 28672 free (0 of 28672 used)"
         );
+    }
+
+    #[test]
+    fn quota_promised_to_other_clusters_of_the_run_is_not_given_twice() {
+        let f = [flavor("SCS-2V-4", 2, 4096), flavor("SCS-4V-8", 4, 8192)];
+        let vars = [("controller_flavor", "SCS-2V-4"), ("worker_flavor", "SCS-4V-8")];
+        let l = limits(&[
+            ("maxTotalInstances", 10),
+            ("totalInstancesUsed", 2),
+            ("maxTotalCores", 40),
+            ("totalCoresUsed", 6),
+        ]);
+        // a: 1 CP + 2 W, promised 3 instances / 10 cores; one of its workers already runs
+        // (counted by the cloud, flavor inline as from microversion 2.47), so 2 / 6 are pending.
+        // b: 1 CP, nothing of it yet (its server's flavor only by id, as before 2.47, is c's).
+        let (a, b) = (ClusterRef::new("ns", "a"), ClusterRef::new("ns", "b"));
+        let promised = BTreeMap::from([
+            (
+                a.clone(),
+                Demand {
+                    instances: 3,
+                    cores: 10,
+                    ram: 20480,
+                },
+            ),
+            (
+                b,
+                Demand {
+                    instances: 1,
+                    cores: 2,
+                    ram: 4096,
+                },
+            ),
+        ]);
+        let server = |name: &str, flavor: Value| -> Server {
+            serde_json::from_value(serde_json::json!({"id": name, "name": name, "flavor": flavor})).unwrap()
+        };
+        let servers = [
+            server(
+                "a-md-0-x1",
+                serde_json::json!({"vcpus": 4, "ram": 8192, "original_name": "SCS-4V-8"}),
+            ),
+            server("c-cp-1", serde_json::json!({"id": "id-SCS-2V-4"})),
+        ];
+        let pending = outstanding(&promised, &servers, &f);
+        assert_eq!(
+            pending,
+            Demand {
+                instances: 3,
+                cores: 8,
+                ram: 16384
+            }
+        );
+        // 1 CP + 1 W: 2 instances, 6 cores. 8 instances free in the cloud, 3 of them promised.
+        let (lines, demand) = check(&req(1, 1, &vars), &f, &l, pending, None, None).unwrap();
+        assert_eq!(
+            demand,
+            Demand {
+                instances: 2,
+                cores: 6,
+                ram: 12288
+            }
+        );
+        assert!(
+            lines.contains(
+                &"quota instances: 2 needed, 5 free after 3 promised to this run's clusters the cloud does not count yet".to_string()
+            ),
+            "{lines:?}"
+        );
+        // 1 CP + 5 W: 6 instances would fit the cloud's 8, not the 5 left.
+        let err = check(&req(1, 5, &vars), &f, &l, pending, None, None).unwrap_err();
+        assert_eq!(
+            err,
+            "quota: 6 instances needed, 5 free (2 of 10 used, 3 promised to this run's clusters the cloud does not count yet)"
+        );
+        // Without the promises it fits: nothing else refused it.
+        assert!(check(&req(1, 5, &vars), &f, &l, Demand::default(), None, None).is_ok());
     }
 
     #[test]
@@ -279,6 +453,7 @@ mod tests {
             &req(1, 1, &[("worker_flavor", "SCS-8V-32"), ("controller_flavor", "SCS-2V-4")]),
             &f,
             &l,
+            Demand::default(),
             Some("ubuntu-capi-image-v1.33.5"),
             Some(&[("i1".into(), "ubuntu-22.04".into())]),
         )
@@ -293,10 +468,12 @@ mod tests {
             &req(1, 2, &[("flavor", "SCS-1V-2")]),
             &f,
             &l,
+            Demand::default(),
             Some("i1"),
             Some(&[("i1".into(), "ubuntu-22.04".into())]),
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert!(
             ok.contains(&"quota instances: unlimited".to_string()) && ok.contains(&"image i1: present".to_string()),
             "{ok:?}"
@@ -306,10 +483,12 @@ mod tests {
             &req(1, 1, &[("cloud_name", "nope")]),
             &f,
             &limits(&[("maxTotalInstances", 2)]),
+            Demand::default(),
             None,
             None,
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert!(ok.iter().any(|l| l.starts_with("cores and RAM not checked")), "{ok:?}");
     }
 }

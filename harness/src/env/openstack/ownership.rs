@@ -38,7 +38,7 @@ const OCCM_FIP_DESCRIPTION: &str = "Floating IP for Kubernetes external service 
 pub const IMAGE_TAG_PREFIX: &str = "scs-e2e-cluster:";
 
 /// A workload cluster, as Cluster API names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClusterRef {
     pub namespace: String,
     pub name: String,

@@ -187,6 +187,9 @@ pub struct Server {
     pub metadata: BTreeMap<String, String>,
     #[serde(default, rename = "OS-EXT-STS:task_state")]
     pub task_state: Option<String>,
+    /// `{id}` before compute microversion 2.47, the flavor's own `vcpus`, `ram`, … from it on.
+    #[serde(default)]
+    pub flavor: Value,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
