@@ -98,6 +98,8 @@ pub trait ClusterCloud: Send + Sync {
     async fn preflight(&self, req: &ClusterRequest) -> Result<Vec<String>, String>;
     /// After the cluster's deletion: what of it is left in the cloud, as a testcase.
     async fn leak_check(&self, namespace: &str, name: &str) -> crate::report::StepResult;
+    /// The cluster a preflight passed was not created after all: what it was promised is free.
+    async fn forget(&self, _namespace: &str, _name: &str) {}
 }
 
 /// Environments whose control-plane processes a test may disturb (the lab can; a cloud cannot).

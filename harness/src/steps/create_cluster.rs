@@ -119,10 +119,14 @@ impl Operation for CreateCluster {
         }))
         .map_err(|e| StepFailure::error(e.to_string()))?;
         let clusters = ops::api(ctx, CAPI_GROUP_VERSION, "Cluster").await?;
-        clusters
-            .create(&PostParams::default(), &obj)
-            .await
-            .map_err(|e| StepFailure::failed(format!("Cluster {name} was refused: {}", ops::api_message(&e))))?;
+        if let Err(e) = clusters.create(&PostParams::default(), &obj).await {
+            // One that already exists keeps what it was promised.
+            let exists = matches!(&e, kube::Error::Api(s) if s.code == 409);
+            if let (Some(cloud), false) = (&ctx.cloud, exists) {
+                cloud.forget(&ctx.namespace, &name).await;
+            }
+            return Err(StepFailure::failed(format!("Cluster {name} was refused: {}", ops::api_message(&e))));
+        }
         ctx.log
             .line(format!("Cluster {name}: class {}, version {topology_version}", release.class));
         Ok(())

@@ -152,6 +152,10 @@ impl ClusterCloud for OpenStackClusters {
         Ok(lines)
     }
 
+    async fn forget(&self, namespace: &str, name: &str) {
+        self.promised.lock().await.remove(&ClusterRef::new(namespace, name));
+    }
+
     async fn leak_check(&self, namespace: &str, name: &str) -> StepResult {
         let cluster = ClusterRef::new(namespace, name);
         // Deleted: what it took is the cloud's to give out again.
