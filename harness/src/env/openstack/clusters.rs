@@ -139,15 +139,7 @@ impl ClusterCloud for OpenStackClusters {
         let cluster = ClusterRef::new(&req.namespace, &req.name);
         // A cluster made again (after an attempt that failed) is not counted twice.
         promised.remove(&cluster);
-        let pending = if promised.is_empty() {
-            Demand::default()
-        } else {
-            let os = OpenStack::new(&self.session);
-            let servers = os.servers().await.map_err(|e| e.to_string())?;
-            let flavors = os.flavors().await.map_err(|e| e.to_string())?;
-            outstanding(&promised, &servers, &flavors)
-        };
-        let (lines, demand) = preflight(&self.session, self.image.as_deref(), req, pending).await?;
+        let (lines, demand) = preflight(&self.session, self.image.as_deref(), req, &promised).await?;
         promised.insert(cluster, demand);
         Ok(lines)
     }
@@ -164,16 +156,22 @@ impl ClusterCloud for OpenStackClusters {
     }
 }
 
-/// Asks the cloud for its flavors, quota (and images, when one is required) and [`check`]s.
+/// Asks the cloud for its flavors, quota (images, when one is required; servers, when quota is
+/// promised to other clusters) and [`check`]s.
 pub async fn preflight(
     session: &Session,
     image: Option<&str>,
     req: &ClusterRequest,
-    pending: Demand,
+    promised: &BTreeMap<ClusterRef, Demand>,
 ) -> Result<(Vec<String>, Demand), String> {
     let os = OpenStack::new(session);
     let flavors = os.flavors().await.map_err(|e| e.to_string())?;
     let limits = os.limits().await.map_err(|e| e.to_string())?;
+    let pending = if promised.is_empty() {
+        Demand::default()
+    } else {
+        outstanding(promised, &os.servers().await.map_err(|e| e.to_string())?, &flavors)
+    };
     let images: Option<Vec<(String, String)>> = match image {
         Some(_) => Some(
             os.images()
@@ -292,18 +290,20 @@ pub fn check(
             continue;
         }
         let free = ((max - used).max(0) as u64).saturating_sub(promised);
-        let others = if promised > 0 {
-            format!(", {promised} promised to this run's clusters the cloud does not count yet")
-        } else {
-            String::new()
+        let others = |before: &str| {
+            if promised > 0 {
+                format!("{before}{promised} promised to this run's clusters the cloud does not count yet")
+            } else {
+                String::new()
+            }
         };
         if n > free {
-            problems.push(format!("quota: {n} {what} needed, {free} free ({used} of {max} used{others})"));
-        } else {
-            lines.push(format!(
-                "quota {what}: {n} needed, {free} free{}",
-                others.replacen(',', " after", 1)
+            problems.push(format!(
+                "quota: {n} {what} needed, {free} free ({used} of {max} used{})",
+                others(", ")
             ));
+        } else {
+            lines.push(format!("quota {what}: {n} needed, {free} free{}", others(" after ")));
         }
     }
     if problems.is_empty() {

@@ -104,7 +104,7 @@ impl Environment for OpenStackEnv {
                 workers: 0,
                 variables: self.options.variables.clone(),
             };
-            super::clusters::preflight(&session, self.options.image.as_deref(), &req, Default::default())
+            super::clusters::preflight(&session, self.options.image.as_deref(), &req, &Default::default())
                 .await
                 .map_err(|e| anyhow::anyhow!("cloud `{}` does not offer what the config file asks for: {e}", self.cloud.name))?;
         }
