@@ -149,10 +149,9 @@ impl ClusterCloud for OpenStackClusters {
     }
 
     async fn leak_check(&self, namespace: &str, name: &str) -> StepResult {
-        let cluster = ClusterRef::new(namespace, name);
         // Deleted: what it took is the cloud's to give out again.
-        self.promised.lock().await.remove(&cluster);
-        leak_check_step(&self.session, &cluster).await
+        self.forget(namespace, name).await;
+        leak_check_step(&self.session, &ClusterRef::new(namespace, name)).await
     }
 }
 
