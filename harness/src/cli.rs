@@ -67,6 +67,12 @@ pub enum Cmd {
         #[command(subcommand)]
         command: LabCmd,
     },
+    /// Container images built from source for `--env kind` (kind node image, management
+    /// controllers), so nothing is ever pulled: air-gapped sites, machines without a registry.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCmd,
+    },
     /// Work with results.json files.
     Report {
         #[command(subcommand)]
@@ -179,6 +185,24 @@ pub struct LabAssetArgs {
     /// Cache for built binaries (default: $XDG_CACHE_HOME/scs-e2e/lab).
     #[arg(long, env = "SCS_E2E_LAB_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesCmd {
+    /// Build the images (cached, keyed on their pins; present ones are reused). Needs a
+    /// container engine (DOCKER_HOST is honoured), Go and debootstrap.
+    Build {
+        /// Only these images (and what they need); default: all.
+        names: Vec<String>,
+        /// Build again even when present.
+        #[arg(long)]
+        force: bool,
+    },
+    /// What exists and what would be built.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -344,6 +368,7 @@ async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
             Ok(Exit::Passed)
         }
         Cmd::Lab { command } => lab_cmd(command).await,
+        Cmd::Images { command } => images_cmd(command).await,
         Cmd::Check(_) => unreachable!("handled in dispatch"),
         Cmd::Report {
             command: ReportCmd::Merge { files, output },
@@ -630,12 +655,12 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
         EnvKind::Kind => {
             let k = f.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
             let spec = crate::env::mgmt::Spec::from_config(crate::env::mgmt::Infrastructure::Docker, f.and_then(|c| c.management.as_ref()));
-            let local = k.local_stacks;
+            let options = kind_options(&k, &plan, v).map_err(Fatal::usage)?;
             Box::new(crate::env::kind::KindEnv::new(
-                kind_cluster(&k, &opts.run_id),
+                kind_cluster(&k, &opts.run_id, options.images),
                 spec,
                 tool_dirs(&k, &args),
-                local,
+                options,
             ))
         }
         EnvKind::Openstack => {
@@ -663,7 +688,7 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
                 cloud,
                 naming,
                 management,
-                kind_cluster(&k, &opts.run_id),
+                kind_cluster(&k, &opts.run_id, crate::env::images::Mode::Pull),
                 spec,
                 tool_dirs(&k, &args),
                 crate::env::openstack::environment::Options {
@@ -700,9 +725,32 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
     Ok(report.exit())
 }
 
+/// `--env kind`'s options: the images mode (`SCS_E2E_KIND_IMAGES` > `kindCluster.images` >
+/// pull) and local stacks (on when the plan builds a stack from `source:`; refused up front
+/// when switched off for such a plan, never a failure at its first step).
+fn kind_options(k: &crate::config::KindConfig, plan: &Plan, v: Verbosity) -> anyhow::Result<crate::env::kind::Options> {
+    let images = match std::env::var("SCS_E2E_KIND_IMAGES").ok().filter(|s| !s.is_empty()) {
+        Some(s) => s
+            .parse::<crate::env::images::Mode>()
+            .map_err(|e| anyhow::anyhow!("SCS_E2E_KIND_IMAGES: {e}"))?,
+        None => k.images.unwrap_or_default(),
+    };
+    let needs_local = plan.uses_local_stacks();
+    if needs_local && k.local_stacks == Some(false) {
+        anyhow::bail!(
+            "the plan installs a cluster stack from `source:` (release assets built here for CSO's local mode), but the config file sets kindCluster.localStacks: false; remove that line (local stacks switch on by themselves), or install released stacks without `source:`"
+        );
+    }
+    Ok(crate::env::kind::Options {
+        local_stacks: k.local_stacks.unwrap_or(needs_local),
+        images,
+        progress: v != Verbosity::Quiet,
+    })
+}
+
 /// The kind management cluster of a run; its kubeconfig lives in the state directory, never in
-/// the artifacts.
-fn kind_cluster(k: &crate::config::KindConfig, run_id: &str) -> crate::env::kind::KindCluster {
+/// the artifacts. Offline, the node image is the one `images build` makes.
+fn kind_cluster(k: &crate::config::KindConfig, run_id: &str, images: crate::env::images::Mode) -> crate::env::kind::KindCluster {
     let name = k
         .name
         .clone()
@@ -710,15 +758,65 @@ fn kind_cluster(k: &crate::config::KindConfig, run_id: &str) -> crate::env::kind
     crate::env::kind::KindCluster {
         dir: lab::default_dir().with_file_name(format!("kind-{name}")),
         name,
-        image: k.node_image.clone().unwrap_or_else(|| crate::env::kind::NODE_IMAGE.into()),
+        image: k.node_image.clone().unwrap_or_else(|| match images {
+            crate::env::images::Mode::Pull => crate::env::kind::NODE_IMAGE.into(),
+            crate::env::images::Mode::Offline => crate::env::images::NODE_IMAGE.into(),
+        }),
         wait: std::time::Duration::from_secs(300),
         releases: None,
+        engine_socket: crate::env::kind::engine_socket(std::env::var("DOCKER_HOST").ok().as_deref())
+            .unwrap_or_else(|_| PathBuf::from("/var/run/docker.sock")),
     }
 }
 
 fn tool_dirs(k: &crate::config::KindConfig, args: &RunArgs) -> Vec<PathBuf> {
     let assets = build::Assets::locate(args.lab.bin_dir.clone(), args.lab.cache_dir.clone());
     crate::env::kind::tool_dirs(k.bin_dir.as_deref(), &assets.bin_dir)
+}
+
+async fn images_cmd(cmd: ImagesCmd) -> Result<Exit, Fatal> {
+    use crate::env::images;
+    let dirs = tool_dirs(&Default::default(), &RunArgs::default());
+    let cache = images::Cache::locate();
+    match cmd {
+        ImagesCmd::Build { names, force } => {
+            let recipes = images::closure(&names).map_err(Fatal::usage)?;
+            let engine = images::Engine::find(&dirs).map_err(Fatal::infra)?;
+            crate::env::kind::preflight_in(&dirs).map_err(Fatal::infra)?;
+            let t0 = std::time::Instant::now();
+            let built = tokio::task::spawn_blocking(move || {
+                images::ensure(
+                    &engine,
+                    &cache,
+                    &recipes,
+                    force,
+                    &build::ConsoleProgress::named("images build", "images", "build"),
+                )
+            })
+            .await
+            .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
+            .map_err(Fatal::infra)?;
+            if built.is_empty() {
+                eprintln!("images present");
+            } else {
+                eprintln!("built {} in {:.0}s", built.join(", "), t0.elapsed().as_secs_f64());
+            }
+        }
+        ImagesCmd::List { json } => {
+            let engine = images::Engine::find(&dirs)
+                .ok()
+                .filter(|e| e.run(&["info", "--format", "{{.ServerVersion}}"]).is_ok());
+            let rows = images::list(engine.as_ref(), &cache);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).expect("serializes"));
+            } else {
+                for r in &rows {
+                    println!("{:<34} {:<22} {:<12} {}", r["name"], r["state"], r["key"], r["tag"]);
+                }
+            }
+        }
+    }
+    Ok(Exit::Passed)
 }
 
 /// KUBECONFIG may list several files; the first existing one is used.

@@ -122,9 +122,15 @@ pub struct KindConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_image: Option<String>,
     /// Run CSO in local mode with release assets the harness builds from our stacks (or the
-    /// stacks a suite names), mounted into the node: test an unreleased stack change.
-    #[serde(default)]
-    pub local_stacks: bool,
+    /// stacks a suite names), mounted into the node: test an unreleased stack change. Default:
+    /// on when a step installs a stack from a `source:`; `false` refuses such plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_stacks: Option<bool>,
+    /// `pull` (default): the published node image and provider images. `offline`: images built
+    /// here from source by `scs-e2e images build` (on first use), loaded into the cluster, never
+    /// pulled. `SCS_E2E_KIND_IMAGES` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<crate::env::images::Mode>,
     /// Directory holding `docker`/`podman`, `kind`, `clusterctl`, `helm`, `kubectl` (searched
     /// before PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Environment;
-use super::mgmt;
+use super::lab::build as lab_build;
+use super::{images, mgmt};
 
 /// The node image kind starts (Kubernetes 1.33, the version the lab and CAPI v1.10 pair with).
 pub const NODE_IMAGE: &str = "kindest/node:v1.33.1";
@@ -34,6 +35,67 @@ pub enum KindError {
     NoTool { env: String, tool: String, hint: String },
     #[error("`{tool} {args}` failed, so {tool} cannot be used: {detail}")]
     ToolBroken { tool: String, args: String, detail: String },
+    #[error(
+        "--env kind: the engine cannot start privileged containers here: this machine's capability bounding set lacks CAP_SYS_RESOURCE, and the engine's default runtime `{runtime}` asks for every capability (runc: \"unable to apply caps: operation not permitted\"); kind and CAPD always run privileged containers\nfix: use an engine whose runtime drops that capability: `eval \"$(fixtures/engine/dockerd.sh up)\"` starts one (see fixtures/engine/README.md), or run on a machine (or VM) that has CAP_SYS_RESOURCE"
+    )]
+    Caps { runtime: String },
+    #[error(
+        "--env kind: DOCKER_HOST is `{0}`, but CAPD inside the management cluster needs the engine's unix socket mounted into the node: use a local engine (`unix://` socket)"
+    )]
+    RemoteEngine(String),
+    #[error(
+        "--env kind: the node image `{image}` is not in the engine, and images are `offline` (never pulled)\nfix: `scs-e2e images build` builds {default}; or set kindCluster.nodeImage to an image `docker images` lists"
+    )]
+    NoNodeImage { image: String, default: String },
+}
+
+/// The capability runc cannot grant where the bounding set lacks it (`CAP_SYS_RESOURCE`, bit 24).
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether this process's capability bounding set holds `cap` (`None`: unreadable, assume yes).
+pub fn bounding_set_has(status: &str, cap: u32) -> Option<bool> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?.trim();
+    let bits = u64::from_str_radix(hex, 16).ok()?;
+    Some(bits & (1 << cap) != 0)
+}
+
+/// The host path of the engine's socket, which CAPD needs inside the node: DOCKER_HOST's
+/// `unix://` path, else the default socket.
+pub fn engine_socket(docker_host: Option<&str>) -> Result<PathBuf, KindError> {
+    match docker_host.filter(|h| !h.is_empty()) {
+        None => Ok(PathBuf::from("/var/run/docker.sock")),
+        Some(h) => h
+            .strip_prefix("unix://")
+            .map(PathBuf::from)
+            .ok_or_else(|| KindError::RemoteEngine(h.to_string())),
+    }
+}
+
+/// Refuses an engine that will fail every privileged container (checked before any cluster is
+/// made, so the run ends with the cause and the fix instead of kind's runc message).
+fn check_caps(engine: &Path) -> Result<(), KindError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if bounding_set_has(&status, CAP_SYS_RESOURCE) != Some(false) {
+        return Ok(());
+    }
+    let out = duct::cmd(engine, ["info", "--format", "{{.DefaultRuntime}}"])
+        .stderr_null()
+        .stdout_capture()
+        .unchecked()
+        .run();
+    let runtime = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    // Only runc (and crun) ask for every capability as they are; a wrapper runtime may drop it.
+    if runtime == "runc" || runtime == "crun" {
+        return Err(KindError::Caps { runtime });
+    }
+    Ok(())
+}
+
+/// kind's own words when runc could not grant the capabilities (a runtime that looked fine).
+pub fn caps_failure(output: &str) -> bool {
+    output.contains("unable to apply caps")
 }
 
 /// The management-cluster tools, with install hints (`scs-e2e lab install` builds them all).
@@ -145,6 +207,8 @@ pub fn preflight_in(dirs: &[PathBuf]) -> Result<Tools, KindError> {
             detail: String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_string(),
         });
     }
+    engine_socket(std::env::var("DOCKER_HOST").ok().as_deref())?;
+    check_caps(&engine)?;
     Ok(Tools { engine, kind })
 }
 
@@ -159,6 +223,8 @@ pub struct KindCluster {
     /// A host directory with CSO release assets, mounted into the node at `/cso-releases` (for
     /// CSO's local mode with a hostPath volume).
     pub releases: Option<PathBuf>,
+    /// The engine's socket on the host (DOCKER_HOST's), mounted into the node for CAPD.
+    pub engine_socket: PathBuf,
 }
 
 impl KindCluster {
@@ -170,10 +236,10 @@ impl KindCluster {
         self.dir.join("kubeconfig")
     }
 
-    /// The kind config: CAPD needs the host's Docker socket inside the node; the docker stacks
-    /// expect dual-stack networking.
+    /// The kind config: CAPD needs the engine's socket inside the node (where its manifest
+    /// expects it); the docker stacks expect dual-stack networking.
     pub fn config(&self) -> String {
-        let mut mounts = vec![("/var/run/docker.sock".to_string(), "/var/run/docker.sock".to_string())];
+        let mut mounts = vec![(self.engine_socket.display().to_string(), "/var/run/docker.sock".to_string())];
         if let Some(r) = &self.releases {
             mounts.push((r.display().to_string(), "/cso-releases".to_string()));
         }
@@ -219,6 +285,16 @@ impl KindCluster {
     }
 }
 
+/// How a kind environment gets its images and runs CSO.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// CSO in local mode, reading `<dir>/releases` (mounted into the node).
+    pub local_stacks: bool,
+    pub images: images::Mode,
+    /// Show image builds with a progress bar (or lines, off a terminal).
+    pub progress: bool,
+}
+
 /// The kind environment: preflight, `kind create cluster`, the management cluster's providers,
 /// logs on failure and `kind delete cluster` per the delete policy.
 pub struct KindEnv {
@@ -226,27 +302,82 @@ pub struct KindEnv {
     pub spec: mgmt::Spec,
     /// Searched for the engine and every tool.
     pub dirs: Vec<PathBuf>,
+    options: Options,
     created: bool,
     properties: BTreeMap<String, String>,
     tools: Option<Tools>,
 }
 
 impl KindEnv {
-    /// `local_stacks`: CSO in local mode, reading `<dir>/releases` (mounted into the node).
-    pub fn new(mut cluster: KindCluster, mut spec: mgmt::Spec, dirs: Vec<PathBuf>, local_stacks: bool) -> KindEnv {
-        if local_stacks {
+    pub fn new(mut cluster: KindCluster, mut spec: mgmt::Spec, dirs: Vec<PathBuf>, options: Options) -> KindEnv {
+        if options.local_stacks {
             cluster.releases = Some(cluster.dir.join("releases"));
             spec.cso.local_release_dir = Some(mgmt::NODE_RELEASE_DIR.into());
         }
+        // The in-memory provider serves each workload cluster's API server on CAPD's pod IP;
+        // on the node's network that address is one the host (and its kubectl) can reach.
+        spec.capd_host_network = true;
         KindEnv {
             cluster,
             spec,
             dirs,
+            options,
             created: false,
             properties: BTreeMap::new(),
             tools: None,
         }
     }
+}
+
+/// Offline: builds what is missing (node image and controllers), checks the node image and
+/// writes the manifests that reference the built images into `dir`.
+fn prepare_offline(engine: &Path, node_image: &str, dir: &Path, progress: bool) -> anyhow::Result<images::offline::Offline> {
+    let e = images::Engine {
+        docker: engine.to_path_buf(),
+    };
+    let cache = images::Cache::locate();
+    let mut wanted: Vec<&'static images::Recipe> = images::management().collect();
+    if node_image == images::NODE_IMAGE {
+        wanted = images::closure(&["kind-node".to_string()])?.into_iter().chain(wanted).collect();
+    }
+    let t0 = std::time::Instant::now();
+    let built = if progress {
+        images::ensure(
+            &e,
+            &cache,
+            &wanted,
+            false,
+            &lab_build::ConsoleProgress::named("images build", "images", "build"),
+        )?
+    } else {
+        images::ensure(&e, &cache, &wanted, false, &lab_build::Quiet)?
+    };
+    if !built.is_empty() {
+        tracing::info!("built images {} in {:.0}s", built.join(", "), t0.elapsed().as_secs_f64());
+    }
+    if !e.has(node_image) {
+        return Err(KindError::NoNodeImage {
+            image: node_image.into(),
+            default: images::NODE_IMAGE.into(),
+        }
+        .into());
+    }
+    let lab = lab_build::Assets::locate(None, None);
+    let go = crate::process::which("go", &[]).ok_or(lab_build::BuildError::NoGo)?;
+    let modules = images::offline::Modules::download(&go, &dir.join("modules"))?;
+    let tools = images::offline::Tools {
+        kubectl: lab.path("kubectl"),
+        helm: lab.path("helm"),
+    };
+    let m = images::offline::write(&dir.join("offline"), &modules, &tools)?;
+    let missing: Vec<&str> = m.images.iter().map(String::as_str).filter(|t| !e.has(t)).collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the offline manifests reference images the engine lacks: {}\nfix: add a recipe for them to fixtures/images and run `scs-e2e images build`",
+            missing.join(", ")
+        );
+    }
+    Ok(m)
 }
 
 #[async_trait]
@@ -258,12 +389,38 @@ impl Environment for KindEnv {
     async fn up(&mut self) -> anyhow::Result<()> {
         let tools = preflight_in(&self.dirs)?;
         let (mtools, versions) = preflight_mgmt("kind", &self.dirs)?;
+        self.cluster.engine_socket = engine_socket(std::env::var("DOCKER_HOST").ok().as_deref())?;
         self.properties.extend(versions);
         self.properties.insert("kind".into(), tool_version(&tools.kind, &["version"])?);
         self.properties.insert("node_image".into(), self.cluster.image.clone());
         self.properties.insert("kind_cluster".into(), self.cluster.name.clone());
-        self.properties.extend(mgmt::properties(&self.spec));
+        self.properties.insert(
+            "images".into(),
+            match self.options.images {
+                images::Mode::Pull => "pull",
+                images::Mode::Offline => "offline",
+            }
+            .into(),
+        );
         std::fs::create_dir_all(&self.cluster.dir)?;
+        let load = match self.options.images {
+            images::Mode::Offline => {
+                // Image builds block (go build, debootstrap) for minutes on first use.
+                let (engine, image, dir, progress) = (
+                    tools.engine.clone(),
+                    self.cluster.image.clone(),
+                    self.cluster.dir.clone(),
+                    self.options.progress,
+                );
+                let m = tokio::task::spawn_blocking(move || prepare_offline(&engine, &image, &dir, progress)).await??;
+                self.spec.clusterctl_config = Some(m.clusterctl_config.clone());
+                self.spec.cso.chart = m.cso_chart.display().to_string();
+                self.spec.cso.version = None;
+                m.images
+            }
+            images::Mode::Pull => Vec::new(),
+        };
+        self.properties.extend(mgmt::properties(&self.spec));
         if let Some(r) = &self.cluster.releases {
             std::fs::create_dir_all(r)?;
         }
@@ -274,7 +431,21 @@ impl Environment for KindEnv {
         // Marked before the call: a half-created cluster must be deleted too.
         self.created = true;
         self.tools = Some(tools.clone());
-        mgmt::run(&tools.kind, &self.cluster.create_args(), &[], deadline, &cancel).await?;
+        if let Err(e) = mgmt::run(&tools.kind, &self.cluster.create_args(), &[], deadline, &cancel).await {
+            if caps_failure(&e.to_string()) {
+                return Err(KindError::Caps {
+                    runtime: "its default".into(),
+                }
+                .into());
+            }
+            return Err(e.into());
+        }
+        if !load.is_empty() {
+            tracing::info!("kind load docker-image: {} images", load.len());
+            let mut args: Vec<String> = vec!["load".into(), "docker-image".into(), "--name".into(), self.cluster.name.clone()];
+            args.extend(load);
+            mgmt::run(&tools.kind, &args, &[], deadline, &cancel).await?;
+        }
         let say = |l: &str| tracing::info!("{l}");
         mgmt::install(&self.spec, &mtools, &self.cluster.kubeconfig(), &say, &cancel).await?;
         Ok(())
@@ -365,17 +536,20 @@ mod tests {
             dir: PathBuf::from("/tmp/run 1"),
             wait: Duration::from_secs(300),
             releases: Some(PathBuf::from("/home/me/stacks #1/releases")),
+            engine_socket: PathBuf::from("/var/lib/scs-e2e-engine/docker.sock"),
         }
     }
 
     #[test]
-    fn the_config_mounts_the_docker_socket_and_the_releases_and_is_dual_stack() {
+    fn the_config_mounts_the_engine_socket_and_the_releases_and_is_dual_stack() {
         let c = cluster();
         let v: serde_json::Value = serde_saphyr::from_str(&c.config()).unwrap();
         assert_eq!(v["kind"], "Cluster");
         assert_eq!(v["networking"]["ipFamily"], "dual");
         let mounts = v["nodes"][0]["extraMounts"].as_array().unwrap();
-        assert_eq!(mounts[0]["hostPath"], "/var/run/docker.sock");
+        // DOCKER_HOST's socket, where CAPD's manifest looks for it in the node.
+        assert_eq!(mounts[0]["hostPath"], "/var/lib/scs-e2e-engine/docker.sock");
+        assert_eq!(mounts[0]["containerPath"], "/var/run/docker.sock");
         assert_eq!(mounts[1]["hostPath"], "/home/me/stacks #1/releases");
         assert_eq!(mounts[1]["containerPath"], "/cso-releases");
     }
@@ -392,6 +566,27 @@ mod tests {
             c.export_logs_args(Path::new("/a")),
             ["export", "logs", "/a", "--name", "scs-e2e-mgmt"]
         );
+    }
+
+    #[test]
+    fn the_engine_socket_comes_from_docker_host() {
+        assert_eq!(engine_socket(None).unwrap(), Path::new("/var/run/docker.sock"));
+        assert_eq!(engine_socket(Some("")).unwrap(), Path::new("/var/run/docker.sock"));
+        assert_eq!(engine_socket(Some("unix:///run/e/d.sock")).unwrap(), Path::new("/run/e/d.sock"));
+        let e = engine_socket(Some("tcp://10.0.0.1:2375")).unwrap_err().to_string();
+        assert!(e.contains("tcp://10.0.0.1:2375") && e.contains("unix://"), "{e}");
+    }
+
+    #[test]
+    fn the_bounding_set_is_read_from_proc_status() {
+        let without = "Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n";
+        let with = "CapBnd:\t000001ffffffffff\n";
+        assert_eq!(bounding_set_has(without, CAP_SYS_RESOURCE), Some(false));
+        assert_eq!(bounding_set_has(with, CAP_SYS_RESOURCE), Some(true));
+        assert_eq!(bounding_set_has("Name: x\n", CAP_SYS_RESOURCE), None);
+        assert!(caps_failure(
+            "docker: Error response from daemon: OCI runtime create failed: runc create failed: unable to start container process: unable to apply caps: operation not permitted: unknown."
+        ));
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct Spec {
     pub existing_release_dir: Option<PathBuf>,
     /// The legacy CSPO, when asked for (OpenStack only).
     pub cspo: Option<super::cspo::Settings>,
+    /// Run CAPD on the node's network (kind): its in-memory workload API servers listen on
+    /// the pod IP, which only then is an address the host can reach.
+    pub capd_host_network: bool,
 }
 
 /// Whether an existing management cluster gets Cluster API, the provider and CSO installed.
@@ -162,6 +165,7 @@ impl Spec {
             install: InstallPolicy::Auto,
             existing_release_dir: None,
             cspo: None,
+            capd_host_network: false,
         }
     }
 
@@ -416,6 +420,10 @@ pub async fn install(
     let client = crate::kube::client_from_kubeconfig(kubeconfig)
         .await
         .map_err(|e| MgmtError::Kube(format!("{e:#}")))?;
+    if spec.infrastructure == Infrastructure::Docker && spec.capd_host_network {
+        say("CAPD on the node's network (its in-memory API servers must be reachable from the host)");
+        capd_host_network(&client).await?;
+    }
     // CSO's chart creates an ExtensionConfig, which Cluster API's webhook must admit: the
     // providers have to be up before CSO goes in.
     let providers: Vec<&str> = spec.namespaces().into_iter().filter(|n| *n != CSO_NAMESPACE).collect();
@@ -522,6 +530,21 @@ pub async fn run(
         how,
         tail: lines[lines.len().saturating_sub(15)..].join("\n"),
     })
+}
+
+/// CAPD's Deployment on the node's network. Its webhook (9443) and probe ports are then the
+/// node's: nothing else in a kind management cluster listens there.
+pub async fn capd_host_network(client: &kube::Client) -> Result<(), MgmtError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "capd-system");
+    let patch = json!({"spec": {"template": {"spec": {"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"}}}});
+    api.patch("capd-controller-manager", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .map_err(|e| {
+            MgmtError::Kube(format!(
+                "patching Deployment capd-system/capd-controller-manager onto the node's network: {e}"
+            ))
+        })?;
+    Ok(())
 }
 
 /// Local mode: CSO reads release assets from a hostPath instead of an OCI registry.

@@ -2,6 +2,7 @@
 //! their own, so a cluster that never comes up still yields a full report.
 
 pub mod cspo;
+pub mod images;
 pub mod kind;
 pub mod kubeconfig;
 pub mod lab;
@@ -132,4 +133,12 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Writes `bytes` to `path`, creating its parent directories.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(path, bytes)
 }

@@ -117,6 +117,13 @@ impl Observer for Console {
                 if !quiet || result.status.is_bad() {
                     self.line(&step_line("environment", result));
                 }
+                // An environment that failed says why in its details (a tool's last lines, the
+                // fix): they belong on the console, not only in results.json.
+                if let (true, Some(d)) = (result.status.is_bad(), &result.details) {
+                    for l in crate::redact::apply(d).lines() {
+                        self.line(&format!("    {l}"));
+                    }
+                }
             }
             Event::ScenarioStarted { id, steps } => {
                 if let Some(mp) = &self.live {

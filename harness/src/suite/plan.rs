@@ -53,6 +53,15 @@ impl Plan {
             .flat_map(|s| &s.steps)
             .any(|s| crate::suite::model::CLUSTER_STACK_OPERATIONS.contains(&s.operation))
     }
+
+    /// Whether a step builds release assets from a stack source (`installClusterStack.source`):
+    /// CSO must then run in local mode.
+    pub fn uses_local_stacks(&self) -> bool {
+        self.scenarios
+            .iter()
+            .flat_map(|s| &s.steps)
+            .any(|s| matches!(&s.op, crate::suite::model::Op::InstallClusterStack(i) if i.source.is_some()))
+    }
 }
 
 impl PlannedScenario {

@@ -296,8 +296,19 @@ pub fn default_cache_dir() -> PathBuf {
     crate::config::cache_root().join("lab")
 }
 
+/// Writes every pinned wrapper module to `<dest>/<dir>/` (the image recipes build from them too).
+pub fn write_modules(dest: &Path) -> std::io::Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for m in COMPONENTS.iter().map(|c| c.module).filter(|m| seen.insert(m.dir)) {
+        for (p, text) in m.files {
+            crate::env::write_file(&dest.join(m.dir).join(p), text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
 /// Changes whenever a pinned module changes, so a new pin never reuses stale binaries.
-fn source_hash() -> String {
+pub fn source_hash() -> String {
     let mut h = Sha256::new();
     for c in COMPONENTS {
         h.update(c.name);
@@ -320,21 +331,31 @@ pub trait Progress {
 
 pub struct ConsoleProgress {
     bar: Option<indicatif::ProgressBar>,
+    /// What is being made: `lab install` builds binaries with go build, `images build` images.
+    label: &'static str,
+    unit: &'static str,
+    verb: &'static str,
 }
 
 impl ConsoleProgress {
     pub fn new() -> Self {
+        Self::named("lab install", "binaries with go build", "go build")
+    }
+
+    pub fn named(label: &'static str, unit: &'static str, verb: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(0);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} lab install [{bar:24}] {pos}/{len} {wide_msg} {elapsed}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{{spinner}} {label} [{{bar:24}}] {{pos}}/{{len}} {{wide_msg}} {{elapsed}}"
+                ))
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             b.enable_steady_tick(std::time::Duration::from_millis(150));
             b
         });
-        ConsoleProgress { bar }
+        ConsoleProgress { bar, label, unit, verb }
     }
 }
 
@@ -348,16 +369,19 @@ impl Progress for ConsoleProgress {
     fn start(&self, total: usize) {
         match &self.bar {
             Some(b) => b.set_length(total as u64),
-            None => eprintln!("lab install: building {total} binaries with go build (the first build takes several minutes)"),
+            None => eprintln!(
+                "{}: building {total} {} (the first build takes several minutes)",
+                self.label, self.unit
+            ),
         }
     }
     fn building(&self, index: usize, name: &str) {
         match &self.bar {
             Some(b) => {
                 b.set_position(index as u64);
-                b.set_message(format!("go build {name}"));
+                b.set_message(format!("{} {name}", self.verb));
             }
-            None => eprintln!("lab install: [{}] go build {name} …", index + 1),
+            None => eprintln!("{}: [{}] {} {name} …", self.label, index + 1, self.verb),
         }
     }
     fn done(&self, name: &str, secs: f64) {
@@ -366,7 +390,7 @@ impl Progress for ConsoleProgress {
                 b.inc(1);
                 b.println(format!("built {name} in {secs:.0}s"));
             }
-            None => eprintln!("lab install: built {name} in {secs:.0}s"),
+            None => eprintln!("{}: built {name} in {secs:.0}s", self.label),
         }
     }
     fn finish(&self) {

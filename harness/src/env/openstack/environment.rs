@@ -61,7 +61,7 @@ impl OpenStackEnv {
     ) -> OpenStackEnv {
         let management = match management {
             Some(k) => Management::Existing(k),
-            None => Management::Kind(Box::new(KindEnv::new(kind, spec.clone(), dirs.clone(), false))),
+            None => Management::Kind(Box::new(KindEnv::new(kind, spec.clone(), dirs.clone(), Default::default()))),
         };
         OpenStackEnv {
             cloud,

@@ -1,0 +1,569 @@
+//! Container images built from source (`scs-e2e images build`): a kind node image with every
+//! image kubeadm and kind need preloaded, and the management cluster's controllers, so
+//! `--env kind` never pulls (air-gapped sites, machines without a registry).
+//!
+//! Each image is a recipe, `fixtures/images/<name>.sh` (compiled into the binary), that leaves a
+//! root filesystem tarball and its `docker import` changes; the node image's recipe runs kind's
+//! own `kind build node-image` instead. Results are keyed on the recipe, its files, the pinned
+//! lab modules it reuses and the keys of the images it reads, kept as `docker save` archives in
+//! the cache and labelled in the engine, so a second build (or a fresh engine) reuses them.
+
+pub mod offline;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::env::lab::build::{self as lab_build, Progress};
+
+mod files {
+    include!(concat!(env!("OUT_DIR"), "/image_files.rs"));
+}
+
+/// The node image `images build` makes (Kubernetes of the lab, kind v0.29.0's node layout).
+pub const NODE_IMAGE: &str = "scs-e2e.local/kind-node:v1.33.13";
+/// The engine label carrying an image's key.
+const KEY_LABEL: &str = "io.scs-e2e.key";
+
+/// Where `--env kind` gets its images: `pull` the published ones (kindest/node and the
+/// providers' registries), or `offline`: build them here first and never pull.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Pull,
+    Offline,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "pull" => Ok(Mode::Pull),
+            "offline" => Ok(Mode::Offline),
+            _ => Err(format!(
+                "unknown images mode `{s}`: use `pull` (published images) or `offline` (built here by `scs-e2e images build`, never pulled)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Parts of the kind node image.
+    Node,
+    /// Controllers loaded into the management cluster.
+    Management,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `$OUT/rootfs.tar` + `$OUT/changes`, imported and tagged by us.
+    Rootfs,
+    /// The image itself, made in the engine by `kind build node-image`.
+    KindNode,
+}
+
+#[derive(Debug)]
+pub struct Recipe {
+    pub name: &'static str,
+    /// The first tag is the image's own; the others are aliases.
+    pub tags: &'static [&'static str],
+    pub group: Group,
+    /// Images whose archives the recipe reads from `$IMAGES` (built first; keys chained).
+    pub needs: &'static [&'static str],
+    /// Other fixture files (path prefixes under `fixtures/`) the recipe reads.
+    pub inputs: &'static [&'static str],
+    /// Reuses binaries from the lab's build (so the lab's pins are part of the key).
+    pub lab_bin: bool,
+    pub output: Output,
+}
+
+macro_rules! recipe {
+    ($name:literal, $group:ident, [$($tag:literal),+], needs [$($need:literal),*], inputs [$($input:literal),*], lab $lab:literal) => {
+        Recipe { name: $name, tags: &[$($tag),+], group: Group::$group, needs: &[$($need),*], inputs: &[$($input),*], lab_bin: $lab, output: Output::Rootfs }
+    };
+}
+
+/// Every image, in build order (an image comes after those it needs).
+pub static RECIPES: &[Recipe] = &[
+    recipe!("etcd", Node, ["registry.k8s.io/etcd:3.5.24-0"], needs [], inputs [], lab false),
+    recipe!("coredns", Node, ["registry.k8s.io/coredns/coredns:v1.12.0"], needs [], inputs [], lab false),
+    recipe!("pause", Node, ["registry.k8s.io/pause:3.10"], needs [], inputs [], lab false),
+    recipe!("kindnetd", Node, ["docker.io/kindest/kindnetd:v20250512-df8de77b"], needs [], inputs [], lab false),
+    recipe!("local-path-provisioner", Node, ["docker.io/kindest/local-path-provisioner:v20250214-acbabc1a"], needs [], inputs [], lab false),
+    recipe!("local-path-helper", Node, ["docker.io/kindest/local-path-helper:v20241212-8ac705d0"], needs [], inputs [], lab false),
+    recipe!("kube-apiserver", Node, ["registry.k8s.io/kube-apiserver:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
+    recipe!("kube-controller-manager", Node, ["registry.k8s.io/kube-controller-manager:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
+    recipe!("kube-scheduler", Node, ["registry.k8s.io/kube-scheduler:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
+    recipe!("kube-proxy", Node, ["registry.k8s.io/kube-proxy:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
+    recipe!(
+        "kind-base", Node, ["scs-e2e.local/kind-base:v0.29.0"],
+        needs ["etcd", "coredns", "pause", "kindnetd", "local-path-provisioner", "local-path-helper"],
+        inputs ["lab/kind/"], lab false
+    ),
+    Recipe {
+        name: "kind-node",
+        tags: &[NODE_IMAGE],
+        group: Group::Node,
+        needs: &[
+            "kind-base",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-proxy",
+        ],
+        inputs: &["lab/control-plane/"],
+        lab_bin: true,
+        output: Output::KindNode,
+    },
+    recipe!("cluster-api-controller", Management, ["registry.k8s.io/cluster-api/cluster-api-controller:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
+    recipe!("kubeadm-bootstrap-controller", Management, ["registry.k8s.io/cluster-api/kubeadm-bootstrap-controller:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
+    recipe!("kubeadm-control-plane-controller", Management, ["registry.k8s.io/cluster-api/kubeadm-control-plane-controller:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
+    recipe!("capd", Management, ["gcr.io/k8s-staging-cluster-api/capd-manager:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
+    recipe!("cso", Management, ["ghcr.io/sovereigncloudstack/cso:v0.1.0-alpha.7"], needs [], inputs ["images/mgmt/"], lab true),
+    recipe!("cert-manager-controller", Management, ["quay.io/jetstack/cert-manager-controller:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
+    recipe!("cert-manager-webhook", Management, ["quay.io/jetstack/cert-manager-webhook:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
+    recipe!("cert-manager-cainjector", Management, ["quay.io/jetstack/cert-manager-cainjector:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
+    recipe!("haproxy", Management, ["docker.io/kindest/haproxy:v20230606-42a2262b"], needs [], inputs ["images/mgmt/"], lab false),
+];
+
+pub fn recipe(name: &str) -> Option<&'static Recipe> {
+    RECIPES.iter().find(|r| r.name == name)
+}
+
+/// The management images (what `kind load` puts into a kind management cluster).
+pub fn management() -> impl Iterator<Item = &'static Recipe> {
+    RECIPES.iter().filter(|r| r.group == Group::Management)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    #[error(
+        "building images needs a container engine: `docker` is not on PATH; install Docker (Debian: `apt-get install docker.io`; on a VM without CAP_SYS_RESOURCE start it with `eval \"$(fixtures/engine/dockerd.sh up)\"`)"
+    )]
+    NoEngine,
+    #[error("`{engine} {args}` failed: {tail}")]
+    Docker { engine: String, args: String, tail: String },
+    #[error("unknown image `{0}`: known images are {known}", known = RECIPES.iter().map(|r| r.name).collect::<Vec<_>>().join(", "))]
+    Unknown(String),
+    #[error("building image {name} failed ({how}); its last output:\n{tail}\nfull log: {log}")]
+    Recipe {
+        name: String,
+        how: String,
+        tail: String,
+        log: String,
+    },
+    #[error(transparent)]
+    Lab(#[from] lab_build::BuildError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where image recipes, their scratch space and the archives live.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    /// `<cache>/images` (SCS_E2E_CACHE_DIR, XDG_CACHE_HOME or ~/.cache).
+    pub fn locate() -> Cache {
+        Cache {
+            root: crate::config::cache_root().join("images"),
+        }
+    }
+
+    pub fn archive(&self, r: &Recipe, key: &str) -> PathBuf {
+        self.root.join("archives").join(format!("{}-{key}.tar", r.name))
+    }
+
+    fn work(&self, r: &Recipe) -> PathBuf {
+        self.root.join("work").join(r.name)
+    }
+
+    fn src(&self) -> PathBuf {
+        self.root.join("src")
+    }
+}
+
+/// An image's key: its recipe and files, the lab pins it reuses, its tags and what it reads.
+pub fn key(r: &Recipe) -> String {
+    let mut h = Sha256::new();
+    h.update(r.name);
+    for t in r.tags {
+        h.update(t);
+    }
+    let own_dir = format!("images/{}/", r.name);
+    let own_script = format!("images/{}.sh", r.name);
+    for (path, bytes) in files::FILES {
+        if *path == own_script || path.starts_with(&own_dir) || r.inputs.iter().any(|i| path.starts_with(i)) {
+            h.update(path);
+            h.update(bytes);
+        }
+    }
+    if r.inputs.iter().any(|i| i.starts_with("lab/")) || r.lab_bin {
+        h.update(lab_build::source_hash());
+    }
+    for n in r.needs {
+        h.update(key(recipe(n).expect("needs name known recipes")));
+    }
+    format!("{:x}", h.finalize())[..12].to_string()
+}
+
+/// What the engine and the cache have of one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// In the engine with this key.
+    Ready,
+    /// Not in the engine, but its archive is cached (a `docker load` away).
+    Archived,
+    /// Must be built.
+    Missing,
+}
+
+impl State {
+    pub fn describe(self) -> &'static str {
+        match self {
+            State::Ready => "in the engine",
+            State::Archived => "archived (loads without building)",
+            State::Missing => "to build",
+        }
+    }
+}
+
+/// The container engine CLI (DOCKER_HOST and the rest of its environment are inherited).
+#[derive(Clone, Debug)]
+pub struct Engine {
+    pub docker: PathBuf,
+}
+
+impl Engine {
+    pub fn find(dirs: &[PathBuf]) -> Result<Engine, ImagesError> {
+        let docker = crate::process::which("docker", dirs).ok_or(ImagesError::NoEngine)?;
+        Ok(Engine { docker })
+    }
+
+    pub fn run(&self, args: &[&str]) -> Result<String, ImagesError> {
+        let out = duct::cmd(&self.docker, args)
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(ImagesError::Docker {
+                engine: self.docker.display().to_string(),
+                args: args.join(" "),
+                tail: tail(&text, 6),
+            })
+        }
+    }
+
+    /// The key an image in the engine was built with (`None`: no such image).
+    pub fn key_of(&self, tag: &str) -> Option<String> {
+        let fmt = format!("{{{{index .Config.Labels \"{KEY_LABEL}\"}}}}");
+        self.run(&["image", "inspect", "--format", &fmt, tag]).ok()
+    }
+
+    pub fn has(&self, tag: &str) -> bool {
+        self.run(&["image", "inspect", "--format", "{{.Id}}", tag]).is_ok()
+    }
+}
+
+/// The marker tag recording the key of a node image (kind's build cannot label it).
+fn node_marker(key: &str) -> String {
+    format!("scs-e2e.local/kind-node:key-{key}")
+}
+
+pub fn state(engine: &Engine, cache: &Cache, r: &Recipe) -> State {
+    let k = key(r);
+    let ready = match r.output {
+        Output::Rootfs => engine.key_of(r.tags[0]).as_deref() == Some(k.as_str()) && r.tags.iter().all(|t| engine.has(t)),
+        Output::KindNode => engine.has(&node_marker(&k)) && engine.has(r.tags[0]),
+    };
+    if ready {
+        State::Ready
+    } else if r.output == Output::Rootfs && cache.archive(r, &k).is_file() {
+        State::Archived
+    } else {
+        State::Missing
+    }
+}
+
+/// `names` and everything they need, in build order; empty `names`: every image.
+pub fn closure(names: &[String]) -> Result<Vec<&'static Recipe>, ImagesError> {
+    if names.is_empty() {
+        return Ok(RECIPES.iter().collect());
+    }
+    let mut want = std::collections::BTreeSet::new();
+    let mut stack: Vec<&'static Recipe> = Vec::new();
+    for n in names {
+        stack.push(recipe(n).ok_or_else(|| ImagesError::Unknown(n.clone()))?);
+    }
+    while let Some(r) = stack.pop() {
+        if want.insert(r.name) {
+            stack.extend(r.needs.iter().map(|n| recipe(n).expect("known")));
+        }
+    }
+    Ok(RECIPES.iter().filter(|r| want.contains(r.name)).collect())
+}
+
+/// Makes every image in `recipes` ready in the engine: loads cached archives, builds the rest.
+/// Returns the names built (not loaded).
+pub fn ensure(
+    engine: &Engine,
+    cache: &Cache,
+    recipes: &[&'static Recipe],
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<Vec<&'static str>, ImagesError> {
+    // One builder per cache at a time; others wait, then find the images.
+    std::fs::create_dir_all(&cache.root)?;
+    let _lock = crate::process::FileLock::acquire(&cache.root.join(".build.lock"))?;
+    let states: Vec<State> = recipes.iter().map(|r| state(engine, cache, r)).collect();
+    let todo: Vec<(&Recipe, State)> = recipes
+        .iter()
+        .zip(states)
+        .filter(|(_, s)| force || *s != State::Ready)
+        .map(|(r, s)| (*r, s))
+        .collect();
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lab = lab_build::Assets::locate(None, None);
+    if todo.iter().any(|(r, _)| r.lab_bin) {
+        lab_build::install(&lab, &lab_build::Quiet)?;
+    }
+    materialize(cache)?;
+    progress.start(todo.len());
+    let mut built = Vec::new();
+    for (i, (r, s)) in todo.into_iter().enumerate() {
+        let k = key(r);
+        progress.building(i, r.name);
+        let t0 = Instant::now();
+        if s == State::Archived && !force {
+            engine.run(&["load", "-i", &cache.archive(r, &k).display().to_string()])?;
+        } else {
+            build_one(engine, cache, r, &k, &lab.bin_dir)?;
+            built.push(r.name);
+        }
+        progress.done(r.name, t0.elapsed().as_secs_f64());
+    }
+    progress.finish();
+    Ok(built)
+}
+
+/// Writes the embedded recipes and the lab's modules to `<cache>/src` (the recipes' `SRC`).
+fn materialize(cache: &Cache) -> std::io::Result<()> {
+    let src = cache.src();
+    let _ = std::fs::remove_dir_all(&src);
+    for (path, bytes) in files::FILES {
+        crate::env::write_file(&src.join(path), bytes)?;
+    }
+    lab_build::write_modules(&src.join("lab"))
+}
+
+/// The archives of `r`'s needs, as `$IMAGES/<name>.tar` links.
+fn images_dir(cache: &Cache, r: &Recipe, dir: &Path) -> Result<(), ImagesError> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    for n in r.needs {
+        let need = recipe(n).expect("known");
+        let a = cache.archive(need, &key(need));
+        if need.output == Output::Rootfs {
+            std::os::unix::fs::symlink(&a, dir.join(format!("{n}.tar")))?;
+        }
+    }
+    Ok(())
+}
+
+fn build_one(engine: &Engine, cache: &Cache, r: &Recipe, key: &str, lab_bin: &Path) -> Result<(), ImagesError> {
+    let work = cache.work(r);
+    let out = work.join("out");
+    let scratch = work.join("scratch");
+    let images = work.join("images");
+    let persistent = work.join("cache");
+    for d in [&out, &scratch] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::create_dir_all(&persistent)?;
+    images_dir(cache, r, &images)?;
+    let log = work.join("build.log");
+    let script = cache.src().join("images").join(format!("{}.sh", r.name));
+    let mut cmd = duct::cmd("bash", [script.display().to_string()])
+        .dir(&scratch)
+        .env("SRC", cache.src())
+        .env("OUT", &out)
+        .env("CACHE", &persistent)
+        .env("IMAGES", &images)
+        .env("LAB_BIN", lab_bin)
+        .env("CGO_ENABLED", "0")
+        .env("PATH", crate::process::path_with(&[lab_bin.to_path_buf()]))
+        .stderr_to_stdout()
+        .stdout_path(&log)
+        .unchecked();
+    if r.output == Output::KindNode {
+        let base = recipe("kind-base").expect("known");
+        cmd = cmd.env("TAG", r.tags[0]).env("BASE_TAG", base.tags[0]);
+    }
+    let status = cmd.run()?.status;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(ImagesError::Recipe {
+            name: r.name.into(),
+            how: match status.code() {
+                Some(c) => format!("exit {c}"),
+                None => "killed by a signal".into(),
+            },
+            tail: tail(&text, 15),
+            log: log.display().to_string(),
+        });
+    }
+    match r.output {
+        Output::Rootfs => {
+            let changes = std::fs::read_to_string(out.join("changes")).unwrap_or_default();
+            let mut args: Vec<String> = vec!["import".into()];
+            for c in changes.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                args.push("--change".into());
+                args.push(c.to_string());
+            }
+            args.push("--change".into());
+            args.push(format!("LABEL {KEY_LABEL}={key}"));
+            args.push(out.join("rootfs.tar").display().to_string());
+            args.push(r.tags[0].to_string());
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            engine.run(&a)?;
+            for t in &r.tags[1..] {
+                engine.run(&["tag", r.tags[0], t])?;
+            }
+            // Archive whole or not at all: a half-written archive must never look cached.
+            let archive = cache.archive(r, key);
+            std::fs::create_dir_all(archive.parent().expect("has a parent"))?;
+            let tmp = archive.with_extension("tmp");
+            let mut save: Vec<String> = vec!["save".into(), "-o".into(), tmp.display().to_string()];
+            save.extend(r.tags.iter().map(|t| t.to_string()));
+            let a: Vec<&str> = save.iter().map(String::as_str).collect();
+            engine.run(&a)?;
+            std::fs::rename(&tmp, &archive)?;
+            // Older archives of this image are stale now.
+            remove_stale_archives(cache, r, key);
+        }
+        Output::KindNode => {
+            engine.run(&["tag", r.tags[0], &node_marker(key)])?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+fn remove_stale_archives(cache: &Cache, r: &Recipe, key: &str) {
+    let keep = format!("{}-{key}.tar", r.name);
+    let prefix = format!("{}-", r.name);
+    for e in std::fs::read_dir(cache.root.join("archives")).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        // `<name>-<12 hex>.tar` only: `kube-proxy-…` must not match `kube-…`.
+        let is_ours = n
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tar"))
+            .is_some_and(|k| k.len() == 12 && k.chars().all(|c| c.is_ascii_hexdigit()));
+        if is_ours && n != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// One line per image for `images list`.
+pub fn list(engine: Option<&Engine>, cache: &Cache) -> Vec<BTreeMap<&'static str, String>> {
+    RECIPES
+        .iter()
+        .map(|r| {
+            let mut m = BTreeMap::new();
+            m.insert("name", r.name.to_string());
+            m.insert("tag", r.tags.join(", "));
+            m.insert("key", key(r));
+            m.insert(
+                "state",
+                match engine {
+                    Some(e) => state(e, cache, r).describe().to_string(),
+                    None if cache.archive(r, &key(r)).is_file() => State::Archived.describe().to_string(),
+                    None => "unknown (no engine)".to_string(),
+                },
+            );
+            m.insert(
+                "group",
+                match r.group {
+                    Group::Node => "node",
+                    Group::Management => "management",
+                }
+                .to_string(),
+            );
+            m
+        })
+        .collect()
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipes_come_after_what_they_need_and_each_has_a_script() {
+        for (i, r) in RECIPES.iter().enumerate() {
+            for n in r.needs {
+                let j = RECIPES
+                    .iter()
+                    .position(|x| x.name == *n)
+                    .unwrap_or_else(|| panic!("{} needs unknown {n}", r.name));
+                assert!(j < i, "{} needs {n}, which comes later", r.name);
+            }
+            let script = format!("images/{}.sh", r.name);
+            assert!(files::FILES.iter().any(|(p, _)| *p == script), "no {script} embedded");
+        }
+    }
+
+    #[test]
+    fn the_closure_adds_what_is_needed_in_build_order_and_names_unknown_images() {
+        let c: Vec<&str> = closure(&["kind-base".into()]).unwrap().iter().map(|r| r.name).collect();
+        assert_eq!(
+            c,
+            [
+                "etcd",
+                "coredns",
+                "pause",
+                "kindnetd",
+                "local-path-provisioner",
+                "local-path-helper",
+                "kind-base"
+            ]
+        );
+        let e = closure(&["kind-nod".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown image `kind-nod`") && e.contains("kind-node"), "{e}");
+    }
+
+    #[test]
+    fn keys_differ_per_image_and_chain_through_needs() {
+        let keys: std::collections::BTreeSet<String> = RECIPES.iter().map(key).collect();
+        assert_eq!(keys.len(), RECIPES.len());
+        assert_eq!(key(recipe("etcd").unwrap()), key(recipe("etcd").unwrap()));
+    }
+
+    #[test]
+    fn modes_parse_and_unknown_ones_name_the_choices() {
+        assert_eq!("offline".parse::<Mode>(), Ok(Mode::Offline));
+        let e = "airgapped".parse::<Mode>().unwrap_err();
+        assert!(e.contains("`pull`") && e.contains("`offline`"), "{e}");
+    }
+}
