@@ -105,7 +105,8 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
     };
 
     // Before the environment exists: a run killed while creating clusters still says which.
-    let clusters = cluster_plan(plan, &opts.run_id, env.name());
+    let mut clusters = cluster_plan(plan, &opts.run_id, env.name());
+    clusters.management_cluster = env.management_cluster();
     if let Err(e) = report::write_atomic(
         &opts.artifacts.join(report::CLUSTER_PLAN_FILE),
         format!("{}\n", serde_json::to_string_pretty(&clusters).unwrap_or_default()).as_bytes(),
@@ -328,6 +329,7 @@ pub fn cluster_plan(plan: &Plan, run_id: &str, environment: &str) -> report::Clu
         schema: report::CLUSTER_PLAN_SCHEMA.to_string(),
         run_id: run_id.to_string(),
         environment: environment.to_string(),
+        management_cluster: None,
         clusters,
     }
 }

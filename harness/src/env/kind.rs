@@ -502,6 +502,10 @@ impl Environment for KindEnv {
         })
     }
 
+    fn management_cluster(&self) -> Option<String> {
+        Some(self.cluster.name.clone())
+    }
+
     fn step_vars(&self) -> BTreeMap<String, String> {
         self.cluster
             .releases

@@ -52,6 +52,12 @@ pub trait Environment: Send + Sync {
         None
     }
 
+    /// The management cluster this environment will create (a kind cluster's name), known
+    /// before `up` so a killed run's plan still names it.
+    fn management_cluster(&self) -> Option<String> {
+        None
+    }
+
     /// Variables the environment gives every step, like `CSO_RELEASE_DIR` (where CSO in local
     /// mode reads release assets).
     fn step_vars(&self) -> BTreeMap<String, String> {

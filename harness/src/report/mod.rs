@@ -60,6 +60,9 @@ pub struct ClusterPlan {
     pub schema: String,
     pub run_id: String,
     pub environment: String,
+    /// The kind management cluster the run creates (`kind delete cluster --name` it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_cluster: Option<String>,
     pub clusters: Vec<PlannedCluster>,
 }
 

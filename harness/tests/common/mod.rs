@@ -184,3 +184,66 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     }
     out
 }
+
+/// A container engine for the real-kind tests: DOCKER_HOST's when it answers, else the
+/// project's private one (`fixtures/engine/dockerd.sh up`: needs root and Debian's docker.io),
+/// started once and left running (its images are the build cache). Returns DOCKER_HOST.
+pub fn engine() -> String {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let answers = |host: &str| {
+            std::process::Command::new("docker")
+                .args(["info", "--format", "{{.ServerVersion}}"])
+                .env("DOCKER_HOST", host)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if let Ok(h) = std::env::var("DOCKER_HOST")
+            && answers(&h)
+        {
+            return h;
+        }
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/engine/dockerd.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("up")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "the real-kind tests need a container engine: `{} up` failed (install Debian's docker.io, run as root)",
+            script.display()
+        );
+        let line = String::from_utf8(out.stdout).unwrap();
+        let host = line
+            .trim()
+            .strip_prefix("export DOCKER_HOST=")
+            .expect("dockerd.sh prints the export line")
+            .to_string();
+        assert!(answers(&host), "the engine at {host} does not answer");
+        host
+    })
+    .clone()
+}
+
+/// The offline images (`scs-e2e images build`, cached and keyed on the pins) in `engine()`.
+pub fn images() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let host = engine();
+        assets();
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "scs-e2e images build (first run: tens of minutes; cached afterwards)"
+        );
+        let st = std::process::Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
+            .args(["images", "build"])
+            .env("DOCKER_HOST", &host)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("scs-e2e");
+        assert!(st.success(), "scs-e2e images build failed");
+    });
+}

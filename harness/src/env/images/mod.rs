@@ -200,7 +200,9 @@ pub fn key(r: &Recipe) -> String {
     let own_dir = format!("images/{}/", r.name);
     let own_script = format!("images/{}.sh", r.name);
     for (path, bytes) in files::FILES {
-        if *path == own_script || path.starts_with(&own_dir) || r.inputs.iter().any(|i| path.starts_with(i)) {
+        // `images/lib/` holds what recipes share: every image depends on it.
+        let shared = path.starts_with("images/lib/");
+        if shared || *path == own_script || path.starts_with(&own_dir) || r.inputs.iter().any(|i| path.starts_with(i)) {
             h.update(path);
             h.update(bytes);
         }

@@ -1,0 +1,282 @@
+//! `--env kind` for real: a kind management cluster on a real container engine (DOCKER_HOST, or
+//! the project's private one from fixtures/engine), with the node image and every controller
+//! image built here from source (`SCS_E2E_KIND_IMAGES=offline`), Cluster API with CAPD, cert-manager
+//! and CSO installed offline, and the in-memory stack served by CAPD inside kind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use scs_e2e::report::Status;
+
+/// kind clusters are heavy on two cores: the tests make them one at a time.
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+fn kind() -> PathBuf {
+    common::assets().path("kind")
+}
+
+fn kubectl() -> PathBuf {
+    common::assets().path("kubectl")
+}
+
+fn scs_e2e(args: &[&str]) -> Command {
+    let mut c = Command::new(common::bin());
+    c.args(args)
+        .env("DOCKER_HOST", common::engine())
+        .env("SCS_E2E_KIND_IMAGES", "offline")
+        .env_remove("KUBECONFIG")
+        .env_remove("SCS_E2E_ENV")
+        .stdin(Stdio::null());
+    c
+}
+
+fn clusters() -> Vec<String> {
+    let out = Command::new(kind())
+        .args(["get", "clusters"])
+        .env("DOCKER_HOST", common::engine())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+fn kind_delete(name: &str) {
+    let st = Command::new(kind())
+        .args(["delete", "cluster", "--name", name])
+        .env("DOCKER_HOST", common::engine())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// `kubectl --kubeconfig K args` → stdout (asserting success).
+fn kctl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn run_id(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id())
+}
+
+#[test]
+fn offline_quickstart_in_a_real_kind_cluster_passes_and_pulls_nothing() {
+    common::images();
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let art = tmp.path().join("out");
+    let id = run_id("kq");
+    let name = format!("scs-e2e-{id}");
+    let out = scs_e2e(&[
+        "run",
+        "--env",
+        "kind",
+        "--suite",
+        "quickstart",
+        "--run-id",
+        &id,
+        "--delete",
+        "never",
+        "--artifacts",
+        art.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kept = clusters().contains(&name);
+    let report = scs_e2e::report::json::read(&art.join("results.json"));
+    // Look at the cluster before anything can fail, then always remove it.
+    let kubeconfig = tmp.path().join("kubeconfig");
+    if kept {
+        let kc = Command::new(kind())
+            .args(["get", "kubeconfig", "--name", &name])
+            .env("DOCKER_HOST", common::engine())
+            .output()
+            .unwrap();
+        std::fs::write(&kubeconfig, kc.stdout).unwrap();
+    }
+    let inspect = kept.then(|| {
+        (
+            kctl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "nodes",
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+                ],
+            ),
+            kctl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "pods",
+                    "-A",
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase}{\"\\n\"}{end}",
+                ],
+            ),
+            kctl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "events",
+                    "-A",
+                    "-o",
+                    "jsonpath={range .items[*]}{.reason} {.involvedObject.name}: {.message}{\"\\n\"}{end}",
+                ],
+            ),
+            kctl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "pods",
+                    "-A",
+                    "-o",
+                    "jsonpath={range .items[*]}{range .spec.containers[*]}{.image}{\"\\n\"}{end}{end}",
+                ],
+            ),
+        )
+    });
+    if kept {
+        kind_delete(&name);
+    }
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let r = report.unwrap();
+    assert_eq!(
+        r.properties.get("images").map(String::as_str),
+        Some("offline"),
+        "{:?}",
+        r.properties
+    );
+    assert_eq!(
+        r.properties.get("node_image").map(String::as_str),
+        Some(scs_e2e::env::images::NODE_IMAGE)
+    );
+    let s = &r.scenarios[0];
+    assert!(s.steps.len() >= 7, "{:?}", s.steps);
+    for st in &s.steps {
+        assert_eq!(st.status, Status::Passed, "{}: {:?}", st.name, st.message);
+    }
+    let (nodes, pods, events, images) = inspect.expect("kept with --delete never");
+    assert!(nodes.lines().all(|l| l.ends_with(" True")) && !nodes.is_empty(), "{nodes}");
+    for ns in [
+        "cert-manager",
+        "capi-system",
+        "capi-kubeadm-bootstrap-system",
+        "capi-kubeadm-control-plane-system",
+        "capd-system",
+        "cso-system",
+        "kube-system",
+    ] {
+        let mine: Vec<&str> = pods.lines().filter(|l| l.starts_with(&format!("{ns}/"))).collect();
+        assert!(!mine.is_empty(), "no pod in {ns}:\n{pods}");
+        assert!(mine.iter().all(|l| l.ends_with(" Running")), "{ns}:\n{pods}");
+    }
+    // Every image was there before it was needed: kubelet never pulled one.
+    assert!(!events.lines().any(|l| l.starts_with("Pulling ")), "{events}");
+    assert!(images.contains("registry.k8s.io/cluster-api/cluster-api-controller:"), "{images}");
+    assert!(images.contains("ghcr.io/sovereigncloudstack/cso:"), "{images}");
+}
+
+#[test]
+fn offline_upgrade_suite_passes_in_kind_and_the_cluster_is_deleted() {
+    common::images();
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let art = tmp.path().join("out");
+    let id = run_id("ku");
+    let t0 = Instant::now();
+    let out = scs_e2e(&[
+        "run",
+        "--env",
+        "kind",
+        "--suite",
+        "upgrade",
+        "--run-id",
+        &id,
+        "--artifacts",
+        art.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let left = clusters().contains(&format!("scs-e2e-{id}"));
+    if left {
+        kind_delete(&format!("scs-e2e-{id}"));
+    }
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!left, "--delete success removes the kind cluster of a passed run");
+    let r = scs_e2e::report::json::read(&art.join("results.json")).unwrap();
+    assert!(r.scenarios.iter().all(|s| s.status == Status::Passed));
+    eprintln!("upgrade suite in kind: {:.0}s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn a_killed_run_leaves_its_kind_cluster_for_kind_delete_and_the_plan_names_it() {
+    common::images();
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let art = tmp.path().join("out");
+    let id = run_id("kk");
+    let name = format!("scs-e2e-{id}");
+    let mut child = scs_e2e(&[
+        "run",
+        "--env",
+        "kind",
+        "--suite",
+        "quickstart",
+        "--run-id",
+        &id,
+        "--artifacts",
+        art.to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Until kind has made the node container (bounded: the run may fail first).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let node = format!("{name}-control-plane");
+    let mut seen = false;
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let ps = Command::new("docker")
+            .args(["ps", "-q", "--filter", &format!("name=^{node}$")])
+            .env("DOCKER_HOST", common::engine())
+            .output()
+            .unwrap();
+        if !ps.stdout.is_empty() {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen, "the run never made its node container");
+    // The plan, written before anything started, names the management cluster.
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(art.join("clusters.json")).unwrap()).unwrap();
+    assert_eq!(plan["managementCluster"], name.as_str(), "{plan}");
+    // kind's own create may still be finishing; once it is there, `kind delete` removes it.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline && !clusters().contains(&name) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    kind_delete(&name);
+    assert!(!clusters().contains(&name));
+    let ps = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=io.x-k8s.kind.cluster={name}")])
+        .env("DOCKER_HOST", common::engine())
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "containers left: {}", String::from_utf8_lossy(&ps.stdout));
+}
