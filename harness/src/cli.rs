@@ -782,7 +782,7 @@ async fn images_cmd(cmd: ImagesCmd) -> Result<Exit, Fatal> {
         ImagesCmd::Build { names, force } => {
             let recipes = images::closure(&names).map_err(Fatal::usage)?;
             let engine = images::Engine::find(&dirs).map_err(Fatal::infra)?;
-            crate::env::kind::preflight_in(&dirs).map_err(Fatal::infra)?;
+            crate::env::kind::check_engine(&engine.docker).map_err(Fatal::infra)?;
             let t0 = std::time::Instant::now();
             let built = tokio::task::spawn_blocking(move || {
                 images::ensure(
@@ -791,6 +791,7 @@ async fn images_cmd(cmd: ImagesCmd) -> Result<Exit, Fatal> {
                     &recipes,
                     force,
                     &build::ConsoleProgress::named("images build", "images", "build"),
+                    &build::ConsoleProgress::new(),
                 )
             })
             .await
@@ -810,8 +811,9 @@ async fn images_cmd(cmd: ImagesCmd) -> Result<Exit, Fatal> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows).expect("serializes"));
             } else {
+                println!("{:<34} {:<34} {:<12} TAG", "IMAGE", "STATE", "KEY");
                 for r in &rows {
-                    println!("{:<34} {:<22} {:<12} {}", r["name"], r["state"], r["key"], r["tag"]);
+                    println!("{:<34} {:<34} {:<12} {}", r["name"], r["state"], r["key"], r["tag"]);
                 }
             }
         }

@@ -280,3 +280,82 @@ fn a_killed_run_leaves_its_kind_cluster_for_kind_delete_and_the_plan_names_it() 
         .unwrap();
     assert!(ps.stdout.is_empty(), "containers left: {}", String::from_utf8_lossy(&ps.stdout));
 }
+
+/// Stops a test's own engine, whatever happens.
+struct Engine {
+    dir: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/engine/dockerd.sh"))
+            .args(["down", "--purge"])
+            .env("SCS_E2E_ENGINE_DIR", &self.dir)
+            .env("SCS_E2E_ENGINE_POOL", "172.31.0.0/16")
+            .status();
+    }
+}
+
+#[test]
+fn an_engine_whose_runc_needs_a_capability_the_machine_lacks_is_refused_with_the_fix() {
+    common::images();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let lacks = scs_e2e::env::kind::bounding_set_has(&status, 24) == Some(false);
+    // A second engine of ours, with plain runc: what a stock Docker is on this VM.
+    let engine = Engine {
+        dir: format!("/tmp/scs-e2e-caps-{}", std::process::id()),
+    };
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/engine/dockerd.sh"))
+        .arg("up")
+        .env("SCS_E2E_ENGINE_DIR", &engine.dir)
+        .env("SCS_E2E_ENGINE_POOL", "172.31.0.0/16")
+        .env("SCS_E2E_ENGINE_RUNTIME", "runc")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let host = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .strip_prefix("export DOCKER_HOST=")
+        .unwrap()
+        .to_string();
+    let docker = |args: &[&str]| Command::new("docker").args(args).env("DOCKER_HOST", &host).output().unwrap();
+    // The premise: a privileged container fails (or, on a machine with the capability, runs).
+    let pause = scs_e2e::env::images::recipe("pause").unwrap();
+    let archive = scs_e2e::env::images::Cache::locate().archive(pause, &scs_e2e::env::images::key(pause));
+    assert!(docker(&["load", "-i", archive.to_str().unwrap()]).status.success());
+    let run = docker(&["run", "-d", "--privileged", "--name", "caps", pause.tags[0]]);
+    let said = String::from_utf8_lossy(&run.stderr).to_string();
+    assert_eq!(run.status.success(), !lacks, "{said}");
+    if lacks {
+        assert!(scs_e2e::env::kind::caps_failure(&said), "{said}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let art = tmp.path().join("out");
+    let out = scs_e2e(&[
+        "run",
+        "--env",
+        "kind",
+        "--suite",
+        "quickstart",
+        "--artifacts",
+        art.to_str().unwrap(),
+    ])
+    .env("DOCKER_HOST", &host)
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(
+        err.contains("lacks CAP_SYS_RESOURCE") && err.contains("fixtures/engine/dockerd.sh up"),
+        lacks,
+        "{err}"
+    );
+    if lacks {
+        // Refused before any cluster was made.
+        assert!(docker(&["ps", "-aq", "--filter", "label=io.x-k8s.kind.role"]).stdout.is_empty());
+    }
+}

@@ -12,106 +12,30 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
-use scs_e2e::env::mgmt::{self, Infrastructure, LocalProvider, ProviderKind, Spec};
+use scs_e2e::env::images::offline;
+use scs_e2e::env::mgmt::{self, Infrastructure, Spec};
 use tokio_util::sync::CancellationToken;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-/// A pinned module's directory in the Go module cache (downloaded by `lab install`).
-fn module_dir(wrapper: &str, module: &str) -> PathBuf {
-    let out = std::process::Command::new("go")
-        .args(["list", "-m", "-f", "{{.Dir}}", module])
-        .current_dir(fixtures().join("lab").join(wrapper))
-        .output()
-        .expect("go");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+/// The pinned modules' directories in the Go module cache (downloaded by `lab install`).
+fn modules(work: &Path) -> offline::Modules {
+    offline::Modules::download(Path::new("go"), &work.join(".modules")).unwrap()
 }
 
-fn kustomize(kubectl: &Path, dir: &Path) -> String {
-    let out = std::process::Command::new(kubectl).arg("kustomize").arg(dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Cluster API's four providers as a clusterctl local repository, from the module sources.
+/// Cluster API's four providers as a clusterctl local repository, from the module sources (the
+/// product's offline rendering: release images, placeholders kept).
 fn capi_repository(dir: &Path, kubectl: &Path) -> PathBuf {
-    let capi = module_dir("capi", "sigs.k8s.io/cluster-api");
-    let test = module_dir("capi", "sigs.k8s.io/cluster-api/test");
-    let metadata = std::fs::read_to_string(capi.join("metadata.yaml")).unwrap();
-    let v = mgmt::CAPI_VERSION.to_string();
-    let p = |name: &str, kind, src: PathBuf| LocalProvider {
-        name: name.into(),
-        kind,
-        version: v.clone(),
-        components: kustomize(kubectl, &src),
-        metadata: metadata.clone(),
-    };
-    mgmt::write_local_repository(
-        dir,
-        &[
-            p("cluster-api", ProviderKind::Core, capi.join("config/default")),
-            p("kubeadm", ProviderKind::Bootstrap, capi.join("bootstrap/kubeadm/config/default")),
-            p(
-                "kubeadm",
-                ProviderKind::ControlPlane,
-                capi.join("controlplane/kubeadm/config/default"),
-            ),
-            p(
-                "docker",
-                ProviderKind::Infrastructure,
-                test.join("infrastructure/docker/config/default"),
-            ),
-        ],
-    )
-    .unwrap()
+    let providers = offline::capi_providers(&modules(dir.parent().unwrap()), kubectl).unwrap();
+    mgmt::write_local_repository(dir, &providers).unwrap()
 }
 
-/// A helm chart wrapping CSO's own manifests (the published chart lives in a registry this
-/// machine cannot reach). `Files.Get` keeps the CRDs' `{{ }}` text from being templated.
+/// CSO's chart made from its module (the published chart lives in a registry this machine
+/// cannot reach), as `--images offline` makes it.
 fn cso_chart(dir: &Path, kubectl: &Path) -> PathBuf {
-    let cso = module_dir("cso", "github.com/SovereignCloudStack/cluster-stack-operator");
-    let chart = dir.join("cso");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::create_dir_all(chart.join("files")).unwrap();
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: cso\nversion: 0.1.0-alpha.7\ndescription: CSO from its module's config/default (test chart)\n",
-    )
-    .unwrap();
-    std::fs::write(chart.join("values.yaml"), "clusterStackVariables:\n  ociRepository: \"\"\n").unwrap();
-    // The namespace is helm's (--create-namespace). The Secret of CSO's variables is
-    // templated from the values, as in the published chart, so the test sees what helm was given.
-    let all = kustomize(kubectl, &cso.join("config/default"));
-    let (mut plain, mut secret) = (Vec::new(), String::new());
-    for d in all.split("\n---\n") {
-        if d.contains("kind: Namespace\n") {
-            continue;
-        }
-        if d.contains("kind: Secret\n") && d.contains("${OCI_REPOSITORY_B64") {
-            secret = d
-                .replace(
-                    "${OCI_REPOSITORY_B64:=\"\"}",
-                    "{{ .Values.clusterStackVariables.ociRepository | b64enc | quote }}",
-                )
-                .lines()
-                .map(|l| match l.find("${") {
-                    Some(i) => format!("{}\"\"", &l[..i]),
-                    None => l.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-        } else {
-            plain.push(d);
-        }
-    }
-    assert!(!secret.is_empty(), "CSO's variables Secret");
-    std::fs::write(chart.join("files/cso.yaml"), plain.join("\n---\n")).unwrap();
-    std::fs::write(chart.join("templates/cso.yaml"), "{{ .Files.Get \"files/cso.yaml\" }}\n").unwrap();
-    std::fs::write(chart.join("templates/secret.yaml"), secret).unwrap();
-    chart
+    offline::write_cso_chart(dir, &modules(dir), kubectl).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,20 +219,6 @@ async fn a_failing_tool_is_named_with_its_arguments_and_last_output() {
 
 /// A Docker CLI whose daemon answers `info` and `ps` but can pull and run nothing (this
 /// machine has no Docker engine; kind itself is real).
-const FAKE_DOCKER: &str = r#"#!/bin/sh
-case "$1" in
-  ps) exit 0 ;;
-  info)
-    case "$*" in
-      *json*) echo '{"ServerVersion":"28.0.0","CgroupDriver":"systemd","CgroupVersion":"2","SecurityOptions":[]}' ;;
-      *) echo "28.0.0" ;;
-    esac
-    exit 0 ;;
-esac
-echo "Error response from daemon: no registry reachable for $*" >&2
-exit 1
-"#;
-
 fn tiny_suite(dir: &Path) -> PathBuf {
     let p = dir.join("tiny.yaml");
     std::fs::write(
@@ -319,9 +229,27 @@ fn tiny_suite(dir: &Path) -> PathBuf {
     p
 }
 
-/// `scs-e2e run` with PATH holding only `dirs` (plus the system's basics).
+/// A directory with the few programs a run needs besides its tools: the system's /usr/bin is
+/// left out of PATH, since a container engine may be installed there (Debian's docker.io).
+fn basics() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("basics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for t in ["sh", "bash", "true", "false", "env", "cat"] {
+            let p = scs_e2e::process::which(t, &[]).unwrap_or_else(|| panic!("{t} on PATH"));
+            std::os::unix::fs::symlink(p, d.join(t)).unwrap();
+        }
+        d
+    })
+    .clone()
+}
+
+/// `scs-e2e run` with PATH holding only `dirs` (plus the basics), the engine (if any) given by
+/// DOCKER_HOST.
 fn run_with_path(dirs: &[&Path], args: &[&str], extra_env: &[(&str, &Path)]) -> (i32, String, PathBuf) {
-    let path = std::env::join_paths(dirs.iter().map(|d| d.to_path_buf()).chain(["/usr/bin".into(), "/bin".into()])).unwrap();
+    let path = std::env::join_paths(dirs.iter().map(|d| d.to_path_buf()).chain([basics()])).unwrap();
     let mut c = std::process::Command::new(common::bin());
     c.args(args)
         .env("PATH", path)
@@ -367,12 +295,16 @@ fn env_kind_without_an_engine_or_a_working_one_exits_3_with_the_fix() {
     let m = up_message(&art);
     assert!(m.contains("neither `docker` nor `podman`") && m.contains("install Docker"), "{m}");
 
-    // An engine that answers but cannot pull: the real kind fails, its words reach the report,
-    // and the half-made cluster is deleted (kind delete runs).
+    // A real engine, which cannot pull here (no registry): the real kind fails, its words reach
+    // the report with the fix, and the half-made cluster is deleted (kind delete runs).
+    let host = common::engine();
     let engine = tmp.path().join("engine");
     std::fs::create_dir_all(&engine).unwrap();
-    std::fs::write(engine.join("docker"), FAKE_DOCKER).unwrap();
-    std::fs::set_permissions(engine.join("docker"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(
+        scs_e2e::process::which("docker", &[]).expect("docker on PATH"),
+        engine.join("docker"),
+    )
+    .unwrap();
     let art = tmp.path().join("no-pull");
     let (code, err, art) = run_with_path(
         &[&engine, &tools],
@@ -387,13 +319,18 @@ fn env_kind_without_an_engine_or_a_working_one_exits_3_with_the_fix() {
             "--delete",
             "always",
         ],
-        &[],
+        &[("DOCKER_HOST", Path::new(&host)), ("SCS_E2E_KIND_IMAGES", Path::new("pull"))],
     );
     assert_eq!(code, 3, "{err}");
     let m = up_message(&art);
     assert!(m.contains("`kind create cluster --name scs-e2e-"), "{m}");
+    // The console shows kind's last lines and the fix too, not only results.json.
+    assert!(
+        err.contains("failed to pull image") && err.contains("SCS_E2E_KIND_IMAGES=offline"),
+        "{err}"
+    );
     assert!(m.contains(&format!("--image {}", scs_e2e::env::kind::NODE_IMAGE)), "{m}");
-    assert!(m.contains("failed to pull image") && m.contains("no registry reachable"), "{m}");
+    assert!(m.contains("failed to pull image") && m.contains("kindCluster.nodeImage"), "{m}");
     // `kind delete cluster` ran (per --delete always) and took the state with the kubeconfig.
     let config = m.split("--config ").nth(1).unwrap().split(' ').next().unwrap();
     let state = Path::new(config).parent().unwrap();
@@ -424,7 +361,7 @@ fn env_kind_without_an_engine_or_a_working_one_exits_3_with_the_fix() {
     let (code, err, art) = run_with_path(
         &[&engine, &tools],
         &["run", "--env", "kind", "--suite", s, "--artifacts", art.to_str().unwrap()],
-        &[],
+        &[("DOCKER_HOST", Path::new(&host))],
     );
     assert_eq!(code, 3, "{err}");
     let m = up_message(&art);

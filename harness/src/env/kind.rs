@@ -192,7 +192,14 @@ pub fn preflight_in(dirs: &[PathBuf]) -> Result<Tools, KindError> {
     let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| crate::process::is_executable(p));
     let engine = find("docker").or_else(|| find("podman")).ok_or(KindError::NoEngine)?;
     let kind = find("kind").ok_or(KindError::NoKind)?;
-    let out = duct::cmd(&engine, ["info", "--format", "{{.ServerVersion}}"])
+    check_engine(&engine)?;
+    Ok(Tools { engine, kind })
+}
+
+/// The engine answers, its socket can be mounted into a node, and it can start privileged
+/// containers on this machine.
+pub fn check_engine(engine: &Path) -> Result<(), KindError> {
+    let out = duct::cmd(engine, ["info", "--format", "{{.ServerVersion}}"])
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
@@ -208,8 +215,8 @@ pub fn preflight_in(dirs: &[PathBuf]) -> Result<Tools, KindError> {
         });
     }
     engine_socket(std::env::var("DOCKER_HOST").ok().as_deref())?;
-    check_caps(&engine)?;
-    Ok(Tools { engine, kind })
+    check_caps(engine)?;
+    Ok(())
 }
 
 /// One kind management cluster.
@@ -348,9 +355,10 @@ fn prepare_offline(engine: &Path, node_image: &str, dir: &Path, progress: bool) 
             &wanted,
             false,
             &lab_build::ConsoleProgress::named("images build", "images", "build"),
+            &lab_build::ConsoleProgress::new(),
         )?
     } else {
-        images::ensure(&e, &cache, &wanted, false, &lab_build::Quiet)?
+        images::ensure(&e, &cache, &wanted, false, &lab_build::Quiet, &lab_build::Quiet)?
     };
     if !built.is_empty() {
         tracing::info!("built images {} in {:.0}s", built.join(", "), t0.elapsed().as_secs_f64());

@@ -316,7 +316,8 @@ pub fn closure(names: &[String]) -> Result<Vec<&'static Recipe>, ImagesError> {
     Ok(RECIPES.iter().filter(|r| want.contains(r.name)).collect())
 }
 
-/// Makes every image in `recipes` ready in the engine: loads cached archives, builds the rest.
+/// Makes every image in `recipes` ready in the engine: loads cached archives, builds the rest
+/// (first the lab's binaries, which some recipes reuse: `lab_progress` shows that build).
 /// Returns the names built (not loaded).
 pub fn ensure(
     engine: &Engine,
@@ -324,6 +325,7 @@ pub fn ensure(
     recipes: &[&'static Recipe],
     force: bool,
     progress: &dyn Progress,
+    lab_progress: &dyn Progress,
 ) -> Result<Vec<&'static str>, ImagesError> {
     // One builder per cache at a time; others wait, then find the images.
     std::fs::create_dir_all(&cache.root)?;
@@ -340,7 +342,7 @@ pub fn ensure(
     }
     let lab = lab_build::Assets::locate(None, None);
     if todo.iter().any(|(r, _)| r.lab_bin) {
-        lab_build::install(&lab, &lab_build::Quiet)?;
+        lab_build::install(&lab, lab_progress)?;
     }
     materialize(cache)?;
     progress.start(todo.len());

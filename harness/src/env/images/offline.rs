@@ -145,7 +145,13 @@ fn download(go: &Path, dir: &Path, go_mod: &str, go_sum: &str, modules: &[&str])
     std::fs::write(dir.join("go.sum"), go_sum)?;
     let mut args = vec!["mod", "download", "-json"];
     args.extend(modules);
-    let out = duct::cmd(go, &args).dir(dir).stdout_capture().stderr_capture().unchecked().run()?;
+    // As an OsStr, a bare `go` is looked up on PATH (duct runs a relative Path from `dir`).
+    let out = duct::cmd(go.as_os_str(), &args)
+        .dir(dir)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut dirs = std::collections::BTreeMap::new();
     for v in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
@@ -266,7 +272,8 @@ pub fn capi_providers(modules: &Modules, kubectl: &Path) -> Result<Vec<LocalProv
 
 /// cert-manager's static manifest as its release makes `cert-manager.yaml`: the chart in its
 /// module (`deploy/charts/cert-manager`, its `Chart.template.yaml` given the version) through
-/// `helm template --set crds.enabled=true --set creator=static --set startupapicheck.enabled=false`,
+/// `helm template --set crds.enabled=true --set creator=static --set startupapicheck.enabled=false`
+/// (for the lab's Kubernetes version),
 /// after the namespace and with the CRDs first. `work` is scratch space.
 pub fn cert_manager_manifest(modules: &Modules, helm: &Path, work: &Path) -> Result<String, OfflineError> {
     let src = modules.cert_manager.join("deploy/charts/cert-manager");
@@ -280,6 +287,10 @@ pub fn cert_manager_manifest(modules: &Modules, helm: &Path, work: &Path) -> Res
         &[
             "template".as_ref(),
             "--api-versions=".as_ref(),
+            // The management cluster's (a helm built without its release's ldflags assumes 1.20,
+            // below the chart's kubeVersion).
+            "--kube-version".as_ref(),
+            crate::env::lab::build::KUBERNETES_VERSION.as_ref(),
             "--namespace".as_ref(),
             CERT_MANAGER_NAMESPACE.as_ref(),
             "--set".as_ref(),
@@ -490,7 +501,7 @@ fn kustomize(kubectl: &Path, dir: &Path) -> Result<String, OfflineError> {
 }
 
 fn run(program: &Path, args: &[&std::ffi::OsStr], dir: Option<&Path>) -> Result<String, OfflineError> {
-    let mut cmd = duct::cmd(program, args).stdout_capture().stderr_capture().unchecked();
+    let mut cmd = duct::cmd(program.as_os_str(), args).stdout_capture().stderr_capture().unchecked();
     if let Some(d) = dir {
         cmd = cmd.dir(d);
     }
