@@ -745,6 +745,7 @@ fn kind_options(k: &crate::config::KindConfig, plan: &Plan, v: Verbosity) -> any
         local_stacks: k.local_stacks.unwrap_or(needs_local),
         images,
         progress: v != Verbosity::Quiet,
+        cso_hooks: !plan.only_inmemory_stacks(),
     })
 }
 

@@ -293,13 +293,15 @@ impl KindCluster {
 }
 
 /// How a kind environment gets its images and runs CSO.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// CSO in local mode, reading `<dir>/releases` (mounted into the node).
     pub local_stacks: bool,
     pub images: images::Mode,
     /// Show image builds with a progress bar (or lines, off a terminal).
     pub progress: bool,
+    /// Keep CSO's lifecycle hooks (see `mgmt::Spec::cso_hooks`).
+    pub cso_hooks: bool,
 }
 
 /// The kind environment: preflight, `kind create cluster`, the management cluster's providers,
@@ -315,6 +317,17 @@ pub struct KindEnv {
     tools: Option<Tools>,
 }
 
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            local_stacks: false,
+            images: images::Mode::Pull,
+            progress: false,
+            cso_hooks: true,
+        }
+    }
+}
+
 impl KindEnv {
     pub fn new(mut cluster: KindCluster, mut spec: mgmt::Spec, dirs: Vec<PathBuf>, options: Options) -> KindEnv {
         if options.local_stacks {
@@ -324,6 +337,7 @@ impl KindEnv {
         // The in-memory provider serves each workload cluster's API server on CAPD's pod IP;
         // on the node's network that address is one the host (and its kubectl) can reach.
         spec.capd_host_network = true;
+        spec.cso_hooks = options.cso_hooks;
         KindEnv {
             cluster,
             spec,

@@ -65,6 +65,10 @@ pub struct Spec {
     /// Run CAPD on the node's network (kind): its in-memory workload API servers listen on
     /// the pod IP, which only then is an address the host can reach.
     pub capd_host_network: bool,
+    /// Keep CSO's lifecycle hooks registered (its chart's ExtensionConfig). Off for plans whose
+    /// stacks are all in-memory: their workload API servers cannot take addon charts, so CSO's
+    /// BeforeClusterUpgrade hook would hold every upgrade (as the lab, which never registers them).
+    pub cso_hooks: bool,
 }
 
 /// Whether an existing management cluster gets Cluster API, the provider and CSO installed.
@@ -166,6 +170,7 @@ impl Spec {
             existing_release_dir: None,
             cspo: None,
             capd_host_network: false,
+            cso_hooks: true,
         }
     }
 
@@ -490,7 +495,38 @@ pub async fn install_cso(
         cso_local_mode(client, dir).await?;
     }
     say(&format!("waiting for the Deployments in {CSO_NAMESPACE}"));
-    wait_available(client, &[CSO_NAMESPACE], deadline, spec.timeout).await
+    wait_available(client, &[CSO_NAMESPACE], deadline, spec.timeout).await?;
+    if !spec.cso_hooks {
+        say("CSO's lifecycle hooks unregistered (in-memory workload clusters cannot take addons)");
+        unregister_cso_hooks(client).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the ExtensionConfigs that point Cluster API at CSO's hook server.
+pub async fn unregister_cso_hooks(client: &kube::Client) -> Result<(), MgmtError> {
+    let ar = kube::api::ApiResource {
+        group: "runtime.cluster.x-k8s.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "runtime.cluster.x-k8s.io/v1alpha1".into(),
+        kind: "ExtensionConfig".into(),
+        plural: "extensionconfigs".into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+    let list = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| MgmtError::Kube(format!("listing ExtensionConfigs: {e}")))?;
+    for e in list.items {
+        let ns = e.data.pointer("/spec/clientConfig/service/namespace").and_then(|v| v.as_str());
+        if ns == Some(CSO_NAMESPACE) {
+            let name = e.metadata.name.clone().unwrap_or_default();
+            api.delete(&name, &Default::default())
+                .await
+                .map_err(|e| MgmtError::Kube(format!("deleting ExtensionConfig {name}: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs one tool; fails with its argv and last lines (they name no secret: kubeconfigs are

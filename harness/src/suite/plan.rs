@@ -54,6 +54,20 @@ impl Plan {
             .any(|s| crate::suite::model::CLUSTER_STACK_OPERATIONS.contains(&s.operation))
     }
 
+    /// Whether every stack the plan installs is an in-memory one (and there is one).
+    pub fn only_inmemory_stacks(&self) -> bool {
+        let providers: Vec<&str> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter_map(|s| match &s.op {
+                crate::suite::model::Op::InstallClusterStack(i) => Some(i.provider.as_str()),
+                _ => None,
+            })
+            .collect();
+        !providers.is_empty() && providers.iter().all(|p| *p == "inmemory")
+    }
+
     /// Whether a step builds release assets from a stack source (`installClusterStack.source`):
     /// CSO must then run in local mode.
     pub fn uses_local_stacks(&self) -> bool {
