@@ -323,12 +323,14 @@ fn an_engine_whose_runc_needs_a_capability_the_machine_lacks_is_refused_with_the
         .unwrap()
         .to_string();
     let docker = |args: &[&str]| Command::new("docker").args(args).env("DOCKER_HOST", &host).output().unwrap();
-    // The premise: a privileged container fails (or, on a machine with the capability, runs).
-    let pause = scs_e2e::env::images::recipe("pause").unwrap();
-    let archive = scs_e2e::env::images::Cache::locate().archive(pause, &scs_e2e::env::images::key(pause));
+    // The premise: a privileged container running as root (as kind's node does) fails (or, on
+    // a machine with the capability, runs). busybox from the local-path-helper image.
+    let helper = scs_e2e::env::images::recipe("local-path-helper").unwrap();
+    let archive = scs_e2e::env::images::Cache::locate().archive(helper, &scs_e2e::env::images::key(helper));
     assert!(docker(&["load", "-i", archive.to_str().unwrap()]).status.success());
-    let run = docker(&["run", "-d", "--privileged", "--name", "caps", pause.tags[0]]);
+    let run = docker(&["run", "-d", "--privileged", "--name", "caps", helper.tags[0], "sleep", "60"]);
     let said = String::from_utf8_lossy(&run.stderr).to_string();
+    let _ = docker(&["rm", "-f", "caps"]);
     assert_eq!(run.status.success(), !lacks, "{said}");
     if lacks {
         assert!(scs_e2e::env::kind::caps_failure(&said), "{said}");

@@ -672,17 +672,27 @@ pub async fn wait_available(client: &kube::Client, namespaces: &[&str], deadline
 /// `capi-system/capi-controller-manager: 0/1 ready, Available=False (MinimumReplicasUnavailable)`.
 fn not_available(ns: &str, o: &kube::api::DynamicObject) -> Option<String> {
     let conds = crate::kube::conditions(o);
-    if conds.iter().any(|c| c.type_ == "Available" && c.status == "True") {
-        return None;
-    }
     let status = o.data.get("status");
     let n = |k: &str| status.and_then(|s| s.get(k)).and_then(|v| v.as_i64()).unwrap_or(0);
     let want = o.data.pointer("/spec/replicas").and_then(|v| v.as_i64()).unwrap_or(1);
+    // Available and rolled out: a patched Deployment (CSO's local mode, CAPD's network) is
+    // Available from its old pod until that pod goes; its Service must not end up empty.
+    let generation = o.metadata.generation.unwrap_or(0);
+    let rolled_out =
+        n("observedGeneration") >= generation && n("updatedReplicas") == want && n("replicas") == want && n("availableReplicas") >= want;
+    if rolled_out && conds.iter().any(|c| c.type_ == "Available" && c.status == "True") {
+        return None;
+    }
     Some(format!(
-        "{ns}/{}: {}/{want} ready, {}",
+        "{ns}/{}: {}/{want} ready, {}{}",
         o.metadata.name.as_deref().unwrap_or("?"),
         n("readyReplicas"),
-        crate::kube::describe_conditions(o)
+        crate::kube::describe_conditions(o),
+        if rolled_out {
+            String::new()
+        } else {
+            format!(", rolling out ({} of {want} updated, {} pods)", n("updatedReplicas"), n("replicas"))
+        }
     ))
 }
 
