@@ -454,11 +454,18 @@ impl Environment for KindEnv {
         self.created = true;
         self.tools = Some(tools.clone());
         if let Err(e) = mgmt::run(&tools.kind, &self.cluster.create_args(), &[], deadline, &cancel).await {
-            if caps_failure(&e.to_string()) {
+            let text = e.to_string();
+            if caps_failure(&text) {
                 return Err(KindError::Caps {
                     runtime: "its default".into(),
                 }
                 .into());
+            }
+            if text.contains("failed to pull image") {
+                return Err(anyhow::anyhow!(
+                    "{text}\nfix: the node image `{}` could not be pulled: check kindCluster.nodeImage and the registry, or build every image here and never pull: SCS_E2E_KIND_IMAGES=offline (`scs-e2e images list` shows them)",
+                    self.cluster.image
+                ));
             }
             return Err(e.into());
         }
