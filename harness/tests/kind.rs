@@ -64,41 +64,54 @@ fn kctl(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn run_id(prefix: &str) -> String {
-    format!("{prefix}{}", std::process::id())
+/// One test's kind run: the images ready, the one-cluster slot held, its run id, cluster name
+/// and artifacts directory.
+struct KindRun {
+    _one: std::sync::MutexGuard<'static, ()>,
+    _tmp: tempfile::TempDir,
+    art: PathBuf,
+    id: String,
+    name: String,
+}
+
+impl KindRun {
+    fn new(prefix: &str) -> KindRun {
+        common::images();
+        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        let tmp = tempfile::tempdir().unwrap();
+        let id = format!("{prefix}{}", std::process::id());
+        KindRun {
+            _one: one,
+            art: tmp.path().join("out"),
+            _tmp: tmp,
+            name: format!("scs-e2e-{id}"),
+            id,
+        }
+    }
+
+    /// `scs-e2e run --env kind --suite SUITE` with this run's id and artifacts, plus `extra`.
+    fn command(&self, suite: &str, extra: &[&str]) -> Command {
+        let mut args = vec!["run", "--env", "kind", "--suite", suite, "--run-id", &self.id, "--artifacts"];
+        let art = self.art.to_str().unwrap();
+        args.push(art);
+        args.extend(extra);
+        scs_e2e(&args)
+    }
 }
 
 #[test]
 fn offline_quickstart_in_a_real_kind_cluster_passes_and_pulls_nothing() {
-    common::images();
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let art = tmp.path().join("out");
-    let id = run_id("kq");
-    let name = format!("scs-e2e-{id}");
-    let out = scs_e2e(&[
-        "run",
-        "--env",
-        "kind",
-        "--suite",
-        "quickstart",
-        "--run-id",
-        &id,
-        "--delete",
-        "never",
-        "--artifacts",
-        art.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let run = KindRun::new("kq");
+    let (art, name) = (&run.art, &run.name);
+    let out = run.command("quickstart", &["--delete", "never"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    let kept = clusters().contains(&name);
+    let kept = clusters().contains(name);
     let report = scs_e2e::report::json::read(&art.join("results.json"));
     // Look at the cluster before anything can fail, then always remove it.
-    let kubeconfig = tmp.path().join("kubeconfig");
+    let kubeconfig = art.with_file_name("kubeconfig");
     if kept {
         let kc = Command::new(kind())
-            .args(["get", "kubeconfig", "--name", &name])
+            .args(["get", "kubeconfig", "--name", name])
             .env("DOCKER_HOST", common::engine())
             .output()
             .unwrap();
@@ -148,7 +161,7 @@ fn offline_quickstart_in_a_real_kind_cluster_passes_and_pulls_nothing() {
         )
     });
     if kept {
-        kind_delete(&name);
+        kind_delete(name);
     }
     assert_eq!(out.status.code(), Some(0), "{err}");
     let r = report.unwrap();
@@ -190,60 +203,31 @@ fn offline_quickstart_in_a_real_kind_cluster_passes_and_pulls_nothing() {
 
 #[test]
 fn offline_upgrade_suite_passes_in_kind_and_the_cluster_is_deleted() {
-    common::images();
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let art = tmp.path().join("out");
-    let id = run_id("ku");
+    let run = KindRun::new("ku");
     let t0 = Instant::now();
-    let out = scs_e2e(&[
-        "run",
-        "--env",
-        "kind",
-        "--suite",
-        "upgrade",
-        "--run-id",
-        &id,
-        "--artifacts",
-        art.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let out = run.command("upgrade", &[]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    let left = clusters().contains(&format!("scs-e2e-{id}"));
+    let left = clusters().contains(&run.name);
     if left {
-        kind_delete(&format!("scs-e2e-{id}"));
+        kind_delete(&run.name);
     }
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!left, "--delete success removes the kind cluster of a passed run");
-    let r = scs_e2e::report::json::read(&art.join("results.json")).unwrap();
+    let r = scs_e2e::report::json::read(&run.art.join("results.json")).unwrap();
     assert!(r.scenarios.iter().all(|s| s.status == Status::Passed));
     eprintln!("upgrade suite in kind: {:.0}s", t0.elapsed().as_secs_f64());
 }
 
 #[test]
 fn a_killed_run_leaves_its_kind_cluster_for_kind_delete_and_the_plan_names_it() {
-    common::images();
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let art = tmp.path().join("out");
-    let id = run_id("kk");
-    let name = format!("scs-e2e-{id}");
-    let mut child = scs_e2e(&[
-        "run",
-        "--env",
-        "kind",
-        "--suite",
-        "quickstart",
-        "--run-id",
-        &id,
-        "--artifacts",
-        art.to_str().unwrap(),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let run = KindRun::new("kk");
+    let (art, name) = (&run.art, run.name.clone());
+    let mut child = run
+        .command("quickstart", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Until kind has made the node container (bounded: the run may fail first).
     let deadline = Instant::now() + Duration::from_secs(600);
     let node = format!("{name}-control-plane");
