@@ -496,11 +496,49 @@ pub async fn install_cso(
     }
     say(&format!("waiting for the Deployments in {CSO_NAMESPACE}"));
     wait_available(client, &[CSO_NAMESPACE], deadline, spec.timeout).await?;
+    wait_cso_webhook(client, deadline).await?;
     if !spec.cso_hooks {
         say("CSO's lifecycle hooks unregistered (in-memory workload clusters cannot take addons)");
         unregister_cso_hooks(client).await?;
     }
     Ok(())
+}
+
+/// Waits until CSO's admission webhook answers: a Ready pod is not yet a Service endpoint kube-proxy
+/// routes to, and the first ClusterStack of a run met "connection refused" in that gap. Probed with
+/// a server-side dry run (nothing is stored), once a second until the deadline.
+pub async fn wait_cso_webhook(client: &kube::Client, deadline: Instant) -> Result<(), MgmtError> {
+    let ar = kube::api::ApiResource {
+        group: "clusterstack.x-k8s.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "clusterstack.x-k8s.io/v1alpha1".into(),
+        kind: "ClusterStack".into(),
+        plural: "clusterstacks".into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), CSO_NAMESPACE, &ar);
+    let probe: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "clusterstack.x-k8s.io/v1alpha1",
+        "kind": "ClusterStack",
+        "metadata": {"name": "scs-e2e-webhook-probe"},
+        "spec": {"provider": "probe", "name": "probe", "kubernetesVersion": "1.33", "channel": "stable", "autoSubscribe": false, "noProvider": true, "versions": []}
+    }))
+    .expect("valid object");
+    let pp = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    loop {
+        let last = match api.create(&pp, &probe).await {
+            Ok(_) => return Ok(()),
+            // The webhook answered (with its own verdict): it serves.
+            Err(e) if !e.to_string().contains("failed calling webhook") => return Ok(()),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(MgmtError::Kube(format!("CSO's webhook never answered: {last}")));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Deletes the ExtensionConfigs that point Cluster API at CSO's hook server.
