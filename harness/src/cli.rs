@@ -785,19 +785,10 @@ async fn images_cmd(cmd: ImagesCmd) -> Result<Exit, Fatal> {
             let engine = images::Engine::find(&dirs).map_err(Fatal::infra)?;
             crate::env::kind::check_engine(&engine.docker).map_err(Fatal::infra)?;
             let t0 = std::time::Instant::now();
-            let built = tokio::task::spawn_blocking(move || {
-                images::ensure(
-                    &engine,
-                    &cache,
-                    &recipes,
-                    force,
-                    &build::ConsoleProgress::named("images build", "images", "build"),
-                    &build::ConsoleProgress::new(),
-                )
-            })
-            .await
-            .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
-            .map_err(Fatal::infra)?;
+            let built = tokio::task::spawn_blocking(move || images::ensure_shown(&engine, &cache, &recipes, force, true))
+                .await
+                .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
+                .map_err(Fatal::infra)?;
             if built.is_empty() {
                 eprintln!("images present");
             } else {

@@ -362,18 +362,7 @@ fn prepare_offline(engine: &Path, node_image: &str, dir: &Path, progress: bool) 
         wanted = images::closure(&["kind-node".to_string()])?.into_iter().chain(wanted).collect();
     }
     let t0 = std::time::Instant::now();
-    let built = if progress {
-        images::ensure(
-            &e,
-            &cache,
-            &wanted,
-            false,
-            &lab_build::ConsoleProgress::named("images build", "images", "build"),
-            &lab_build::ConsoleProgress::new(),
-        )?
-    } else {
-        images::ensure(&e, &cache, &wanted, false, &lab_build::Quiet, &lab_build::Quiet)?
-    };
+    let built = images::ensure_shown(&e, &cache, &wanted, false, progress)?;
     if !built.is_empty() {
         tracing::info!("built images {} in {:.0}s", built.join(", "), t0.elapsed().as_secs_f64());
     }

@@ -363,6 +363,23 @@ pub fn ensure(
     Ok(built)
 }
 
+/// [`ensure`] with the console's progress (a bar on a terminal, lines otherwise) for both the
+/// lab's binaries and the images, or silently.
+pub fn ensure_shown(
+    engine: &Engine,
+    cache: &Cache,
+    recipes: &[&'static Recipe],
+    force: bool,
+    show: bool,
+) -> Result<Vec<&'static str>, ImagesError> {
+    if show {
+        let images = lab_build::ConsoleProgress::named("images build", "images", "build");
+        ensure(engine, cache, recipes, force, &images, &lab_build::ConsoleProgress::new())
+    } else {
+        ensure(engine, cache, recipes, force, &lab_build::Quiet, &lab_build::Quiet)
+    }
+}
+
 /// Writes the embedded recipes and the lab's modules to `<cache>/src` (the recipes' `SRC`).
 fn materialize(cache: &Cache) -> std::io::Result<()> {
     let src = cache.src();
