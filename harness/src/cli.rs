@@ -144,7 +144,7 @@ pub struct CheckArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::suite::duration::HumanDuration::parse(s).map(|d| d.0)
+    crate::format::duration::HumanDuration::parse(s).map(|d| d.0)
 }
 
 #[derive(Subcommand, Debug)]
@@ -379,15 +379,15 @@ async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
                 .collect::<anyhow::Result<Vec<_>>>()
                 .map_err(Fatal::usage)?;
             let merged = crate::report::json::merge(reports).map_err(Fatal::usage)?;
-            crate::report::write_atomic(
+            crate::base::write_atomic(
                 &output.join(crate::report::json::FILE_NAME),
                 crate::report::json::render(&merged).as_bytes(),
             )?;
-            crate::report::write_atomic(
+            crate::base::write_atomic(
                 &output.join(crate::report::junit::FILE_NAME),
                 crate::report::junit::render(&merged).as_bytes(),
             )?;
-            crate::report::write_atomic(
+            crate::base::write_atomic(
                 &output.join(crate::report::html::FILE_NAME),
                 crate::report::html::render(&merged).as_bytes(),
             )?;
@@ -654,7 +654,7 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
         }
         EnvKind::Kind => {
             let k = f.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
-            let spec = crate::env::mgmt::Spec::from_config(crate::env::mgmt::Infrastructure::Docker, f.and_then(|c| c.management.as_ref()));
+            let spec = crate::config::management_spec(crate::env::mgmt::Infrastructure::Docker, f.and_then(|c| c.management.as_ref()));
             let options = kind_options(&k, &plan, v).map_err(Fatal::usage)?;
             Box::new(crate::env::kind::KindEnv::new(
                 kind_cluster(&k, &opts.run_id, options.images),
@@ -682,8 +682,7 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
             if let Some(m) = &management {
                 check_kubeconfig(m).map_err(Fatal::usage)?;
             }
-            let spec =
-                crate::env::mgmt::Spec::from_config(crate::env::mgmt::Infrastructure::OpenStack, f.and_then(|c| c.management.as_ref()));
+            let spec = crate::config::management_spec(crate::env::mgmt::Infrastructure::OpenStack, f.and_then(|c| c.management.as_ref()));
             Box::new(crate::env::openstack::environment::OpenStackEnv::new(
                 cloud,
                 naming,
@@ -954,24 +953,9 @@ async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
     }
 }
 
-/// The spec compiled in, so `scs-e2e check` works from anywhere.
-pub const KAAS_SPEC: &str = include_str!("../../fixtures/scs-standards/scs-compatible-kaas.yaml");
-
 async fn check(args: CheckArgs) -> Result<i32, Fatal> {
     use crate::checks::{runner, spec::Spec};
-    let (text, file, dir) = match &args.spec {
-        Some(p) => (
-            std::fs::read_to_string(p).map_err(|e| Fatal::usage(anyhow::anyhow!("cannot read spec {}: {e}", p.display())))?,
-            p.display().to_string(),
-            p.parent().map(Path::to_path_buf).unwrap_or_default(),
-        ),
-        None => (
-            KAAS_SPEC.to_string(),
-            "scs-compatible-kaas.yaml (built in)".to_string(),
-            PathBuf::from("."),
-        ),
-    };
-    let spec = Spec::parse(&text, &file).map_err(Fatal::usage)?;
+    let crate::checks::spec::Loaded { spec, dir } = Spec::load(args.spec.as_deref(), Path::new(".")).map_err(Fatal::usage)?;
     let mut given = std::collections::BTreeMap::new();
     for a in &args.assign {
         let (k, v) = a
@@ -1032,10 +1016,10 @@ async fn check(args: CheckArgs) -> Result<i32, Fatal> {
     let yaml_path = args
         .output
         .clone()
-        .unwrap_or_else(|| out_dir.join(format!("{}-compliance.yaml", crate::engine::slug(&args.subject))));
+        .unwrap_or_else(|| out_dir.join(format!("{}-compliance.yaml", crate::base::slug(&args.subject))));
     let junit_path = args.junit.clone().unwrap_or_else(|| out_dir.join("junit_scs-compliance.xml"));
-    crate::report::write_atomic(&yaml_path, serde_saphyr::to_string(&report)?.as_bytes())?;
-    crate::report::write_atomic(&junit_path, runner::junit(&req, &report).as_bytes())?;
+    crate::base::write_atomic(&yaml_path, serde_saphyr::to_string(&report)?.as_bytes())?;
+    crate::base::write_atomic(&junit_path, runner::junit(&req, &report).as_bytes())?;
     print!("{}", runner::summary(&req, &report));
     eprintln!("reports: {} {}", yaml_path.display(), junit_path.display());
     Ok(runner::exit_code(&report))

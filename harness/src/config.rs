@@ -10,9 +10,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+use crate::env::mgmt::{Infrastructure, Spec};
 use crate::error::InputError;
-use crate::suite::duration::{HumanDuration, is_interval_name};
-use crate::suite::model::API_VERSION;
+use crate::format::API_VERSION;
+use crate::format::duration::{HumanDuration, is_interval_name};
 
 /// Which environment provides the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
@@ -336,46 +337,35 @@ pub fn load_config(path: &Path) -> Result<ConfigFile, InputError> {
     Ok(cfg)
 }
 
-/// The harness's cache: `SCS_E2E_CACHE_DIR`, else `$XDG_CACHE_HOME/scs-e2e`, else `~/.cache/scs-e2e`.
-pub fn cache_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("SCS_E2E_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("scs-e2e")
-}
-
-/// A directory only this user can read, for credentials that must not land in artifacts
-/// (workload kubeconfigs): `$XDG_RUNTIME_DIR/scs-e2e`, else `<tmp>/scs-e2e-<uid>`.
-pub fn private_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) => PathBuf::from(d).join("scs-e2e"),
-        None => std::env::temp_dir().join(format!("scs-e2e-{uid}")),
+/// The management cluster's defaults, overridden by the config file's `management:` section.
+pub fn management_spec(infrastructure: Infrastructure, c: Option<&ManagementConfig>) -> Spec {
+    let mut s = Spec::new(infrastructure);
+    let Some(c) = c else { return s };
+    let set = |to: &mut String, v: &Option<String>| {
+        if let Some(v) = v {
+            to.clone_from(v);
+        }
     };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-    let meta = std::fs::symlink_metadata(&dir)?;
-    // A directory someone else made in a shared /tmp must not receive our credentials.
-    if meta.uid() != uid || !meta.is_dir() {
-        return Err(std::io::Error::other(format!("{} is not a directory owned by us", dir.display())));
+    set(&mut s.capi_version, &c.cluster_api_version);
+    set(&mut s.capo_version, &c.capo_version);
+    set(&mut s.orc_manifest, &c.orc_manifest);
+    set(&mut s.cso.chart, &c.cso_chart);
+    set(&mut s.cso.oci_repository, &c.cso_oci_repository);
+    s.clusterctl_config.clone_from(&c.clusterctl_config);
+    s.cso.version.clone_from(&c.cso_chart_version);
+    s.cso.values.clone_from(&c.cso_values);
+    if let Some(t) = &c.timeout {
+        s.timeout = t.0;
     }
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(dir)
-}
-
-/// Writes a file readable by this user only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
+    s.install = c.install.unwrap_or_default();
+    s.existing_release_dir.clone_from(&c.cso_release_dir);
+    s.cspo = c.cspo.as_ref().map(|p| crate::env::cspo::Settings {
+        manifest: p
+            .manifest
+            .clone()
+            .unwrap_or_else(|| crate::env::cspo::manifest_url(p.version.as_deref().unwrap_or(crate::env::cspo::VERSION))),
+        variables: p.variables.clone(),
+        import_timeout_minutes: p.import_timeout_minutes,
+    });
+    s
 }

@@ -47,21 +47,11 @@ impl RunOptions {
             junit: artifacts.join(report::junit::FILE_NAME),
             json: artifacts.join(report::json::FILE_NAME),
             artifacts,
-            run_id: new_run_id(),
+            run_id: crate::base::new_run_id(),
             properties: BTreeMap::new(),
             teardown_timeout: crate::config::builtin_intervals()["wait-delete"],
         }
     }
-}
-
-/// A short id, unique enough to tell runs (and their namespaces) apart.
-pub fn new_run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mixed = (nanos as u64) ^ ((std::process::id() as u64) << 32);
-    format!("{:08x}", (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32)
 }
 
 /// Everything scenarios share during a run.
@@ -107,7 +97,7 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
     // Before the environment exists: a run killed while creating clusters still says which.
     let mut clusters = cluster_plan(plan, &opts.run_id, env.name());
     clusters.management_cluster = env.management_cluster();
-    if let Err(e) = report::write_atomic(
+    if let Err(e) = crate::base::write_atomic(
         &opts.artifacts.join(report::CLUSTER_PLAN_FILE),
         format!("{}\n", serde_json::to_string_pretty(&clusters).unwrap_or_default()).as_bytes(),
     ) {
@@ -218,10 +208,10 @@ pub fn write_reports(r: &RunReport, opts: &RunOptions) -> std::io::Result<()> {
         }
     }
     let r = &r;
-    report::write_atomic(&opts.json, report::json::render(r).as_bytes())?;
+    crate::base::write_atomic(&opts.json, report::json::render(r).as_bytes())?;
     // In the artifacts directory: its links to step logs are relative to it.
-    report::write_atomic(&opts.artifacts.join(report::html::FILE_NAME), report::html::render(r).as_bytes())?;
-    report::write_atomic(&opts.junit, report::junit::render(r).as_bytes())
+    crate::base::write_atomic(&opts.artifacts.join(report::html::FILE_NAME), report::html::render(r).as_bytes())?;
+    crate::base::write_atomic(&opts.junit, report::junit::render(r).as_bytes())
 }
 
 async fn phase(
@@ -293,19 +283,6 @@ fn skipped_scenario(sc: &PlannedScenario, why: &str) -> ScenarioResult {
     }
 }
 
-/// A file-system friendly form of a name.
-pub fn slug(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
-}
-
 /// The Clusters the plan's `createCluster` steps will create, with the names as far as they are
 /// known before the run (suite, matrix and harness variables substituted).
 pub fn cluster_plan(plan: &Plan, run_id: &str, environment: &str) -> report::ClusterPlan {
@@ -317,7 +294,7 @@ pub fn cluster_plan(plan: &Plan, run_id: &str, environment: &str) -> report::Clu
             if let crate::suite::model::Op::CreateCluster(c) = &st.op {
                 clusters.push(report::PlannedCluster {
                     namespace: namespace.clone(),
-                    name: crate::suite::subst::substitute_known(&c.name, &vars),
+                    name: crate::format::subst::substitute_known(&c.name, &vars),
                     scenario: sc.id(),
                 });
             }
@@ -347,7 +324,7 @@ fn scenario_vars(sc: &PlannedScenario, namespace: &str, run_id: &str) -> BTreeMa
 pub fn namespace_for(sc: &PlannedScenario, run_id: &str) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(format!("{run_id}/{}", sc.id()).as_bytes());
-    let s: String = slug(&sc.name).replace(['.', '_'], "-").chars().take(48).collect();
+    let s: String = crate::base::slug(&sc.name).replace(['.', '_'], "-").chars().take(48).collect();
     format!("e2e-{}-{:02x}{:02x}{:02x}", s.trim_end_matches('-'), h[0], h[1], h[2])
 }
 
@@ -371,7 +348,7 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
         id: &id,
         steps: sc.steps.len(),
     });
-    let rel_dir = PathBuf::from(slug(&sc.suite)).join(slug(&sc.name));
+    let rel_dir = PathBuf::from(crate::base::slug(&sc.suite)).join(crate::base::slug(&sc.name));
     let dir = sh.opts.artifacts.join(&rel_dir);
     let _ = std::fs::create_dir_all(&dir);
     let namespace = sc.namespace.clone().unwrap_or_else(|| namespace_for(sc, &sh.opts.run_id));
@@ -577,7 +554,7 @@ fn write_partial(sh: &Shared<'_>, r: &ScenarioResult) {
     let mut rep = sh.base.clone();
     rep.scenarios = done.clone();
     rep.interrupted = true;
-    let _ = report::write_atomic(&sh.opts.json, report::json::render(&rep).as_bytes());
+    let _ = crate::base::write_atomic(&sh.opts.json, report::json::render(&rep).as_bytes());
 }
 
 async fn create_namespace(sh: &Shared<'_>, name: &str, id: &str) -> Result<(), kube::Error> {
@@ -666,7 +643,7 @@ async fn run_step(
             break;
         }
     }
-    let file = format!("{:02}-{}.log", index + 1, slug(&step.name));
+    let file = format!("{:02}-{}.log", index + 1, crate::base::slug(&step.name));
     let log_path = dir.join("steps").join(&file);
     let _ = std::fs::create_dir_all(log_path.parent().unwrap());
     let _ = std::fs::write(&log_path, &log_text);

@@ -4,6 +4,7 @@
 //! an existing cluster, kind, OpenStack) and records one results model that every report
 //! writer (JUnit, JSON, console) renders.
 
+pub mod base;
 pub mod checks;
 pub mod cli;
 pub mod collect;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod format;
 pub mod kube;
 pub mod process;
 pub mod redact;

@@ -246,7 +246,7 @@ scenarios:
     let mut cmd = scs_run(&work, tmp.path(), &art);
     // One scenario at a time, so each sees exactly its own promised quota.
     cmd.args(["--delete", "always", "--run-id", &run_id, "--parallel", "1"])
-        .env("XDG_CACHE_HOME", scs_e2e::config::cache_root().parent().unwrap())
+        .env("XDG_CACHE_HOME", scs_e2e::base::cache_root().parent().unwrap())
         .env("GITHUB_TOKEN", GITHUB_TOKEN)
         .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
         .env_remove("KUBECONFIG");
@@ -379,7 +379,7 @@ scenarios:
         let i = at(n);
         std::fs::read_to_string(
             art.join("os/lifecycle/steps")
-                .join(format!("{:02}-{}.log", i + 1, scs_e2e::engine::slug(n))),
+                .join(format!("{:02}-{}.log", i + 1, scs_e2e::base::slug(n))),
         )
         .unwrap()
     };

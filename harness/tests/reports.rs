@@ -199,8 +199,8 @@ fn reading_another_schema_version_is_refused() {
 fn reports_are_written_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("deep/results.json");
-    scs_e2e::report::write_atomic(&p, b"first").unwrap();
-    scs_e2e::report::write_atomic(&p, b"second").unwrap();
+    scs_e2e::base::write_atomic(&p, b"first").unwrap();
+    scs_e2e::base::write_atomic(&p, b"second").unwrap();
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "second");
     let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap())
         .unwrap()

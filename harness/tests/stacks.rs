@@ -385,7 +385,7 @@ async fn cspo_releases_wait_for_their_node_images_and_fail_on_an_import_timeout(
     let step = |y: &str| -> scs_e2e::suite::model::Step { serde_saphyr::from_str(y).unwrap() };
     // Our in-memory stack, named as an OpenStack one (the image import is what is tested).
     let src = tempfile::tempdir().unwrap();
-    scs_e2e::env::copy_tree(&scs_e2e::stack::builtin::materialize("inmemory/scs").unwrap(), src.path()).unwrap();
+    scs_e2e::base::copy_tree(&scs_e2e::stack::builtin::materialize("inmemory/scs").unwrap(), src.path()).unwrap();
     let mut dirs = vec![src.path().to_path_buf()];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {

@@ -118,7 +118,7 @@ impl VersionPolicyInputs {
     pub fn cached() -> Self {
         VersionPolicyInputs {
             options: super::version_policy::Options {
-                cache_dir: Some(crate::config::cache_root().join("version-policy")),
+                cache_dir: Some(crate::base::cache_root().join("version-policy")),
                 ..Default::default()
             },
             ..Default::default()
@@ -318,7 +318,7 @@ pub async fn run(req: &Request) -> Report {
         reference_date: req.reference_date,
         subject: req.subject.clone(),
         run: Run {
-            uuid: uuid_like(&format!("run-{}", crate::engine::new_run_id())),
+            uuid: uuid_like(&format!("run-{}", crate::base::new_run_id())),
             argv: req.argv.clone(),
             assignment: req.assignment.clone(),
             sections: req.sections.clone(),

@@ -2,6 +2,7 @@
 //! testcases apply at a reference date.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -164,7 +165,41 @@ impl<'de> Deserialize<'de> for Include {
     }
 }
 
+/// The SCS KaaS spec (scs-compatible-kaas.yaml), compiled in so `scs-e2e check` and `runChecks`
+/// work from anywhere; its origin is noted in fixtures/scs-standards/README.md.
+const BUILTIN: &str = include_str!("../../../fixtures/scs-standards/scs-compatible-kaas.yaml");
+
+/// A spec and where its relative script paths resolve.
+pub struct Loaded {
+    pub spec: Spec,
+    /// The spec file's directory (for the built-in spec: the caller's fallback).
+    pub dir: PathBuf,
+}
+
 impl Spec {
+    /// The built-in SCS KaaS spec.
+    pub fn builtin() -> Spec {
+        Spec::parse(BUILTIN, "scs-compatible-kaas.yaml (built in)").expect("the built-in spec is checked by the tests")
+    }
+
+    /// The spec at `path`, or the built-in one (whose scripts resolve against `builtin_dir`):
+    /// the one loader of `scs-e2e check` and the `runChecks` step.
+    pub fn load(path: Option<&Path>, builtin_dir: &Path) -> Result<Loaded, InputError> {
+        let Some(path) = path else {
+            return Ok(Loaded {
+                spec: Spec::builtin(),
+                dir: builtin_dir.to_path_buf(),
+            });
+        };
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::new(format!("cannot read the spec: {e}; give the path of an SCS spec file")).in_file(&file))?;
+        Ok(Loaded {
+            spec: Spec::parse(&text, &file)?,
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        })
+    }
+
     pub fn parse(text: &str, file: &str) -> Result<Spec, InputError> {
         let spec: Spec = serde_saphyr::from_str(text).map_err(|e| InputError::from_yaml(&e, file, text))?;
         spec.validate().map_err(|m| InputError::new(m).in_file(file))?;
@@ -304,7 +339,20 @@ impl Spec {
 mod tests {
     use super::*;
 
-    const KAAS: &str = include_str!("../../../fixtures/scs-standards/scs-compatible-kaas.yaml");
+    const KAAS: &str = BUILTIN;
+
+    #[test]
+    fn the_loader_gives_the_builtin_spec_or_names_the_unreadable_file() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Spec::load(None, d.path()).unwrap();
+        assert_eq!(l.spec.name, Spec::builtin().name);
+        assert_eq!(l.dir, d.path());
+        let missing = d.path().join("nope.yaml");
+        let e = Spec::load(Some(&missing), d.path()).err().unwrap();
+        assert_eq!(e.file.as_deref(), Some(missing.display().to_string().as_str()));
+        std::fs::write(&missing, KAAS).unwrap();
+        assert_eq!(Spec::load(Some(&missing), Path::new("/")).unwrap().dir, d.path());
+    }
 
     fn spec() -> Spec {
         Spec::parse(KAAS, "scs-compatible-kaas.yaml").unwrap()

@@ -57,7 +57,7 @@ pub async fn run(client: &kube::Client, timeout: Duration) -> Outcome {
         Ok(c) => c.metadata.name.clone().unwrap_or_default(),
         Err(why) => return Outcome::new(Verdict::Fail).with(Level::Error, why),
     };
-    let ns = format!("scs-e2e-storage-{}", crate::engine::new_run_id());
+    let ns = format!("scs-e2e-storage-{}", crate::base::new_run_id());
     let out = exercise(client, &ns, &class, timeout).await;
     // Always clean up, whatever happened; the namespace takes the claim and the pod with it.
     let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::background()).await;

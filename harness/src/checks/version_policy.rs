@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -715,8 +714,6 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     Ok(serde_json::from_slice(bytes)?)
 }
 
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
-
 struct Fetcher {
     http: reqwest::Client,
     cache_dir: Option<PathBuf>,
@@ -830,7 +827,7 @@ impl Fetcher {
         let bytes = self.download(url, accept).await?;
         let value = parse(&bytes).with_context(|| format!("cannot parse {url}"))?;
         if let Some(path) = &cached
-            && let Err(e) = write_atomically(path, &bytes).await
+            && let Err(e) = crate::base::write_atomic(path, &bytes)
         {
             // A cache that cannot be written costs time, not correctness.
             tracing::warn!("cannot cache {url} in {}: {e}", path.display());
@@ -870,25 +867,11 @@ async fn read_fresh(path: &Path, ttl: Duration) -> Option<Vec<u8>> {
     tokio::fs::read(path).await.ok()
 }
 
-// Readers of a shared cache directory must never see half a file.
-async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
-    tokio::fs::write(&tmp, bytes).await?;
-    if let Err(e) = tokio::fs::rename(&tmp, path).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use chrono::TimeZone;
     use serde_json::json;

@@ -174,39 +174,6 @@ impl Spec {
         }
     }
 
-    /// The defaults, overridden by the config file's `management:` section.
-    pub fn from_config(infrastructure: Infrastructure, c: Option<&crate::config::ManagementConfig>) -> Spec {
-        let mut s = Spec::new(infrastructure);
-        let Some(c) = c else { return s };
-        let set = |to: &mut String, v: &Option<String>| {
-            if let Some(v) = v {
-                to.clone_from(v);
-            }
-        };
-        set(&mut s.capi_version, &c.cluster_api_version);
-        set(&mut s.capo_version, &c.capo_version);
-        set(&mut s.orc_manifest, &c.orc_manifest);
-        set(&mut s.cso.chart, &c.cso_chart);
-        set(&mut s.cso.oci_repository, &c.cso_oci_repository);
-        s.clusterctl_config.clone_from(&c.clusterctl_config);
-        s.cso.version.clone_from(&c.cso_chart_version);
-        s.cso.values.clone_from(&c.cso_values);
-        if let Some(t) = &c.timeout {
-            s.timeout = t.0;
-        }
-        s.install = c.install.unwrap_or_default();
-        s.existing_release_dir.clone_from(&c.cso_release_dir);
-        s.cspo = c.cspo.as_ref().map(|p| super::cspo::Settings {
-            manifest: p
-                .manifest
-                .clone()
-                .unwrap_or_else(|| super::cspo::manifest_url(p.version.as_deref().unwrap_or(super::cspo::VERSION))),
-            variables: p.variables.clone(),
-            import_timeout_minutes: p.import_timeout_minutes,
-        });
-        s
-    }
-
     fn infrastructure_provider(&self) -> String {
         match self.infrastructure {
             Infrastructure::Docker => format!("docker:{}", self.capi_version),
@@ -460,8 +427,7 @@ pub async fn install_cspo(
     // are in it base64-encoded, so it is private to us and removed at once).
     let file = std::env::temp_dir().join(format!("scs-e2e-cspo-{}.yaml", std::process::id()));
     let yaml: Vec<String> = docs.iter().map(|d| serde_json::to_string(d).expect("serializes")).collect();
-    crate::config::write_private(&file, yaml.join("\n---\n").as_bytes())
-        .map_err(|e| MgmtError::Kube(format!("{}: {e}", file.display())))?;
+    crate::base::write_private(&file, yaml.join("\n---\n").as_bytes()).map_err(|e| MgmtError::Kube(format!("{}: {e}", file.display())))?;
     let args: Vec<String> = vec![
         "apply".into(),
         "--server-side".into(),

@@ -122,29 +122,3 @@ pub trait Faults: Send + Sync {
     fn pause(&self, process: &str) -> anyhow::Result<()>;
     fn resume(&self, process: &str) -> anyhow::Result<()>;
 }
-
-/// Copies every regular file of `src` (recursively) into `dst`; returns how many.
-pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
-    let mut n = 0;
-    std::fs::create_dir_all(dst)?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        let to = dst.join(e.file_name());
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            n += copy_tree(&e.path(), &to)?;
-        } else if ft.is_file() {
-            std::fs::copy(e.path(), &to)?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-/// Writes `bytes` to `path`, creating its parent directories.
-pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(path, bytes)
-}

@@ -6,8 +6,6 @@ pub mod json;
 pub mod junit;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -213,22 +211,6 @@ impl RunReport {
             Exit::Passed
         }
     }
-}
-
-/// Writes a file atomically: a temp file beside it, then rename. A killed run never leaves a
-/// truncated report.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 pub fn secs(d: std::time::Duration) -> f64 {

@@ -114,7 +114,7 @@ pub fn build_release(source: &Path, id: &StackId, version: &str, release_dir: &P
     for (chart, chart_version) in [("cluster-class", version), ("cluster-addon", release.cluster_addon.as_str())] {
         let from = charts.join(chart);
         let to = work.join("src").join(chart);
-        crate::env::copy_tree(&from, &to).with_context(|| format!("copying the chart {}", from.display()))?;
+        crate::base::copy_tree(&from, &to).with_context(|| format!("copying the chart {}", from.display()))?;
         let expected = format!("{prefix}-{chart}");
         set_chart_version(&to.join("Chart.yaml"), &from.join("Chart.yaml"), &expected, chart_version)?;
         let out = duct::cmd(helm, ["package", &to.display().to_string(), "-d", &work.display().to_string()])

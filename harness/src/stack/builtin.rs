@@ -137,7 +137,7 @@ pub fn materialize(name: &str) -> anyhow::Result<PathBuf> {
         h.update(text);
     }
     let hash = format!("{:x}", h.finalize());
-    let dir = crate::config::cache_root()
+    let dir = crate::base::cache_root()
         .join("cluster-stacks")
         .join(format!("{}-{}", name.replace('/', "-"), &hash[..10]));
     if !dir.join(super::assets::STACK_FILE).is_file() {

@@ -310,9 +310,9 @@ pub async fn fetch_kubeconfig(ctx: &StepCtx, cluster: &str) -> Result<PathBuf, S
         .as_ref()
         .and_then(|d| d.get("value"))
         .ok_or_else(|| StepFailure::failed(format!("Secret {name} has no key `value`")))?;
-    let dir = crate::config::private_dir().map_err(|e| StepFailure::error(format!("cannot make a private directory: {e}")))?;
+    let dir = crate::base::private_dir().map_err(|e| StepFailure::error(format!("cannot make a private directory: {e}")))?;
     let path = dir.join(format!("{}-{cluster}.kubeconfig", ctx.namespace));
-    crate::config::write_private(&path, &value.0).map_err(|e| StepFailure::error(format!("cannot write {}: {e}", path.display())))?;
+    crate::base::write_private(&path, &value.0).map_err(|e| StepFailure::error(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Operation, StepCtx, StepFailure};
+use crate::format::ResourceRef;
 use crate::kube::{Target, Verdict, match_subset, to_json, wait_until};
-use crate::suite::model::ResourceRef;
 
 /// Waits until the object exists and contains `matches` (maps by key, list elements order-free).
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

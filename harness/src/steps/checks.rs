@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Operation, StepCtx, StepFailure};
 use crate::checks::runner::{self, Request};
-use crate::checks::spec::Spec;
+use crate::checks::spec::{Loaded, Spec};
 
 /// Runs a spec's testcases (default: the built-in scs-compatible-kaas) and fails unless every
 /// selected testcase passes. The compliance YAML goes to the scenario's artifacts.
@@ -49,24 +49,8 @@ impl Operation for RunChecks {
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
-        let (text, file, dir) = match &self.spec {
-            Some(p) => {
-                let path = ctx.resolve_path(&ctx.substitute(p));
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| StepFailure::error(format!("cannot read spec {}: {e}", path.display())))?;
-                (
-                    text,
-                    path.display().to_string(),
-                    path.parent().map(|d| d.to_path_buf()).unwrap_or_default(),
-                )
-            }
-            None => (
-                crate::cli::KAAS_SPEC.to_string(),
-                "scs-compatible-kaas.yaml".to_string(),
-                ctx.base_dir.clone(),
-            ),
-        };
-        let spec = Spec::parse(&text, &file).map_err(|e| StepFailure::error(e.to_string()))?;
+        let path = self.spec.as_ref().map(|p| ctx.resolve_path(&ctx.substitute(p)));
+        let Loaded { spec, dir } = Spec::load(path.as_deref(), &ctx.base_dir).map_err(|e| StepFailure::error(e.to_string()))?;
         let subject = self
             .subject
             .clone()
@@ -123,9 +107,9 @@ impl Operation for RunChecks {
         for l in summary.lines() {
             ctx.log.line(l);
         }
-        let path = ctx.artifacts.join(format!("{}-compliance.yaml", crate::engine::slug(&subject)));
+        let path = ctx.artifacts.join(format!("{}-compliance.yaml", crate::base::slug(&subject)));
         let yaml = serde_saphyr::to_string(&report).map_err(|e| StepFailure::error(e.to_string()))?;
-        crate::report::write_atomic(&path, yaml.as_bytes()).map_err(|e| StepFailure::error(e.to_string()))?;
+        crate::base::write_atomic(&path, yaml.as_bytes()).map_err(|e| StepFailure::error(e.to_string()))?;
         let results = runner::results(&report);
         let selected: Vec<String> = req.select().into_iter().filter(|s| !s.manual).map(|s| s.id).collect();
         let bad: Vec<String> = selected

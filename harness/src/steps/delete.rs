@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Operation, StepCtx, StepFailure, exactly_one};
+use crate::format::ResourceRef;
 use crate::kube::{Target, Verdict, wait_until};
-use crate::suite::model::ResourceRef;
 
 /// Deletes objects and (by default) waits until they are gone, finalizers included.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::format::ResourceRef;
 use crate::kube::Resolver;
-use crate::suite::model::ResourceRef;
 
 /// How a step ended when it did not pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl StepCtx {
 
     /// Substitutes `${NAME}` for known run-time variables; unknown ones are left for the shell.
     pub fn substitute(&self, s: &str) -> String {
-        crate::suite::subst::substitute_known(s, &self.vars)
+        crate::format::subst::substitute_known(s, &self.vars)
     }
 
     pub fn namespace_of(&self, r: &ResourceRef) -> String {

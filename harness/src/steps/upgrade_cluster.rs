@@ -28,7 +28,7 @@ pub struct UpgradeCluster {
     pub kubernetes_version: Option<String>,
     /// How long a lifecycle hook may block the topology before the step fails (default 2m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hook_timeout: Option<crate::suite::duration::HumanDuration>,
+    pub hook_timeout: Option<crate::format::duration::HumanDuration>,
     /// How far to wait for the ClusterAddon to follow: `ready` (default), `created`, `skip`.
     #[serde(default)]
     pub addons: AddonWait,

@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Operation, StepCtx, StepFailure};
+use crate::format::ResourceRef;
 use crate::kube::{Target, Verdict, conditions, describe_conditions, wait_until};
-use crate::suite::model::ResourceRef;
 
 /// Waits for `condition` (with `status`, default "True", and optionally `reason`) or for deletion.
 /// Without either, waits until the object exists.

@@ -24,7 +24,7 @@ pub struct WaitCluster {
     pub addons: AddonWait,
     /// How long a lifecycle hook may block the topology before the step fails (default 2m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hook_timeout: Option<crate::suite::duration::HumanDuration>,
+    pub hook_timeout: Option<crate::format::duration::HumanDuration>,
 }
 
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(120);

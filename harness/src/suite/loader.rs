@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
-use super::duration::Timeout;
-use super::model::{API_VERSION, Scenario, Suite};
+use super::model::{Scenario, Suite};
 use crate::config::Settings;
 use crate::error::InputError;
+use crate::format::API_VERSION;
+use crate::format::duration::Timeout;
 
 /// Suites compiled into the binary, so `scs-e2e run` works from any directory.
 pub const EMBEDDED: &[(&str, &str)] = &[("quickstart", include_str!("../../../suites/quickstart.yaml"))];

@@ -1,8 +1,6 @@
 //! Suites: the declarative format (model), reading and checking it (loader), and expanding it
 //! into the scenarios a run executes (plan).
 
-pub mod duration;
 pub mod loader;
 pub mod model;
 pub mod plan;
-pub mod subst;

@@ -8,13 +8,13 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Serialize;
 
-use super::duration::Timeout;
 use super::loader::{LoadedSuite, matrix_combinations, validate};
 use super::model::{Defaults, Op, Step};
-use super::subst::{substitute_known, substitute_value};
 use crate::collect::Collector;
 use crate::config::Settings;
 use crate::error::InputError;
+use crate::format::duration::Timeout;
+use crate::format::subst::{substitute_known, substitute_value};
 
 #[derive(Clone, Debug)]
 pub struct Plan {

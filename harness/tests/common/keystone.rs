@@ -40,7 +40,7 @@ static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub async fn start(expiration: u64, extra_endpoints: Option<&str>) -> Keystone {
     let _one_at_a_time = STARTING.lock().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/keystone/keystone.sh");
-    let venv = scs_e2e::config::cache_root().join("keystone-venv");
+    let venv = scs_e2e::base::cache_root().join("keystone-venv");
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = std::fs::File::create(state.path().join("script.log")).unwrap();

@@ -173,7 +173,7 @@ impl Cache {
     /// `<cache>/images` (SCS_E2E_CACHE_DIR, XDG_CACHE_HOME or ~/.cache).
     pub fn locate() -> Cache {
         Cache {
-            root: crate::config::cache_root().join("images"),
+            root: crate::base::cache_root().join("images"),
         }
     }
 
@@ -385,7 +385,7 @@ fn materialize(cache: &Cache) -> std::io::Result<()> {
     let src = cache.src();
     let _ = std::fs::remove_dir_all(&src);
     for (path, bytes) in files::FILES {
-        crate::env::write_file(&src.join(path), bytes)?;
+        crate::base::write_file(&src.join(path), bytes)?;
     }
     lab_build::write_modules(&src.join("lab"))
 }

@@ -293,7 +293,7 @@ impl Assets {
 }
 
 pub fn default_cache_dir() -> PathBuf {
-    crate::config::cache_root().join("lab")
+    crate::base::cache_root().join("lab")
 }
 
 /// Writes every pinned wrapper module to `<dest>/<dir>/` (the image recipes build from them too).
@@ -301,7 +301,7 @@ pub fn write_modules(dest: &Path) -> std::io::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for m in COMPONENTS.iter().map(|c| c.module).filter(|m| seen.insert(m.dir)) {
         for (p, text) in m.files {
-            crate::env::write_file(&dest.join(m.dir).join(p), text.as_bytes())?;
+            crate::base::write_file(&dest.join(m.dir).join(p), text.as_bytes())?;
         }
     }
     Ok(())

@@ -381,7 +381,7 @@ impl Lab {
 
     fn save_state(&self) -> std::io::Result<()> {
         let s = serde_json::to_string_pretty(&*self.state.lock().unwrap()).expect("state serializes");
-        crate::report::write_atomic(&self.dir.join(STATE_FILE), s.as_bytes())
+        crate::base::write_atomic(&self.dir.join(STATE_FILE), s.as_bytes())
     }
 
     pub fn pid(&self, name: &str) -> Option<u32> {
@@ -863,7 +863,7 @@ impl Environment for LabEnv {
         if !logs.is_dir() {
             return Ok(0);
         }
-        Ok(super::copy_tree(&logs, dir)?)
+        Ok(crate::base::copy_tree(&logs, dir)?)
     }
 
     fn properties(&self) -> BTreeMap<String, String> {

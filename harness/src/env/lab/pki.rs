@@ -40,18 +40,6 @@ impl Pki {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
-}
-
 /// Generates everything into `dir` (mode 0600 for keys).
 pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     std::fs::create_dir_all(dir)?;
@@ -117,13 +105,13 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
         kcm_key_pem: kcm_key,
     };
     std::fs::write(pki.ca_crt(), &pki.ca_pem)?;
-    write_private(&pki.ca_key(), &ca_key_pem)?;
+    crate::base::write_private(&pki.ca_key(), ca_key_pem.as_bytes())?;
     std::fs::write(pki.apiserver_crt(), api_crt)?;
-    write_private(&pki.apiserver_key(), &api_key)?;
-    write_private(&pki.sa_key(), &sa.serialize_pem())?;
+    crate::base::write_private(&pki.apiserver_key(), api_key.as_bytes())?;
+    crate::base::write_private(&pki.sa_key(), sa.serialize_pem().as_bytes())?;
     std::fs::create_dir_all(pki.webhook_dir())?;
     std::fs::write(pki.webhook_dir().join("tls.crt"), hook_crt)?;
-    write_private(&pki.webhook_dir().join("tls.key"), &hook_key)?;
+    crate::base::write_private(&pki.webhook_dir().join("tls.key"), hook_key.as_bytes())?;
     std::fs::write(pki.sa_pub(), sa.public_key_pem())?;
     Ok(pki)
 }
@@ -138,5 +126,5 @@ pub fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, cert_pem: &str,
         b(cert_pem),
         b(key_pem)
     );
-    write_private(path, &text)
+    crate::base::write_private(path, text.as_bytes())
 }

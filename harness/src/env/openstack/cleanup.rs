@@ -525,7 +525,7 @@ pub struct CleanupArgs {
 }
 
 fn parse_wait(s: &str) -> Result<Duration, String> {
-    crate::suite::duration::HumanDuration::parse(s).map(|d| d.0)
+    crate::format::duration::HumanDuration::parse(s).map(|d| d.0)
 }
 
 pub const CLEANUP_HELP: &str = "Exit codes:
