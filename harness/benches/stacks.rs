@@ -128,7 +128,7 @@ async fn detection_latency(lab: &Lab, n: usize) -> Vec<f64> {
                  "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
     });
-    let ctx = scs_e2e::steps::StepCtx {
+    let ctx = scs_e2e::context::StepCtx {
         resolver: std::sync::Arc::new(scs_e2e::kube::Resolver::new(client.clone())),
         namespace: "default".into(),
         kubeconfig: lab.kubeconfig(),
@@ -141,6 +141,7 @@ async fn detection_latency(lab: &Lab, n: usize) -> Vec<f64> {
         cancel: Default::default(),
         outputs: Default::default(),
         cloud: None,
+        run_id: scs_e2e::base::new_run_id(),
     };
     let step = |y: &str| -> scs_e2e::suite::model::Step { serde_saphyr::from_str(y).unwrap() };
     let apply = step(&format!("apply: {{manifest: {crd}}}"));

@@ -15,11 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DeletePolicy;
+use crate::context::{FailureKind, StepCtx, StepFailure, StepLog};
 use crate::env::Environment;
 use crate::kube::Resolver;
 use crate::report::console::{Event, Observer};
 use crate::report::{self, Attempt, CollectedRecord, RunReport, ScenarioResult, Status, StepResult, SuiteRecord};
-use crate::steps::{FailureKind, StepCtx, StepFailure, StepLog};
+use crate::steps::ClusterEffect;
 use crate::suite::plan::{Plan, PlannedScenario, PlannedStep};
 
 /// Collectors and clean-up get this long each, even after cancellation.
@@ -291,10 +292,10 @@ pub fn cluster_plan(plan: &Plan, run_id: &str, environment: &str) -> report::Clu
         let namespace = sc.namespace.clone().unwrap_or_else(|| namespace_for(sc, run_id));
         let vars = scenario_vars(sc, &namespace, run_id);
         for st in &sc.steps {
-            if let crate::suite::model::Op::CreateCluster(c) = &st.op {
+            if let ClusterEffect::Creates(name) = st.op.operation().cluster_effect() {
                 clusters.push(report::PlannedCluster {
                     namespace: namespace.clone(),
-                    name: crate::format::subst::substitute_known(&c.name, &vars),
+                    name: crate::format::subst::substitute_known(name, &vars),
                     scenario: sc.id(),
                 });
             }
@@ -356,7 +357,7 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
     vars.extend(scenario_vars(sc, &namespace, &sh.opts.run_id));
     vars.insert("ARTIFACTS".into(), dir.display().to_string());
     vars.insert("KUBECONFIG".into(), sh.kubeconfig.display().to_string());
-    let outputs = crate::steps::StepOutputs::default();
+    let outputs = crate::context::StepOutputs::default();
     let cloud = sh.env.cluster_cloud();
     let ctx_for = |deadline: Instant, cancel: CancellationToken| StepCtx {
         resolver: sh.resolver.clone(),
@@ -372,6 +373,7 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
         cancel,
         outputs: outputs.clone(),
         cloud: cloud.clone(),
+        run_id: sh.opts.run_id.clone(),
     };
 
     let owns_namespace = sc.namespace.is_none();
@@ -438,14 +440,14 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
                 format!("step `{}` did not pass", step.name)
             });
         }
-        let deleted = match (&step.op, &cloud) {
-            (crate::suite::model::Op::DeleteCluster(d), Some(c)) if result.status == Status::Passed => Some((d, c)),
+        let deleted = match (step.op.operation().cluster_effect(), &cloud) {
+            (ClusterEffect::Deletes(name), Some(c)) if result.status == Status::Passed => Some((name, c)),
             _ => None,
         };
         steps.push(result);
         // The Cluster is gone, so its provider says it deleted everything: the cloud is asked.
-        if let Some((d, c)) = deleted {
-            let name = ctx_for(Instant::now(), CancellationToken::new()).substitute(&d.name);
+        if let Some((name, c)) = deleted {
+            let name = ctx_for(Instant::now(), CancellationToken::new()).substitute(name);
             let leak = c.leak_check(&namespace, &name).await;
             sh.obs.on(Event::StepFinished { id: &id, result: &leak });
             steps.push(leak);
@@ -492,7 +494,7 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
                     timeout: sh.opts.teardown_timeout,
                     timeout_from: "wait-delete".into(),
                     attempts: 1,
-                    op: crate::suite::model::Op::DeleteCluster(crate::steps::delete_cluster::DeleteCluster { name: name.clone() }),
+                    op: crate::steps::Op::delete_cluster(name.clone()),
                 };
                 sh.obs.on(Event::StepStarted {
                     id: &id,

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod context;
 pub mod engine;
 pub mod env;
 pub mod error;

@@ -175,7 +175,7 @@ fn matrix_expands_with_stable_names_and_substitutes_everywhere() {
     assert_eq!(s.matrix.get("stack").map(String::as_str), Some("v2"));
     assert_eq!(s.steps[0].name, "run v2");
     let argv = match &s.steps[0].op {
-        scs_e2e::suite::model::Op::Command(c) => c.argv.clone().unwrap(),
+        scs_e2e::steps::Op::Command(c) => c.argv.clone().unwrap(),
         _ => unreachable!(),
     };
     assert_eq!(

@@ -8,8 +8,8 @@
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::context::{Scope, StepFailure};
 use crate::kube::{Target, Verdict, WaitError, conditions, wait_until};
-use crate::steps::{StepCtx, StepFailure};
 
 pub const GROUP_VERSION: &str = "infrastructure.clusterstack.x-k8s.io/v1alpha1";
 pub const TEMPLATE_KIND: &str = "OpenStackClusterStackReleaseTemplate";
@@ -20,8 +20,8 @@ pub const TERMINAL_REASONS: &[&str] = &["OpenStackImageImportTimeOutReason", "Is
 
 /// Server-side applies the template (identity: the Secret with `clouds.yaml`); returns the
 /// ClusterStack's `providerRef` to it.
-pub async fn apply_template(ctx: &StepCtx, name: &str, identity_secret: &str) -> Result<Value, StepFailure> {
-    let api = ctx.resolver.api(GROUP_VERSION, TEMPLATE_KIND, &ctx.namespace).await.map_err(|e| {
+pub async fn apply_template(scope: &Scope, name: &str, identity_secret: &str) -> Result<Value, StepFailure> {
+    let api = scope.resolver.api(GROUP_VERSION, TEMPLATE_KIND, &scope.namespace).await.map_err(|e| {
         StepFailure::error(format!(
             "the API has no {TEMPLATE_KIND} ({GROUP_VERSION}): {e}; `noProvider: false` needs the Cluster Stack Provider OpenStack (CSPO) installed"
         ))
@@ -29,17 +29,18 @@ pub async fn apply_template(ctx: &StepCtx, name: &str, identity_secret: &str) ->
     let obj = json!({
         "apiVersion": GROUP_VERSION,
         "kind": TEMPLATE_KIND,
-        "metadata": {"name": name, "namespace": ctx.namespace},
+        "metadata": {"name": name, "namespace": scope.namespace},
         "spec": {"template": {"spec": {"identityRef": {"kind": "Secret", "name": identity_secret}}}},
     });
     api.patch(
         name,
-        &PatchParams::apply(crate::steps::apply::FIELD_MANAGER).force(),
+        &PatchParams::apply(crate::context::FIELD_MANAGER).force(),
         &Patch::Apply(&obj),
     )
     .await
     .map_err(|e| StepFailure::error(format!("{TEMPLATE_KIND} {name} was refused: {}", super::ops::api_message(&e))))?;
-    ctx.log
+    scope
+        .log
         .line(format!("{TEMPLATE_KIND} {name}: CSPO imports images with Secret {identity_secret}"));
     Ok(json!({"apiVersion": GROUP_VERSION, "kind": TEMPLATE_KIND, "name": name}))
 }
@@ -70,11 +71,11 @@ pub fn failed_import(objs: &std::collections::BTreeMap<String, kube::api::Dynami
 
 /// Resolves only when an image import of `release` has failed for good; pends forever where
 /// CSPO is not installed or nothing fails (the caller races it against the release's wait).
-pub async fn image_import_failure(ctx: &StepCtx, release: &str) -> StepFailure {
-    let Ok(api) = ctx.resolver.api(GROUP_VERSION, IMAGE_RELEASE_KIND, &ctx.namespace).await else {
+pub async fn image_import_failure(scope: &Scope, release: &str) -> StepFailure {
+    let Ok(api) = scope.resolver.api(GROUP_VERSION, IMAGE_RELEASE_KIND, &scope.namespace).await else {
         return std::future::pending().await;
     };
-    let r = wait_until(api, &Target::Selector(String::new()), ctx.deadline, |objs| {
+    let r = wait_until(api, &Target::Selector(String::new()), scope.deadline, |objs| {
         match failed_import(objs, release) {
             Some(why) => Verdict::Failed(why),
             None => Verdict::Pending(String::new()),

@@ -10,16 +10,16 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{CAPI_GROUP_VERSION, CLUSTER_NAME_LABEL, CSO_GROUP_VERSION, StackId};
+use crate::context::{Scope, StepFailure};
 use crate::kube::{Target, Verdict, conditions, describe_conditions, wait_until, wait_until_ticking};
-use crate::steps::{StepCtx, StepFailure};
 
-const FIELD_MANAGER: &str = crate::steps::apply::FIELD_MANAGER;
+const FIELD_MANAGER: &str = crate::context::FIELD_MANAGER;
 /// How long `ReleaseAssetsNotDownloadedYet` may last before we call the assets missing:
 /// downloads from a registry take a few seconds, local mode never gets better.
 pub const ASSETS_GRACE: Duration = Duration::from_secs(15);
 
-pub async fn api(ctx: &StepCtx, api_version: &str, kind: &str) -> Result<Api<DynamicObject>, StepFailure> {
-    ctx.resolver.api(api_version, kind, &ctx.namespace).await.map_err(|e| {
+pub async fn api(scope: &Scope, api_version: &str, kind: &str) -> Result<Api<DynamicObject>, StepFailure> {
+    scope.resolver.api(api_version, kind, &scope.namespace).await.map_err(|e| {
         StepFailure::error(format!(
             "the API has no {kind} ({api_version}): {e}; are Cluster API and the Cluster Stack Operator installed in this environment?"
         ))
@@ -36,8 +36,8 @@ fn condition_is(o: &DynamicObject, type_: &str, status: &str) -> bool {
 }
 
 /// The ClusterStack of `id` in the scenario's namespace (by its spec, whatever its name).
-pub async fn find_cluster_stack(ctx: &StepCtx, id: &StackId) -> Result<Option<DynamicObject>, StepFailure> {
-    let stacks = api(ctx, CSO_GROUP_VERSION, "ClusterStack").await?;
+pub async fn find_cluster_stack(scope: &Scope, id: &StackId) -> Result<Option<DynamicObject>, StepFailure> {
+    let stacks = api(scope, CSO_GROUP_VERSION, "ClusterStack").await?;
     Ok(stacks.list(&ListParams::default()).await?.items.into_iter().find(|s| {
         str_at(s, "/spec/provider") == Some(id.provider.as_str())
             && str_at(s, "/spec/name") == Some(id.name.as_str())
@@ -48,7 +48,7 @@ pub async fn find_cluster_stack(ctx: &StepCtx, id: &StackId) -> Result<Option<Dy
 /// Creates or updates the ClusterStack of `id` with `versions` (merged with those it has).
 /// `autoSubscribe` is always off: on, CSO would add releases behind the test's back.
 pub async fn apply_cluster_stack(
-    ctx: &StepCtx,
+    scope: &Scope,
     id: &StackId,
     object_name: Option<&str>,
     channel: &str,
@@ -56,7 +56,7 @@ pub async fn apply_cluster_stack(
     no_provider: bool,
     provider_ref: Option<&Value>,
 ) -> Result<String, StepFailure> {
-    let existing = find_cluster_stack(ctx, id).await?;
+    let existing = find_cluster_stack(scope, id).await?;
     let name = match (&existing, object_name) {
         (Some(s), _) => s.metadata.name.clone().unwrap_or_default(),
         (None, Some(n)) => n.to_string(),
@@ -72,7 +72,7 @@ pub async fn apply_cluster_stack(
     let mut obj = json!({
         "apiVersion": CSO_GROUP_VERSION,
         "kind": "ClusterStack",
-        "metadata": {"name": name, "namespace": ctx.namespace},
+        "metadata": {"name": name, "namespace": scope.namespace},
         "spec": {
             "provider": id.provider,
             "name": id.name,
@@ -86,12 +86,12 @@ pub async fn apply_cluster_stack(
     if let Some(r) = provider_ref {
         obj["spec"]["providerRef"] = r.clone();
     }
-    let stacks = api(ctx, CSO_GROUP_VERSION, "ClusterStack").await?;
+    let stacks = api(scope, CSO_GROUP_VERSION, "ClusterStack").await?;
     stacks
         .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
         .await
         .map_err(|e| StepFailure::error(format!("ClusterStack {name} was refused: {}", api_message(&e))))?;
-    ctx.log.line(format!(
+    scope.log.line(format!(
         "ClusterStack {name}: {}/{} {} versions {}",
         id.provider,
         id.name,
@@ -119,16 +119,17 @@ pub struct ReleaseInfo {
 
 /// Waits until the release is usable: `status.ready`, `HelmChartApplied` True and its
 /// ClusterClass present. ClusterStack `Ready` is no signal: it turns True before any release is.
-pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<ReleaseInfo, StepFailure> {
+/// `release_dir` (CSO's local-mode directory, if any) only names where assets are missing.
+pub async fn wait_release(scope: &Scope, id: &StackId, version: &str, release_dir: Option<&str>) -> Result<ReleaseInfo, StepFailure> {
     let name = id.release_name(version);
-    let releases = api(ctx, CSO_GROUP_VERSION, "ClusterStackRelease").await?;
-    let asset_dir = match ctx.vars.get("CSO_RELEASE_DIR") {
+    let releases = api(scope, CSO_GROUP_VERSION, "ClusterStackRelease").await?;
+    let asset_dir = match release_dir {
         Some(d) => PathBuf::from(d).join("cluster-stacks").join(&name).display().to_string(),
         None => format!("<CSO release dir>/cluster-stacks/{name}/"),
     };
     let mut missing_since: Option<Instant> = None;
     let target = Target::Name(name.clone());
-    let release_wait = wait_until_ticking(releases, &target, ctx.deadline, Some(Duration::from_secs(1)), |objs| {
+    let release_wait = wait_until_ticking(releases, &target, scope.deadline, Some(Duration::from_secs(1)), |objs| {
         let Some(r) = objs.get(&name) else {
             return Verdict::Pending(format!(
                 "ClusterStackRelease {name} does not exist yet (is the version in the ClusterStack's versions?)"
@@ -158,13 +159,13 @@ pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<
     // With CSPO, a failed node-image import would otherwise only show as a timeout.
     let done = tokio::select! {
         r = release_wait => r?,
-        f = super::cspo::image_import_failure(ctx, &name) => return Err(f),
+        f = super::cspo::image_import_failure(scope, &name) => return Err(f),
     };
     let r = &done[&name];
     let kubernetes_version = str_at(r, "/status/kubernetesVersion").unwrap_or_default().to_string();
     let class = id.class_name(version);
-    let classes = api(ctx, CAPI_GROUP_VERSION, "ClusterClass").await?;
-    wait_until(classes, &Target::Name(class.clone()), ctx.deadline, |objs| {
+    let classes = api(scope, CAPI_GROUP_VERSION, "ClusterClass").await?;
+    wait_until(classes, &Target::Name(class.clone()), scope.deadline, |objs| {
         if objs.contains_key(&class) {
             Verdict::Done
         } else {
@@ -173,7 +174,7 @@ pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<
     })
     .await
     .map_err(|e| StepFailure::failed(e.to_string()))?;
-    ctx.log.line(format!(
+    scope.log.line(format!(
         "release {name} usable: Kubernetes {kubernetes_version}, ClusterClass {class}"
     ));
     Ok(ReleaseInfo {
@@ -184,9 +185,9 @@ pub async fn wait_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<
 }
 
 /// Reads a release that should be usable already (for createCluster/upgradeCluster).
-pub async fn ready_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result<ReleaseInfo, StepFailure> {
+pub async fn ready_release(scope: &Scope, id: &StackId, version: &str) -> Result<ReleaseInfo, StepFailure> {
     let name = id.release_name(version);
-    let releases = api(ctx, CSO_GROUP_VERSION, "ClusterStackRelease").await?;
+    let releases = api(scope, CSO_GROUP_VERSION, "ClusterStackRelease").await?;
     let r = releases.get_opt(&name).await?.ok_or_else(|| {
         StepFailure::error(format!(
             "ClusterStackRelease {name} does not exist: install the stack version first (installClusterStack, waitClusterStackRelease)"
@@ -207,12 +208,12 @@ pub async fn ready_release(ctx: &StepCtx, id: &StackId, version: &str) -> Result
 
 /// The variable names a ClusterClass declares: its own (`spec.variables`) and those Cluster API
 /// found in its runtime extensions (`status.variables`).
-pub async fn class_variables(ctx: &StepCtx, class: &str) -> Result<std::collections::BTreeSet<String>, StepFailure> {
-    let classes = api(ctx, CAPI_GROUP_VERSION, "ClusterClass").await?;
+pub async fn class_variables(scope: &Scope, class: &str) -> Result<std::collections::BTreeSet<String>, StepFailure> {
+    let classes = api(scope, CAPI_GROUP_VERSION, "ClusterClass").await?;
     let c = classes
         .get_opt(class)
         .await?
-        .ok_or_else(|| StepFailure::error(format!("ClusterClass {class} does not exist in namespace {}", ctx.namespace)))?;
+        .ok_or_else(|| StepFailure::error(format!("ClusterClass {class} does not exist in namespace {}", scope.namespace)))?;
     Ok(["/spec/variables", "/status/variables"]
         .iter()
         .filter_map(|p| c.data.pointer(p).and_then(Value::as_array))
@@ -271,12 +272,12 @@ pub fn blocking_hook(c: &DynamicObject, limit: Duration) -> Option<String> {
     })
 }
 
-pub async fn wait_cluster_ready(ctx: &StepCtx, cluster: &str, hook_limit: Duration) -> Result<DynamicObject, StepFailure> {
-    let clusters = api(ctx, CAPI_GROUP_VERSION, "Cluster").await?;
+pub async fn wait_cluster_ready(scope: &Scope, cluster: &str, hook_limit: Duration) -> Result<DynamicObject, StepFailure> {
+    let clusters = api(scope, CAPI_GROUP_VERSION, "Cluster").await?;
     let done = wait_until_ticking(
         clusters,
         &Target::Name(cluster.into()),
-        ctx.deadline,
+        scope.deadline,
         Some(Duration::from_secs(1)),
         |objs| {
             let Some(c) = objs.get(cluster) else {
@@ -297,9 +298,9 @@ pub async fn wait_cluster_ready(ctx: &StepCtx, cluster: &str, hook_limit: Durati
 
 /// The workload cluster's kubeconfig from Secret `<cluster>-kubeconfig` (key `value`), written
 /// with mode 0600 outside the artifacts (it is a credential).
-pub async fn fetch_kubeconfig(ctx: &StepCtx, cluster: &str) -> Result<PathBuf, StepFailure> {
+pub async fn fetch_kubeconfig(scope: &Scope, cluster: &str) -> Result<PathBuf, StepFailure> {
     use k8s_openapi::api::core::v1::Secret;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client(), &ctx.namespace);
+    let secrets: Api<Secret> = Api::namespaced(scope.client(), &scope.namespace);
     let name = format!("{cluster}-kubeconfig");
     let s = secrets
         .get_opt(&name)
@@ -311,20 +312,20 @@ pub async fn fetch_kubeconfig(ctx: &StepCtx, cluster: &str) -> Result<PathBuf, S
         .and_then(|d| d.get("value"))
         .ok_or_else(|| StepFailure::failed(format!("Secret {name} has no key `value`")))?;
     let dir = crate::base::private_dir().map_err(|e| StepFailure::error(format!("cannot make a private directory: {e}")))?;
-    let path = dir.join(format!("{}-{cluster}.kubeconfig", ctx.namespace));
+    let path = dir.join(format!("{}-{cluster}.kubeconfig", scope.namespace));
     crate::base::write_private(&path, &value.0).map_err(|e| StepFailure::error(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }
 
 /// Waits for the cluster's ClusterAddon to be ready for `class` (the Cluster's current class).
-pub async fn wait_addon(ctx: &StepCtx, cluster: &str, class: &str, mode: super::AddonWait) -> Result<(), StepFailure> {
+pub async fn wait_addon(scope: &Scope, cluster: &str, class: &str, mode: super::AddonWait) -> Result<(), StepFailure> {
     if mode == super::AddonWait::Skip {
         return Ok(());
     }
     let need_ready = mode == super::AddonWait::Ready;
     let name = format!("cluster-addon-{cluster}");
-    let addons = api(ctx, CSO_GROUP_VERSION, "ClusterAddon").await?;
-    wait_until(addons, &Target::Name(name.clone()), ctx.deadline, |objs| {
+    let addons = api(scope, CSO_GROUP_VERSION, "ClusterAddon").await?;
+    wait_until(addons, &Target::Name(name.clone()), scope.deadline, |objs| {
         let Some(a) = objs.get(&name) else {
             return Verdict::Pending(format!("ClusterAddon {name} does not exist"));
         };
@@ -346,8 +347,8 @@ pub async fn wait_addon(ctx: &StepCtx, cluster: &str, class: &str, mode: super::
 }
 
 /// Name → (version, phase, node) of the cluster's Machines.
-pub async fn machines(ctx: &StepCtx, cluster: &str) -> Result<BTreeMap<String, String>, StepFailure> {
-    let api = api(ctx, CAPI_GROUP_VERSION, "Machine").await?;
+pub async fn machines(scope: &Scope, cluster: &str) -> Result<BTreeMap<String, String>, StepFailure> {
+    let api = api(scope, CAPI_GROUP_VERSION, "Machine").await?;
     let list = api
         .list(&ListParams::default().labels(&format!("{CLUSTER_NAME_LABEL}={cluster}")))
         .await?;
@@ -369,12 +370,12 @@ fn describe_machine(m: &DynamicObject) -> String {
 
 /// Fails once a lifecycle hook has blocked the Cluster's topology for longer than `limit`;
 /// otherwise runs until just after the step's deadline (so the step's own wait reports first).
-pub async fn fail_on_blocking_hook(ctx: &StepCtx, cluster: &str, limit: Duration) -> StepFailure {
-    let clusters = match api(ctx, CAPI_GROUP_VERSION, "Cluster").await {
+pub async fn fail_on_blocking_hook(scope: &Scope, cluster: &str, limit: Duration) -> StepFailure {
+    let clusters = match api(scope, CAPI_GROUP_VERSION, "Cluster").await {
         Ok(a) => a,
         Err(e) => return e,
     };
-    let deadline = ctx.deadline + Duration::from_secs(1);
+    let deadline = scope.deadline + Duration::from_secs(1);
     let r = wait_until_ticking(
         clusters,
         &Target::Name(cluster.into()),
@@ -394,10 +395,10 @@ pub async fn fail_on_blocking_hook(ctx: &StepCtx, cluster: &str, limit: Duration
 
 /// Waits until none of `old` Machines is left and every Machine of the cluster runs `version`
 /// with a node.
-pub async fn wait_machines_replaced(ctx: &StepCtx, cluster: &str, old: &BTreeSet<String>, version: &str) -> Result<usize, StepFailure> {
-    let api = api(ctx, CAPI_GROUP_VERSION, "Machine").await?;
+pub async fn wait_machines_replaced(scope: &Scope, cluster: &str, old: &BTreeSet<String>, version: &str) -> Result<usize, StepFailure> {
+    let api = api(scope, CAPI_GROUP_VERSION, "Machine").await?;
     let target = Target::Selector(format!("{CLUSTER_NAME_LABEL}={cluster}"));
-    let done = wait_until(api, &target, ctx.deadline, |objs| {
+    let done = wait_until(api, &target, scope.deadline, |objs| {
         let left: Vec<&String> = objs.keys().filter(|n| old.contains(*n)).collect();
         let not_new: Vec<String> = objs
             .iter()
@@ -423,8 +424,8 @@ pub async fn wait_machines_replaced(ctx: &StepCtx, cluster: &str, old: &BTreeSet
 }
 
 /// Deletes one object and waits until it is gone (finalizers included).
-pub async fn delete_and_wait(ctx: &StepCtx, api_version: &str, kind: &str, name: &str) -> Result<(), StepFailure> {
-    let api = api(ctx, api_version, kind).await?;
+pub async fn delete_and_wait(scope: &Scope, api_version: &str, kind: &str, name: &str) -> Result<(), StepFailure> {
+    let api = api(scope, api_version, kind).await?;
     // Not foreground: the garbage collector would delete a Cluster's infrastructure cluster
     // together with its machines, while Cluster API's own finalizer deletes them in order.
     match api.delete(name, &DeleteParams::default()).await {
@@ -432,7 +433,7 @@ pub async fn delete_and_wait(ctx: &StepCtx, api_version: &str, kind: &str, name:
         Err(kube::Error::Api(e)) if e.code == 404 => {}
         Err(e) => return Err(e.into()),
     }
-    wait_until(api, &Target::Name(name.into()), ctx.deadline, |objs| match objs.get(name) {
+    wait_until(api, &Target::Name(name.into()), scope.deadline, |objs| match objs.get(name) {
         None => Verdict::Done,
         Some(o) => Verdict::Pending(format!(
             "{kind} {name} still exists (finalizers: {}); {}",
@@ -446,18 +447,18 @@ pub async fn delete_and_wait(ctx: &StepCtx, api_version: &str, kind: &str, name:
 
 /// Waits until nothing of `kind` matches `selector` (or `name_prefix`, if given) any more.
 pub async fn wait_none_left(
-    ctx: &StepCtx,
+    scope: &Scope,
     api_version: &str,
     kind: &str,
     selector: Option<&str>,
     name_prefix: Option<&str>,
 ) -> Result<(), StepFailure> {
-    let api = api(ctx, api_version, kind).await?;
+    let api = api(scope, api_version, kind).await?;
     let target = match selector {
         Some(s) => Target::Selector(s.into()),
         None => Target::Selector(String::new()),
     };
-    wait_until(api, &target, ctx.deadline, |objs| {
+    wait_until(api, &target, scope.deadline, |objs| {
         let left: Vec<&String> = objs.keys().filter(|n| name_prefix.is_none_or(|p| n.starts_with(p))).collect();
         if left.is_empty() {
             Verdict::Done

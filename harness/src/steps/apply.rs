@@ -8,9 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Operation, StepCtx, StepFailure, exactly_one};
-
-pub const FIELD_MANAGER: &str = "scs-e2e";
+use super::{Operation, exactly_one};
+use crate::context::{StepCtx, StepFailure};
 
 /// Server-side apply manifests. Namespaced objects without a namespace go to the scenario's.
 /// CRDs and Namespaces are applied first, and CRDs are waited for until Established.
@@ -153,7 +152,11 @@ async fn apply_one(ctx: &StepCtx, mut doc: Value, default_ns: &str) -> Result<Dy
         kube::discovery::Scope::Cluster => kube::Api::all_with(ctx.client(), &ar),
     };
     let applied = api
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&doc))
+        .patch(
+            &name,
+            &PatchParams::apply(crate::context::FIELD_MANAGER).force(),
+            &Patch::Apply(&doc),
+        )
         .await
         .map_err(|e| StepFailure::error(format!("applying {kind}/{name}: {e}")))?;
     ctx.log.line(format!(

@@ -5,7 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Operation, StepCtx, StepFailure};
+use super::Operation;
+use crate::context::{StepCtx, StepFailure};
 use crate::format::ResourceRef;
 use crate::kube::{Target, Verdict, match_subset, to_json, wait_until};
 

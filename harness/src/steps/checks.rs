@@ -6,9 +6,10 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, StepCtx, StepFailure};
+use super::Operation;
 use crate::checks::runner::{self, Request};
 use crate::checks::spec::{Loaded, Spec};
+use crate::context::{StepCtx, StepFailure};
 
 /// Runs a spec's testcases (default: the built-in scs-compatible-kaas) and fails unless every
 /// selected testcase passes. The compliance YAML goes to the scenario's artifacts.

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, StepCtx, StepFailure, exactly_one};
+use super::{Operation, exactly_one};
+use crate::context::{StepCtx, StepFailure};
 use crate::process::{Ended, path_with, run_streaming};
 
 /// Runs `argv` or a bash `script` (with `set -euo pipefail`) in the suite's directory. The

@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Operation, StepCtx, StepFailure};
+use super::{ClusterEffect, Operation};
+use crate::context::{StepCtx, StepFailure};
 use crate::stack::{CAPI_GROUP_VERSION, StackRef, ops};
 
 /// Creates a Cluster with `topology.class` the stack version's ClusterClass and
@@ -56,13 +57,18 @@ impl Operation for CreateCluster {
         )
     }
 
+    fn cluster_effect(&self) -> ClusterEffect<'_> {
+        ClusterEffect::Creates(&self.name)
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.stack.validate()
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let scope = ctx.scope();
         let (id, version) = self.stack.resolve(|s| ctx.substitute(s)).map_err(StepFailure::error)?;
-        let release = ops::ready_release(ctx, &id, &version).await?;
+        let release = ops::ready_release(&scope, &id, &version).await?;
         let name = ctx.substitute(&self.name);
         let topology_version = self
             .topology_version
@@ -73,7 +79,7 @@ impl Operation for CreateCluster {
         let mut labels: BTreeMap<String, String> = self.labels.iter().map(|(k, v)| (k.clone(), ctx.substitute(v))).collect();
         if let Some(cloud) = &ctx.cloud {
             // The cloud's defaults, where the class declares them and the step has not set them.
-            let declared = ops::class_variables(ctx, &release.class).await?;
+            let declared = ops::class_variables(&scope, &release.class).await?;
             for (k, v) in cloud.cluster_variables() {
                 if declared.contains(&k) && !variables.contains_key(&k) {
                     ctx.log.line(format!("variable {k}={v} from the {} environment", cloud.kind()));
@@ -118,7 +124,7 @@ impl Operation for CreateCluster {
             "spec": {"topology": topology},
         }))
         .map_err(|e| StepFailure::error(e.to_string()))?;
-        let clusters = ops::api(ctx, CAPI_GROUP_VERSION, "Cluster").await?;
+        let clusters = ops::api(&scope, CAPI_GROUP_VERSION, "Cluster").await?;
         if let Err(e) = clusters.create(&PostParams::default(), &obj).await {
             // One that already exists keeps what it was promised.
             let exists = matches!(&e, kube::Error::Api(s) if s.code == 409);

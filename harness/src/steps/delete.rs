@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Operation, StepCtx, StepFailure, exactly_one};
+use super::{Operation, exactly_one};
+use crate::context::{StepCtx, StepFailure};
 use crate::format::ResourceRef;
 use crate::kube::{Target, Verdict, wait_until};
 

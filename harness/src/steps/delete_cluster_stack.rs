@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, StepCtx, StepFailure};
+use super::Operation;
+use crate::context::{StepCtx, StepFailure};
 use crate::stack::{CSO_GROUP_VERSION, StackId, ops};
 
 /// Deletes the ClusterStack of a provider/name/minor and waits until it and its
@@ -37,22 +38,23 @@ impl Operation for DeleteClusterStack {
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let scope = ctx.scope();
         let id = StackId {
             provider: ctx.substitute(&self.provider),
             name: ctx.substitute(&self.name),
             kubernetes_version: ctx.substitute(&self.kubernetes_version),
         };
         id.validate().map_err(StepFailure::error)?;
-        let Some(stack) = ops::find_cluster_stack(ctx, &id).await? else {
+        let Some(stack) = ops::find_cluster_stack(&scope, &id).await? else {
             return Err(StepFailure::failed(format!(
                 "no ClusterStack for {}/{} {} in {}",
                 id.provider, id.name, id.kubernetes_version, ctx.namespace
             )));
         };
         let name = stack.metadata.name.clone().unwrap_or_default();
-        ops::delete_and_wait(ctx, CSO_GROUP_VERSION, "ClusterStack", &name).await?;
+        ops::delete_and_wait(&scope, CSO_GROUP_VERSION, "ClusterStack", &name).await?;
         ops::wait_none_left(
-            ctx,
+            &scope,
             CSO_GROUP_VERSION,
             "ClusterStackRelease",
             None,

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, StepCtx, StepFailure};
+use super::{Operation, StackInstall};
+use crate::context::{StepCtx, StepFailure};
 use crate::stack::{StackId, ops, validate_version};
 
 /// Creates (or extends) the ClusterStack `<provider>-<name>-<major>-<minor>` in the scenario's
@@ -72,6 +73,13 @@ impl Operation for InstallClusterStack {
         )
     }
 
+    fn stack_install(&self) -> Option<StackInstall<'_>> {
+        Some(StackInstall {
+            provider: &self.provider,
+            from_source: self.source.is_some(),
+        })
+    }
+
     fn validate(&self) -> Result<(), String> {
         if !self.no_provider && !self.provider.contains("${") && self.provider != "openstack" {
             return Err(format!(
@@ -96,6 +104,7 @@ impl Operation for InstallClusterStack {
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let scope = ctx.scope();
         let id = self.id(Some(ctx));
         id.validate().map_err(StepFailure::error)?;
         let versions: Vec<String> = self.versions.iter().map(|v| ctx.substitute(v)).collect();
@@ -139,10 +148,10 @@ impl Operation for InstallClusterStack {
                     )
                 })?;
             let template = format!("{}-cspo", object_name.clone().unwrap_or_else(|| id.prefix()));
-            Some(crate::stack::cspo::apply_template(ctx, &template, &secret).await?)
+            Some(crate::stack::cspo::apply_template(&scope, &template, &secret).await?)
         };
         ops::apply_cluster_stack(
-            ctx,
+            &scope,
             &id,
             object_name.as_deref(),
             &ctx.substitute(&self.channel),

@@ -1,4 +1,5 @@
-//! Step operations. Each module holds one operation: its suite fields and how it runs.
+//! Step operations and their registry (`operations!`: suite key, type, whether it needs Cluster
+//! API). Each module holds one operation: its suite fields and how it runs.
 
 pub mod apply;
 pub mod assert;
@@ -14,175 +15,89 @@ pub mod wait;
 pub mod wait_cluster;
 pub mod wait_cluster_stack_release;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use schemars::{Schema, SchemaGenerator};
+use serde::de::MapAccess;
+use serde::ser::SerializeMap;
 
-use crate::format::ResourceRef;
-use crate::kube::Resolver;
+use crate::context::{StepCtx, StepFailure};
 
-/// How a step ended when it did not pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The system under test did not behave as asserted.
-    Failed,
-    /// The step could not do its job (API unreachable, bad manifest, ...).
-    Error,
-}
-
-#[derive(Clone, Debug)]
-pub struct StepFailure {
-    pub kind: FailureKind,
-    /// One line, for JUnit's `message` attribute and the console.
-    pub message: String,
-    pub details: String,
-}
-
-impl StepFailure {
-    pub fn failed(message: impl Into<String>) -> Self {
-        Self {
-            kind: FailureKind::Failed,
-            message: one_line(message.into()),
-            details: String::new(),
+macro_rules! operations {
+    ($($key:literal => $variant:ident($ty:ty), cluster_api: $capi:literal;)*) => {
+        /// The operation of a step.
+        #[derive(Clone, Debug)]
+        pub enum Op {
+            $($variant($ty),)*
         }
-    }
-    pub fn error(message: impl Into<String>) -> Self {
-        Self {
-            kind: FailureKind::Error,
-            message: one_line(message.into()),
-            details: String::new(),
+
+        /// The operation keys, in documentation order.
+        pub const OPERATIONS: &[&str] = &[$($key,)*];
+
+        impl Op {
+            pub fn key(&self) -> &'static str {
+                match self {
+                    $(Op::$variant(_) => $key,)*
+                }
+            }
+
+            /// Whether the operation needs Cluster API and CSO in the management cluster (the
+            /// lab then starts them; other environments install them).
+            pub fn needs_cluster_api(&self) -> bool {
+                match self {
+                    $(Op::$variant(_) => $capi,)*
+                }
+            }
+
+            pub(crate) fn next_value<'de, A: MapAccess<'de>>(key: &str, map: &mut A) -> Result<Option<Op>, A::Error> {
+                Ok(Some(match key {
+                    $($key => Op::$variant(map.next_value()?),)*
+                    _ => return Ok(None),
+                }))
+            }
+
+            pub(crate) fn serialize_entry<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+                match self {
+                    $(Op::$variant(v) => map.serialize_entry($key, v),)*
+                }
+            }
+
+            /// The operation's behaviour.
+            pub fn operation(&self) -> &dyn Operation {
+                match self {
+                    $(Op::$variant(v) => v,)*
+                }
+            }
+
+            pub(crate) fn schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
+                vec![$(($key, generator.subschema_for::<$ty>()),)*]
+            }
         }
-    }
-    pub fn details(mut self, d: impl Into<String>) -> Self {
-        self.details = d.into();
-        self
-    }
+    };
 }
 
-fn one_line(s: String) -> String {
-    if s.contains('\n') {
-        s.split('\n')
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    } else {
-        s
-    }
+// The operations: suite key, variant, type, and whether it needs Cluster API and CSO. Adding an
+// operation is one line here plus its module.
+operations! {
+    "apply" => Apply(apply::Apply), cluster_api: false;
+    "assert" => Assert(assert::Assert), cluster_api: false;
+    "wait" => Wait(wait::Wait), cluster_api: false;
+    "delete" => Delete(delete::Delete), cluster_api: false;
+    "command" => Command(command::Command), cluster_api: false;
+    "runChecks" => RunChecks(checks::RunChecks), cluster_api: false;
+    "installClusterStack" => InstallClusterStack(install_cluster_stack::InstallClusterStack), cluster_api: true;
+    "waitClusterStackRelease" => WaitClusterStackRelease(wait_cluster_stack_release::WaitClusterStackRelease), cluster_api: true;
+    "createCluster" => CreateCluster(create_cluster::CreateCluster), cluster_api: true;
+    "waitCluster" => WaitCluster(wait_cluster::WaitCluster), cluster_api: true;
+    "upgradeCluster" => UpgradeCluster(upgrade_cluster::UpgradeCluster), cluster_api: true;
+    "deleteCluster" => DeleteCluster(delete_cluster::DeleteCluster), cluster_api: true;
+    "deleteClusterStack" => DeleteClusterStack(delete_cluster_stack::DeleteClusterStack), cluster_api: true;
 }
 
-impl From<kube::Error> for StepFailure {
-    fn from(e: kube::Error) -> Self {
-        StepFailure::error(format!("Kubernetes API: {e}"))
+impl Op {
+    /// The step the engine adds to delete a Cluster left in a namespace it tears down.
+    pub fn delete_cluster(name: String) -> Op {
+        Op::DeleteCluster(delete_cluster::DeleteCluster { name })
     }
-}
-
-impl From<crate::kube::WaitError> for StepFailure {
-    fn from(e: crate::kube::WaitError) -> Self {
-        StepFailure::failed(e.to_string())
-    }
-}
-
-/// The step's log: lines kept in memory (the tail goes to JUnit) and written to the artifacts.
-#[derive(Clone, Default)]
-pub struct StepLog(Arc<Mutex<Vec<String>>>);
-
-impl StepLog {
-    pub fn line(&self, s: impl Into<String>) {
-        let s = s.into();
-        let s = match crate::redact::apply(&s) {
-            std::borrow::Cow::Owned(o) => o,
-            std::borrow::Cow::Borrowed(_) => s,
-        };
-        tracing::debug!(target: "scs_e2e::step", "{s}");
-        self.0.lock().unwrap().push(s);
-    }
-    pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    pub fn tail(&self, n: usize) -> String {
-        let l = self.0.lock().unwrap();
-        l[l.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-/// Everything a running step may use.
-#[derive(Clone)]
-pub struct StepCtx {
-    pub resolver: Arc<Resolver>,
-    /// The scenario's namespace: the default for namespaced objects.
-    pub namespace: String,
-    pub kubeconfig: PathBuf,
-    /// Relative file paths in steps resolve against the suite file's directory.
-    pub base_dir: PathBuf,
-    /// This scenario's artifact directory.
-    pub artifacts: PathBuf,
-    /// `${NAME}` variables available at run time (suite vars, NAMESPACE, SCENARIO, ...).
-    pub vars: BTreeMap<String, String>,
-    /// Prepended to PATH for commands (the lab's binaries).
-    pub extra_path: Vec<PathBuf>,
-    pub log: StepLog,
-    pub deadline: Instant,
-    pub cancel: CancellationToken,
-    /// Variables a step hands to the scenario's later steps (a workload cluster's kubeconfig path).
-    pub outputs: StepOutputs,
-    /// The cloud the workload clusters run in (OpenStack), if any.
-    pub cloud: Option<Arc<dyn crate::env::ClusterCloud>>,
-}
-
-/// Variables set by steps, shared by one scenario's steps.
-#[derive(Clone, Default)]
-pub struct StepOutputs(Arc<Mutex<BTreeMap<String, String>>>);
-
-impl StepOutputs {
-    pub fn set(&self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.lock().unwrap().insert(name.into(), value.into());
-    }
-    pub fn snapshot(&self) -> BTreeMap<String, String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl StepCtx {
-    pub fn client(&self) -> kube::Client {
-        self.resolver.client().clone()
-    }
-
-    pub fn resolve_path(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
-    }
-
-    /// Substitutes `${NAME}` for known run-time variables; unknown ones are left for the shell.
-    pub fn substitute(&self, s: &str) -> String {
-        crate::format::subst::substitute_known(s, &self.vars)
-    }
-
-    pub fn namespace_of(&self, r: &ResourceRef) -> String {
-        r.namespace
-            .as_deref()
-            .map(|n| self.substitute(n))
-            .unwrap_or_else(|| self.namespace.clone())
-    }
-
-    /// The API for a referenced kind (in its namespace, if namespaced).
-    pub async fn api_for(&self, r: &ResourceRef) -> Result<kube::Api<kube::api::DynamicObject>, StepFailure> {
-        self.resolver
-            .api(&r.api_version, &r.kind, &self.namespace_of(r))
-            .await
-            .map_err(|e| unknown_kind(r, e))
-    }
-}
-
-pub fn unknown_kind(r: &ResourceRef, e: kube::Error) -> StepFailure {
-    StepFailure::error(format!(
-        "cannot resolve kind {} in {}: {e}; is its CRD installed and the apiVersion right?",
-        r.kind, r.api_version
-    ))
 }
 
 /// What every operation implements.
@@ -195,6 +110,34 @@ pub trait Operation: Send + Sync {
         Ok(())
     }
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure>;
+
+    /// What the step does to the workload Clusters of its namespace: the engine plans the
+    /// Clusters a run creates (clusters.json) and checks the cloud after a deletion.
+    fn cluster_effect(&self) -> ClusterEffect<'_> {
+        ClusterEffect::None
+    }
+
+    /// The cluster stack the step installs, if it installs one.
+    fn stack_install(&self) -> Option<StackInstall<'_>> {
+        None
+    }
+}
+
+/// See [`Operation::cluster_effect`]; names as written in the suite (`${VAR}` unsubstituted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterEffect<'a> {
+    None,
+    Creates(&'a str),
+    Deletes(&'a str),
+}
+
+/// See [`Operation::stack_install`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackInstall<'a> {
+    /// `inmemory`, `docker`, `openstack`, ...
+    pub provider: &'a str,
+    /// Release assets are built from a stack directory (CSO must run in local mode).
+    pub from_source: bool,
 }
 
 /// Exactly one of the named optional fields must be set.

@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Operation, StepCtx, StepFailure};
+use super::Operation;
+use crate::context::{StepCtx, StepFailure};
 use crate::stack::{AddonWait, CAPI_GROUP_VERSION, ops, parse_class_name, validate_version};
 
 /// Upgrades a Cluster built from a cluster stack. Same minor: adds `version` to the
@@ -51,10 +52,11 @@ impl Operation for UpgradeCluster {
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let scope = ctx.scope();
         let name = ctx.substitute(&self.name);
         let version = ctx.substitute(&self.version);
         validate_version(&version).map_err(StepFailure::error)?;
-        let clusters = ops::api(ctx, CAPI_GROUP_VERSION, "Cluster").await?;
+        let clusters = ops::api(&scope, CAPI_GROUP_VERSION, "Cluster").await?;
         let cluster = clusters
             .get_opt(&name)
             .await?
@@ -84,7 +86,7 @@ impl Operation for UpgradeCluster {
         }
         // The ClusterStack for the target minor: extended (same minor) or created (next minor),
         // with the settings of the current one.
-        let template = ops::find_cluster_stack(ctx, &current).await?;
+        let template = ops::find_cluster_stack(&scope, &current).await?;
         let spec = |k: &str| template.as_ref().and_then(|t| t.data.pointer(&format!("/spec/{k}")).cloned());
         let channel = spec("channel")
             .and_then(|v| v.as_str().map(String::from))
@@ -92,7 +94,7 @@ impl Operation for UpgradeCluster {
         let no_provider = spec("noProvider").and_then(|v| v.as_bool()).unwrap_or(true);
         let provider_ref = spec("providerRef");
         ops::apply_cluster_stack(
-            ctx,
+            &scope,
             &target,
             None,
             &channel,
@@ -101,9 +103,9 @@ impl Operation for UpgradeCluster {
             provider_ref.as_ref(),
         )
         .await?;
-        let release = ops::wait_release(ctx, &target, &version).await?;
+        let release = ops::wait_release(&scope, &target, &version, ctx.vars.get("CSO_RELEASE_DIR").map(String::as_str)).await?;
 
-        let old: BTreeSet<String> = ops::machines(ctx, &name).await?.into_keys().collect();
+        let old: BTreeSet<String> = ops::machines(&scope, &name).await?.into_keys().collect();
         let patch = json!({"spec": {"topology": {"class": release.class, "version": release.kubernetes_version}}});
         clusters
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -118,13 +120,13 @@ impl Operation for UpgradeCluster {
 
         let hooks = self.hook_timeout.map(|d| d.0).unwrap_or(super::wait_cluster::DEFAULT_HOOK_TIMEOUT);
         let n = tokio::select! {
-            n = ops::wait_machines_replaced(ctx, &name, &old, &release.kubernetes_version) => n?,
-            e = ops::fail_on_blocking_hook(ctx, &name, hooks) => return Err(e),
+            n = ops::wait_machines_replaced(&scope, &name, &old, &release.kubernetes_version) => n?,
+            e = ops::fail_on_blocking_hook(&scope, &name, hooks) => return Err(e),
         };
-        ops::wait_cluster_ready(ctx, &name, hooks).await?;
+        ops::wait_cluster_ready(&scope, &name, hooks).await?;
         ctx.log
             .line(format!("Cluster {name}: {n} machine(s) run {}", release.kubernetes_version));
-        ops::wait_addon(ctx, &name, &release.class, self.addons).await?;
+        ops::wait_addon(&scope, &name, &release.class, self.addons).await?;
         Ok(())
     }
 }

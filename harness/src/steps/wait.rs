@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, StepCtx, StepFailure};
+use super::Operation;
+use crate::context::{StepCtx, StepFailure};
 use crate::format::ResourceRef;
 use crate::kube::{Target, Verdict, conditions, describe_conditions, wait_until};
 

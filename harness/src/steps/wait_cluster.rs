@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, StepCtx, StepFailure};
+use super::Operation;
+use crate::context::{StepCtx, StepFailure};
 use crate::stack::{AddonWait, ops};
 
 /// Waits until the Cluster is ready (v1beta2 `Available`, or v1beta1 `Ready`,
@@ -36,16 +37,17 @@ impl Operation for WaitCluster {
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let scope = ctx.scope();
         let name = ctx.substitute(&self.name);
         let hooks = self.hook_timeout.map(|d| d.0).unwrap_or(DEFAULT_HOOK_TIMEOUT);
-        let cluster = ops::wait_cluster_ready(ctx, &name, hooks).await?;
-        let path = ops::fetch_kubeconfig(ctx, &name).await?;
+        let cluster = ops::wait_cluster_ready(&scope, &name, hooks).await?;
+        let path = ops::fetch_kubeconfig(&scope, &name).await?;
         ctx.outputs.set("CLUSTER_KUBECONFIG", path.display().to_string());
         ctx.log
             .line(format!("Cluster {name} ready; its kubeconfig is ${{CLUSTER_KUBECONFIG}}"));
         if self.addons != AddonWait::Skip {
             let class = ops::str_at(&cluster, "/spec/topology/class").unwrap_or_default();
-            ops::wait_addon(ctx, &name, class, self.addons).await?;
+            ops::wait_addon(&scope, &name, class, self.addons).await?;
             if self.addons == AddonWait::Ready {
                 ctx.log.line(format!("ClusterAddon cluster-addon-{name} ready for {class}"));
             } else {

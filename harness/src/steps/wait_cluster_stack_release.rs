@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Operation, StepCtx, StepFailure};
+use super::Operation;
+use crate::context::{StepCtx, StepFailure};
 use crate::stack::{StackRef, ops};
 
 /// Waits until the ClusterStackRelease of a version is usable: `status.ready`, condition
@@ -29,8 +30,9 @@ impl Operation for WaitClusterStackRelease {
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure> {
+        let scope = ctx.scope();
         let (id, version) = self.stack.resolve(|s| ctx.substitute(s)).map_err(StepFailure::error)?;
-        ops::wait_release(ctx, &id, &version).await?;
+        ops::wait_release(&scope, &id, &version, ctx.vars.get("CSO_RELEASE_DIR").map(String::as_str)).await?;
         Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! The suite format (`apiVersion: scs-e2e/v1alpha1`, `kind: Suite`) as Rust types.
 //!
 //! A step is a map with common keys (`name`, `timeout`, `attempts`) and exactly one operation key
-//! (`apply:`, `wait:`, ...). Adding an operation is one line in `operations!` plus its module in
-//! `crate::steps`.
+//! (`apply:`, `wait:`, ...). The operations and their registry live in `crate::steps`; this
+//! module only reads and writes the step map around them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 
 use crate::collect::Collector;
 use crate::format::duration::{HumanDuration, Timeout};
-use crate::steps;
+use crate::steps::{OPERATIONS, Op};
 
 /// A file of scenarios.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -143,78 +143,6 @@ pub struct Step {
     pub attempts: Option<u32>,
     pub op: Op,
 }
-
-macro_rules! operations {
-    ($($key:literal => $variant:ident($ty:ty),)*) => {
-        /// The operation of a step.
-        #[derive(Clone, Debug)]
-        pub enum Op {
-            $($variant($ty),)*
-        }
-
-        /// The operation keys, in documentation order.
-        pub const OPERATIONS: &[&str] = &[$($key,)*];
-
-        impl Op {
-            pub fn key(&self) -> &'static str {
-                match self {
-                    $(Op::$variant(_) => $key,)*
-                }
-            }
-
-            fn next_value<'de, A: MapAccess<'de>>(key: &str, map: &mut A) -> Result<Option<Op>, A::Error> {
-                Ok(Some(match key {
-                    $($key => Op::$variant(map.next_value()?),)*
-                    _ => return Ok(None),
-                }))
-            }
-
-            fn serialize_entry<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
-                match self {
-                    $(Op::$variant(v) => map.serialize_entry($key, v),)*
-                }
-            }
-
-            /// The operation's behaviour (see `crate::steps::Operation`).
-            pub fn operation(&self) -> &dyn steps::Operation {
-                match self {
-                    $(Op::$variant(v) => v,)*
-                }
-            }
-
-            fn schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
-                vec![$(($key, generator.subschema_for::<$ty>()),)*]
-            }
-        }
-    };
-}
-
-operations! {
-    "apply" => Apply(steps::apply::Apply),
-    "assert" => Assert(steps::assert::Assert),
-    "wait" => Wait(steps::wait::Wait),
-    "delete" => Delete(steps::delete::Delete),
-    "command" => Command(steps::command::Command),
-    "runChecks" => RunChecks(steps::checks::RunChecks),
-    "installClusterStack" => InstallClusterStack(steps::install_cluster_stack::InstallClusterStack),
-    "waitClusterStackRelease" => WaitClusterStackRelease(steps::wait_cluster_stack_release::WaitClusterStackRelease),
-    "createCluster" => CreateCluster(steps::create_cluster::CreateCluster),
-    "waitCluster" => WaitCluster(steps::wait_cluster::WaitCluster),
-    "upgradeCluster" => UpgradeCluster(steps::upgrade_cluster::UpgradeCluster),
-    "deleteCluster" => DeleteCluster(steps::delete_cluster::DeleteCluster),
-    "deleteClusterStack" => DeleteClusterStack(steps::delete_cluster_stack::DeleteClusterStack),
-}
-
-/// Operations that need Cluster API and CSO in the management cluster.
-pub const CLUSTER_STACK_OPERATIONS: &[&str] = &[
-    "installClusterStack",
-    "waitClusterStackRelease",
-    "createCluster",
-    "waitCluster",
-    "upgradeCluster",
-    "deleteCluster",
-    "deleteClusterStack",
-];
 
 const COMMON_KEYS: &[&str] = &["name", "timeout", "attempts"];
 

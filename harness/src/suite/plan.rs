@@ -9,12 +9,13 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::loader::{LoadedSuite, matrix_combinations, validate};
-use super::model::{Defaults, Op, Step};
+use super::model::{Defaults, Step};
 use crate::collect::Collector;
 use crate::config::Settings;
 use crate::error::InputError;
 use crate::format::duration::Timeout;
 use crate::format::subst::{substitute_known, substitute_value};
+use crate::steps::Op;
 
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -48,10 +49,7 @@ pub struct PlannedScenario {
 impl Plan {
     /// Whether any step drives Cluster API or CSO (the lab then starts its Cluster API layer).
     pub fn uses_cluster_stacks(&self) -> bool {
-        self.scenarios
-            .iter()
-            .flat_map(|s| &s.steps)
-            .any(|s| crate::suite::model::CLUSTER_STACK_OPERATIONS.contains(&s.operation))
+        self.scenarios.iter().flat_map(|s| &s.steps).any(|s| s.op.needs_cluster_api())
     }
 
     /// Whether every stack the plan installs is an in-memory one (and there is one).
@@ -60,10 +58,7 @@ impl Plan {
             .scenarios
             .iter()
             .flat_map(|s| &s.steps)
-            .filter_map(|s| match &s.op {
-                crate::suite::model::Op::InstallClusterStack(i) => Some(i.provider.as_str()),
-                _ => None,
-            })
+            .filter_map(|s| s.op.operation().stack_install().map(|i| i.provider))
             .collect();
         !providers.is_empty() && providers.iter().all(|p| *p == "inmemory")
     }
@@ -74,7 +69,7 @@ impl Plan {
         self.scenarios
             .iter()
             .flat_map(|s| &s.steps)
-            .any(|s| matches!(&s.op, crate::suite::model::Op::InstallClusterStack(i) if i.source.is_some()))
+            .any(|s| s.op.operation().stack_install().is_some_and(|i| i.from_source))
     }
 }
 

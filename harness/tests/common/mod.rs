@@ -95,9 +95,9 @@ pub fn bin() -> &'static str {
 }
 
 /// A step context for running one operation directly against a lab.
-pub fn step_ctx(lab: &Lab, client: kube::Client, ns: &str, timeout: std::time::Duration) -> scs_e2e::steps::StepCtx {
+pub fn step_ctx(lab: &Lab, client: kube::Client, ns: &str, timeout: std::time::Duration) -> scs_e2e::context::StepCtx {
     let vars = std::collections::BTreeMap::from([("NAMESPACE".to_string(), ns.to_string())]);
-    scs_e2e::steps::StepCtx {
+    scs_e2e::context::StepCtx {
         resolver: std::sync::Arc::new(scs_e2e::kube::Resolver::new(client)),
         namespace: ns.to_string(),
         kubeconfig: lab.kubeconfig(),
@@ -110,6 +110,7 @@ pub fn step_ctx(lab: &Lab, client: kube::Client, ns: &str, timeout: std::time::D
         cancel: Default::default(),
         outputs: Default::default(),
         cloud: None,
+        run_id: scs_e2e::base::new_run_id(),
     }
 }
 
@@ -132,7 +133,7 @@ spec:
 "#;
 
 /// Installs the Gadget CRD (idempotent: server-side apply) and a Gadget in `ns`.
-pub async fn gadget(ctx: &scs_e2e::steps::StepCtx, name: &str) {
+pub async fn gadget(ctx: &scs_e2e::context::StepCtx, name: &str) {
     use scs_e2e::steps::Operation;
     let manifest =
         format!("{WIDGET_CRD}\n---\napiVersion: test.scs.community/v1\nkind: Gadget\nmetadata: {{name: {name}}}\nspec: {{size: 1}}\n");
