@@ -137,7 +137,7 @@ pub struct CheckArgs {
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     pub sonobuoy_timeout: Duration,
     #[command(flatten, next_help_heading = "version-policy-check inputs")]
-    pub version_policy: crate::checks::runner::VersionPolicySources,
+    pub version_policy: crate::checks::request::VersionPolicySources,
     /// How long downloaded EOL data, releases and CVE records are reused (0s: always download).
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     pub cache_ttl: Duration,
@@ -954,7 +954,7 @@ async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
 }
 
 async fn check(args: CheckArgs) -> Result<i32, Fatal> {
-    use crate::checks::{runner, spec::Spec};
+    use crate::checks::{render, request, runner, spec::Spec};
     let crate::checks::spec::Loaded { spec, dir } = Spec::load(args.spec.as_deref(), Path::new(".")).map_err(Fatal::usage)?;
     let mut given = std::collections::BTreeMap::new();
     for a in &args.assign {
@@ -992,7 +992,7 @@ async fn check(args: CheckArgs) -> Result<i32, Fatal> {
             spec.versions.iter().map(|x| x.version.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
-    let req = runner::Request {
+    let req = request::Request {
         spec,
         spec_dir: dir,
         subject: args.subject.clone(),
@@ -1006,11 +1006,13 @@ async fn check(args: CheckArgs) -> Result<i32, Fatal> {
         storage_timeout: args.storage_timeout,
         sonobuoy_timeout: args.sonobuoy_timeout,
         version_policy: {
-            let mut vp = runner::VersionPolicyInputs::cached();
+            let mut vp = request::VersionPolicyInputs::cached();
             vp.sources = args.version_policy.resolve(Path::new("."));
             vp.options.ttl = args.cache_ttl;
             vp
         },
+        run_id: crate::base::new_run_id(),
+        tool_dirs: vec![crate::env::lab::build::Assets::locate(None, None).bin_dir],
     };
     let report = runner::run(&req).await;
     let yaml_path = args
@@ -1018,9 +1020,9 @@ async fn check(args: CheckArgs) -> Result<i32, Fatal> {
         .clone()
         .unwrap_or_else(|| out_dir.join(format!("{}-compliance.yaml", crate::base::slug(&args.subject))));
     let junit_path = args.junit.clone().unwrap_or_else(|| out_dir.join("junit_scs-compliance.xml"));
-    crate::base::write_atomic(&yaml_path, serde_saphyr::to_string(&report)?.as_bytes())?;
-    crate::base::write_atomic(&junit_path, runner::junit(&req, &report).as_bytes())?;
-    print!("{}", runner::summary(&req, &report));
+    crate::base::write_atomic(&yaml_path, render::yaml(&report).as_bytes())?;
+    crate::base::write_atomic(&junit_path, render::junit(&req, &report).as_bytes())?;
+    print!("{}", render::summary(&req, &report));
     eprintln!("reports: {} {}", yaml_path.display(), junit_path.display());
-    Ok(runner::exit_code(&report))
+    Ok(crate::checks::compliance::exit_code(&report))
 }

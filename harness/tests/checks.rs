@@ -77,7 +77,7 @@ async fn node_distribution_and_storage_class_on_real_objects() {
         nodes.delete(n, &DeleteParams::default()).await.unwrap();
     }
 
-    let o = storage_class::run(&client, Duration::from_secs(2)).await;
+    let o = storage_class::run(&client, Duration::from_secs(2), "r1").await;
     assert_eq!(o.verdict, Verdict::Fail);
     assert!(o.messages[0].1.starts_with("no StorageClass is annotated"), "{o:?}");
 
@@ -95,7 +95,22 @@ async fn node_distribution_and_storage_class_on_real_objects() {
         ..Default::default()
     };
     classes.create(&PostParams::default(), &sc).await.unwrap();
-    let o = storage_class::run(&client, Duration::from_secs(2)).await;
+    // The probe's namespace derives from the run id it is given: one that is taken aborts.
+    let taken = Namespace {
+        metadata: ObjectMeta {
+            name: Some("scs-e2e-storage-r2".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &taken)
+        .await
+        .unwrap();
+    let o = storage_class::run(&client, Duration::from_secs(2), "r2").await;
+    assert_eq!(o.verdict, Verdict::Abort, "{o:?}");
+    assert!(o.messages[0].1.starts_with("cannot create namespace scs-e2e-storage-r2"), "{o:?}");
+    let o = storage_class::run(&client, Duration::from_secs(2), "r3").await;
     assert_eq!(o.verdict, Verdict::Fail);
     let msg = &o.messages[0].1;
     assert!(
@@ -145,11 +160,11 @@ fn check_command_writes_the_compliance_yaml_and_junit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The lab has no nodes unless a test made some: FAIL, one error line + one FAIL = exit 2.
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    let report: scs_e2e::checks::runner::Report = serde_saphyr::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
+    let report: scs_e2e::checks::compliance::Report = serde_saphyr::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
     assert_eq!(report.subject, "lab");
     assert_eq!(report.spec.uuid, "1fffebe6-fd4b-44d3-a36c-fc58b4bb0180");
     assert_eq!(
-        scs_e2e::checks::runner::results(&report),
+        scs_e2e::checks::compliance::results(&report),
         BTreeMap::from([("node-distribution-check".to_string(), -1)])
     );
     let j = quick_junit::Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
@@ -295,9 +310,9 @@ fn version_policy_check_reads_the_lab_version_and_a_mirror() {
             .current_dir(out_dir.path())
             .output()
             .unwrap();
-        let report: scs_e2e::checks::runner::Report = serde_saphyr::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
+        let report: scs_e2e::checks::compliance::Report = serde_saphyr::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
         let inv = report.run.invocations.values().next().unwrap().clone();
-        let result = scs_e2e::checks::runner::results(&report)["version-policy-check"];
+        let result = scs_e2e::checks::compliance::results(&report)["version-policy-check"];
         (out.status.code(), result, inv.stderr.join("\n"))
     };
 

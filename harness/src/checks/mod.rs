@@ -1,6 +1,13 @@
-//! SCS KaaS standard checks (scs-compatible-kaas): the spec runner and native testcases.
+//! SCS KaaS standard checks (scs-compatible-kaas) as a library: the spec (`spec`), a request and
+//! its selection (`request`), the runner (`runner`) with the native testcases (`native` registry,
+//! one module each) and Sonobuoy, the compliance model (`compliance`) and its renderers (`render`).
 
+pub mod args;
+pub mod compliance;
+pub mod native;
 pub mod node_distribution;
+pub mod render;
+pub mod request;
 pub mod runner;
 pub mod sonobuoy;
 pub mod spec;

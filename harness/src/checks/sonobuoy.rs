@@ -49,7 +49,7 @@ impl Invocation {
                 "-c" | "--check" => inv.check = value()?,
                 "--scs-sonobuoy-config" => inv.config = value()?,
                 "--execution-mode" => inv.mode = value()?,
-                "-a" | "--arg" => inv.args.extend(super::runner::split_args(&value()?)),
+                "-a" | "--arg" => inv.args.extend(super::args::split_args(&value()?)),
                 other => return Err(format!("unknown sonobuoy script option `{other}`")),
             }
         }
@@ -294,7 +294,7 @@ mod tests {
             ("subject_root".to_string(), "/s".to_string()),
             ("execution_mode".to_string(), mode.to_string()),
         ]);
-        super::super::runner::split_args(&spec.format_args(script.args.as_deref().unwrap(), &a).unwrap())
+        super::super::args::split_args(&spec.format_args(script.args.as_deref().unwrap(), &a).unwrap())
     }
 
     #[test]

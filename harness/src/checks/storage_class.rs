@@ -48,7 +48,7 @@ pub fn default_class(classes: &[StorageClass]) -> Result<&StorageClass, String> 
     }
 }
 
-pub async fn run(client: &kube::Client, timeout: Duration) -> Outcome {
+pub async fn run(client: &kube::Client, timeout: Duration, run_id: &str) -> Outcome {
     let classes = match Api::<StorageClass>::all(client.clone()).list(&ListParams::default()).await {
         Ok(l) => l.items,
         Err(e) => return Outcome::new(Verdict::Abort).with(Level::Critical, format!("cannot list StorageClasses: {e}")),
@@ -57,7 +57,7 @@ pub async fn run(client: &kube::Client, timeout: Duration) -> Outcome {
         Ok(c) => c.metadata.name.clone().unwrap_or_default(),
         Err(why) => return Outcome::new(Verdict::Fail).with(Level::Error, why),
     };
-    let ns = format!("scs-e2e-storage-{}", crate::base::new_run_id());
+    let ns = format!("scs-e2e-storage-{run_id}");
     let out = exercise(client, &ns, &class, timeout).await;
     // Always clean up, whatever happened; the namespace takes the claim and the pod with it.
     let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::background()).await;

@@ -7,8 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Operation;
-use crate::checks::runner::{self, Request};
+use crate::checks::request::{self, Request};
 use crate::checks::spec::{Loaded, Spec};
+use crate::checks::{compliance, render, runner};
 use crate::context::{StepCtx, StepFailure};
 
 /// Runs a spec's testcases (default: the built-in scs-compatible-kaas) and fails unless every
@@ -33,7 +34,7 @@ pub struct RunChecks {
     pub assign: BTreeMap<String, String>,
     /// Where version-policy-check reads its data (default: upstream URLs, cached for 6h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version_policy: Option<runner::VersionPolicySources>,
+    pub version_policy: Option<request::VersionPolicySources>,
 }
 
 #[async_trait]
@@ -89,9 +90,9 @@ impl Operation for RunChecks {
                 .saturating_sub(std::time::Duration::from_secs(5))
                 .max(std::time::Duration::from_secs(1)),
             version_policy: {
-                let mut vp = runner::VersionPolicyInputs::cached();
+                let mut vp = request::VersionPolicyInputs::cached();
                 if let Some(given) = &self.version_policy {
-                    let given = runner::VersionPolicySources {
+                    let given = request::VersionPolicySources {
                         data: given.data.as_deref().map(|s| ctx.substitute(s)),
                         eol_data: given.eol_data.as_deref().map(|s| ctx.substitute(s)),
                         releases: given.releases.as_deref().map(|s| ctx.substitute(s)),
@@ -102,16 +103,24 @@ impl Operation for RunChecks {
                 }
                 vp
             },
+            run_id: ctx.run_id.clone(),
+            // The environment's tools first, then the lab's build (sonobuoy is built there).
+            tool_dirs: ctx
+                .extra_path
+                .iter()
+                .cloned()
+                .chain([crate::env::lab::build::Assets::locate(None, None).bin_dir])
+                .collect(),
         };
         let report = runner::run(&req).await;
-        let summary = runner::summary(&req, &report);
+        let summary = render::summary(&req, &report);
         for l in summary.lines() {
             ctx.log.line(l);
         }
         let path = ctx.artifacts.join(format!("{}-compliance.yaml", crate::base::slug(&subject)));
-        let yaml = serde_saphyr::to_string(&report).map_err(|e| StepFailure::error(e.to_string()))?;
+        let yaml = render::yaml(&report);
         crate::base::write_atomic(&path, yaml.as_bytes()).map_err(|e| StepFailure::error(e.to_string()))?;
-        let results = runner::results(&report);
+        let results = compliance::results(&report);
         let selected: Vec<String> = req.select().into_iter().filter(|s| !s.manual).map(|s| s.id).collect();
         let bad: Vec<String> = selected
             .iter()

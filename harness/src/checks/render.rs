@@ -1,0 +1,132 @@
+//! Renderers of a check run: the console summary and JUnit (the YAML is the compliance model
+//! serialized, [`yaml`]).
+
+use std::collections::BTreeMap;
+
+use super::compliance::{Report, results};
+use super::request::Request;
+
+/// The compliance YAML, as upstream writes it.
+pub fn yaml(r: &Report) -> String {
+    serde_saphyr::to_string(r).expect("the compliance report serializes")
+}
+
+/// `- main: PASS (3 passed)` per version and target, then FAILED / ABORTED / MISSING lists.
+pub fn summary(req: &Request, r: &Report) -> String {
+    let res = results(r);
+    let mut out = format!(
+        "{} ({}), subject {}, reference date {}\n",
+        req.spec.name, req.spec.uuid, req.subject, req.reference_date
+    );
+    let versions: Vec<String> = match &req.forced_version {
+        Some(v) => vec![v.clone()],
+        None => req.spec.versions_in_force(req.reference_date).into_iter().map(|(v, _)| v).collect(),
+    };
+    for v in versions {
+        out.push_str(&format!("{v}:\n"));
+        for (target, ids) in req.spec.targets(&v) {
+            let ids: Vec<&String> = ids
+                .iter()
+                .filter(|id| req.tests.as_ref().is_none_or(|re| re.is_match(id)))
+                .collect();
+            let (mut pass, mut fail, mut abort, mut missing) = (vec![], vec![], vec![], vec![]);
+            for id in ids {
+                match res.get(id) {
+                    Some(1) => pass.push(id),
+                    Some(-1) => fail.push(id),
+                    Some(_) => abort.push(id),
+                    None => missing.push(id),
+                }
+            }
+            let verdict = if !fail.is_empty() {
+                "FAIL"
+            } else if !abort.is_empty() || !missing.is_empty() {
+                "ABORT"
+            } else {
+                "PASS"
+            };
+            let mut counts = vec![format!("{} passed", pass.len())];
+            for (n, what) in [(fail.len(), "failed"), (abort.len(), "aborted"), (missing.len(), "missing")] {
+                if n > 0 {
+                    counts.push(format!("{n} {what}"));
+                }
+            }
+            out.push_str(&format!("- {target}: {verdict} ({})\n", counts.join(", ")));
+            for (label, list) in [("FAILED", &fail), ("ABORTED", &abort), ("MISSING", &missing)] {
+                if list.is_empty() {
+                    continue;
+                }
+                out.push_str(&format!("  {label}:\n"));
+                for id in list.iter() {
+                    let tc = req.spec.testcase(id);
+                    out.push_str(&format!(
+                        "  - {id}: {}\n",
+                        tc.and_then(|t| t.description.as_deref()).unwrap_or("").trim()
+                    ));
+                    if let Some(u) = tc.and_then(|t| t.url.as_deref()) {
+                        out.push_str(&format!("    > {u}\n"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// JUnit: one testcase per spec testcase (PASS pass, FAIL failure, ABORT error, missing skipped).
+pub fn junit(req: &Request, r: &Report) -> String {
+    use quick_junit::{NonSuccessKind, Report as JReport, TestCase, TestCaseStatus, TestSuite};
+    let res = results(r);
+    let mut suite = TestSuite::new(format!("scs-compliance.{}", req.subject));
+    let messages: BTreeMap<&str, Vec<&String>> = r.run.invocations.values().fold(BTreeMap::new(), |mut m, inv| {
+        for id in inv.results.keys() {
+            m.entry(id.as_str()).or_insert_with(Vec::new).extend(inv.stderr.iter());
+        }
+        m
+    });
+    for sel in req.select() {
+        let status = match res.get(&sel.id) {
+            Some(1) => TestCaseStatus::success(),
+            Some(v) => {
+                let mut s = TestCaseStatus::non_success(if *v == -1 { NonSuccessKind::Failure } else { NonSuccessKind::Error });
+                let lines = messages.get(sel.id.as_str()).cloned().unwrap_or_default();
+                s.set_message(lines.first().map(|l| l.as_str()).unwrap_or(if *v == -1 { "FAIL" } else { "ABORT" }));
+                s.set_description(lines.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n"));
+                s
+            }
+            None => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(if sel.manual {
+                    "manual testcase: not run automatically"
+                } else {
+                    "missing: no result"
+                });
+                s
+            }
+        };
+        let mut tc = TestCase::new(sel.id.as_str(), status);
+        tc.set_classname(format!("scs-compliance.{}", req.subject));
+        suite.add_test_case(tc);
+    }
+    let mut rep = JReport::new("scs-e2e");
+    rep.add_test_suite(suite);
+    for inv in r.run.invocations.values().filter(|i| !i.e2e.is_empty()) {
+        let mut ts = TestSuite::new(format!("sonobuoy.{}", inv.id));
+        for (name, status) in &inv.e2e {
+            let st = match status.as_str() {
+                "passed" | "failed_ok" => TestCaseStatus::success(),
+                "failed" => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message("failed");
+                    s
+                }
+                _ => TestCaseStatus::skipped(),
+            };
+            let mut tc = TestCase::new(name.as_str(), st);
+            tc.set_classname(format!("sonobuoy.{}", inv.id));
+            ts.add_test_case(tc);
+        }
+        rep.add_test_suite(ts);
+    }
+    rep.to_string().expect("JUnit serializes")
+}
