@@ -6,10 +6,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DeletePolicy, EnvKind, Settings};
+use crate::config::{DeletePolicy, Settings};
 use crate::engine::{self, RunOptions};
 use crate::env::Environment;
-use crate::env::lab::{self, LabEnv, LabOptions, build};
+use crate::env::lab::{self, LabOptions, build};
 use crate::error::{Exit, Fatal, InputError};
 use crate::report::console::{Console, Verbosity};
 use crate::suite::loader::{self, LoadedSuite};
@@ -242,8 +242,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub select: Select,
     /// Where the cluster comes from (default: lab).
-    #[arg(long, value_enum, env = "SCS_E2E_ENV")]
-    pub env: Option<EnvKind>,
+    #[arg(long, env = "SCS_E2E_ENV", value_parser = env_names())]
+    pub env: Option<String>,
     /// Kubeconfig for --env kubeconfig.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<String>,
@@ -571,7 +571,7 @@ async fn reproduce(args: ReproduceArgs, v: Verbosity) -> Result<Exit, Fatal> {
     );
     let mut run = args.run;
     if run.env.is_none() {
-        run.env = report.environment.parse::<EnvKind>().ok();
+        run.env = crate::env::find(&report.environment).map(|r| r.name.to_string());
     }
     run.delete = run.delete.or(Some(DeletePolicy::Never));
     if run.artifacts.is_none() {
@@ -583,7 +583,18 @@ async fn reproduce(args: ReproduceArgs, v: Verbosity) -> Result<Exit, Fatal> {
 async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -> Result<Exit, Fatal> {
     let file = settings.file.clone();
     let f = file.as_ref();
-    let env_kind = args.env.or(f.and_then(|c| c.env)).unwrap_or(EnvKind::Lab);
+    let registration = match (&args.env, f.and_then(|c| c.env.as_ref())) {
+        (Some(name), _) => crate::env::find(name).ok_or_else(|| Fatal::usage(anyhow::anyhow!(crate::env::unknown(name))))?,
+        (None, Some(name)) => crate::env::find(&name.value).ok_or_else(|| {
+            let message = format!("env: {}", crate::env::unknown(&name.value));
+            match &settings.config_file {
+                Some(file) => Fatal::usage(crate::config::error_at(file, name, message)),
+                None => Fatal::usage(anyhow::anyhow!(message)),
+            }
+        })?,
+        (None, None) => &crate::env::ENVIRONMENTS[0],
+    };
+    let env_name = registration.name;
     let parallel = args.parallel.or(f.and_then(|c| c.parallel)).unwrap_or(4);
     if parallel == 0 {
         return Err(Fatal::usage(anyhow::anyhow!("--parallel must be at least 1")));
@@ -595,12 +606,12 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
         .or(f.and_then(|c| c.artifacts.clone()))
         .unwrap_or_else(|| PathBuf::from("reports"));
     for s in &plan.suites {
-        if !s.suite.environments.is_empty() && !s.suite.environments.iter().any(|e| e == env_kind.as_str()) {
+        if !s.suite.environments.is_empty() && !s.suite.environments.iter().any(|e| e == env_name) {
             return Err(Fatal::usage(anyhow::anyhow!(
                 "suite {} runs in {} only, not in --env {}",
                 s.name(),
                 s.suite.environments.join(", "),
-                env_kind.as_str()
+                env_name
             )));
         }
     }
@@ -625,84 +636,28 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
     opts.properties.insert("delete_policy".into(), format!("{delete:?}").to_lowercase());
 
     // Resolve the environment before touching anything, so bad input still exits 2 untouched.
-    let mut env: Box<dyn Environment> = match env_kind {
-        EnvKind::Kubeconfig => {
-            let kc = args
-                .kubeconfig
-                .clone()
-                .map(|k| first_kubeconfig(&k))
-                .or(f.and_then(|c| c.kubeconfig.clone()))
-                .ok_or_else(|| {
-                    Fatal::usage(anyhow::anyhow!(
-                        "--env kubeconfig needs a kubeconfig: pass --kubeconfig FILE or set KUBECONFIG"
-                    ))
-                })?;
-            check_kubeconfig(&kc).map_err(Fatal::usage)?;
-            Box::new(crate::env::kubeconfig::KubeconfigEnv::new(kc))
-        }
-        EnvKind::Lab => {
-            let cfg_lab = f.and_then(|c| c.lab.clone()).unwrap_or_default();
-            let assets = build::Assets::locate(
-                args.lab.bin_dir.clone().or(cfg_lab.bin_dir),
-                args.lab.cache_dir.clone().or(cfg_lab.cache_dir),
-            );
-            let mut lo = LabOptions::new(lab::default_dir().with_file_name(format!("lab-run-{}", opts.run_id)), assets);
-            // A lab that may be kept must outlive this process; one always deleted dies with it.
-            lo.detached = delete != DeletePolicy::Always;
-            lo.cluster_api = plan.uses_cluster_stacks();
-            Box::new(LabEnv::new(lo, v != Verbosity::Quiet))
-        }
-        EnvKind::Kind => {
-            let k = f.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
-            let spec = crate::config::management_spec(crate::env::mgmt::Infrastructure::Docker, f.and_then(|c| c.management.as_ref()));
-            let options = kind_options(&k, &plan, v).map_err(Fatal::usage)?;
-            Box::new(crate::env::kind::KindEnv::new(
-                kind_cluster(&k, &opts.run_id, options.images),
-                spec,
-                tool_dirs(&k, &args),
-                options,
-            ))
-        }
-        EnvKind::Openstack => {
-            let o = f.and_then(|c| c.openstack.clone()).unwrap_or_default();
-            let k = f.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
-            // Credentials are read and checked now: bad clouds.yaml input exits 2, untouched.
-            let lookup = crate::env::openstack::clouds::Lookup::from_env(args.cloud.clone().or(o.cloud.clone()));
-            let cloud = crate::env::openstack::clouds::load(&lookup).map_err(|e| Fatal::usage(anyhow::Error::from(e)))?;
-            let naming = match o.naming.as_deref() {
-                None | Some("scs") => crate::env::openstack::secrets::Naming::scs(&cloud.name),
-                Some("scs2") => crate::env::openstack::secrets::Naming::scs2(),
-                Some(other) => {
-                    return Err(Fatal::usage(anyhow::anyhow!(
-                        "openstack.naming `{other}` in the config file: use `scs` (Secret named after the cloud) or `scs2` (Secret `openstack`)"
-                    )));
-                }
-            };
-            let management = args.management_kubeconfig.clone().or(o.management_kubeconfig.clone());
-            if let Some(m) = &management {
-                check_kubeconfig(m).map_err(Fatal::usage)?;
-            }
-            let spec = crate::config::management_spec(crate::env::mgmt::Infrastructure::OpenStack, f.and_then(|c| c.management.as_ref()));
-            Box::new(crate::env::openstack::environment::OpenStackEnv::new(
-                cloud,
-                naming,
-                management,
-                kind_cluster(&k, &opts.run_id, crate::env::images::Mode::Pull),
-                spec,
-                tool_dirs(&k, &args),
-                crate::env::openstack::environment::Options {
-                    namespace: o.namespace.clone().unwrap_or_else(|| "default".into()),
-                    variables: o.cluster_variables.clone(),
-                    image: o.image.clone(),
-                },
-            ))
-        }
+    let request = crate::env::EnvRequest {
+        run_id: &opts.run_id,
+        delete,
+        progress: v != Verbosity::Quiet,
+        plan: crate::env::PlanNeeds {
+            cluster_api: plan.uses_cluster_stacks(),
+            local_stacks: plan.uses_local_stacks(),
+            only_inmemory_stacks: plan.only_inmemory_stacks(),
+        },
+        file: f,
+        kubeconfig: args.kubeconfig.as_deref(),
+        management_kubeconfig: args.management_kubeconfig.as_deref(),
+        cloud: args.cloud.as_deref(),
+        lab_bin_dir: args.lab.bin_dir.as_deref(),
+        lab_cache_dir: args.lab.cache_dir.as_deref(),
     };
+    let mut env: Box<dyn Environment> = (registration.create)(&request).map_err(Fatal::usage)?;
 
     if args.dry_run {
         println!(
             "plan (dry run: nothing is touched) — env {}, parallel {parallel}, delete {delete:?}",
-            env_kind.as_str()
+            env_name
         );
         print_plan(&plan, false, true);
         return Ok(Exit::Passed);
@@ -724,49 +679,13 @@ async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -
     Ok(report.exit())
 }
 
-/// `--env kind`'s options: the images mode (`SCS_E2E_KIND_IMAGES` > `kindCluster.images` >
-/// pull) and local stacks (on when the plan builds a stack from `source:`; refused up front
-/// when switched off for such a plan, never a failure at its first step).
-fn kind_options(k: &crate::config::KindConfig, plan: &Plan, v: Verbosity) -> anyhow::Result<crate::env::kind::Options> {
-    let images = match std::env::var("SCS_E2E_KIND_IMAGES").ok().filter(|s| !s.is_empty()) {
-        Some(s) => s
-            .parse::<crate::env::images::Mode>()
-            .map_err(|e| anyhow::anyhow!("SCS_E2E_KIND_IMAGES: {e}"))?,
-        None => k.images.unwrap_or_default(),
-    };
-    let needs_local = plan.uses_local_stacks();
-    if needs_local && k.local_stacks == Some(false) {
-        anyhow::bail!(
-            "the plan installs a cluster stack from `source:` (release assets built here for CSO's local mode), but the config file sets kindCluster.localStacks: false; remove that line (local stacks switch on by themselves), or install released stacks without `source:`"
-        );
-    }
-    Ok(crate::env::kind::Options {
-        local_stacks: k.local_stacks.unwrap_or(needs_local),
-        images,
-        progress: v != Verbosity::Quiet,
-        cso_hooks: !plan.only_inmemory_stacks(),
-    })
-}
-
-/// The kind management cluster of a run; its kubeconfig lives in the state directory, never in
-/// the artifacts. Offline, the node image is the one `images build` makes.
-fn kind_cluster(k: &crate::config::KindConfig, run_id: &str, images: crate::env::images::Mode) -> crate::env::kind::KindCluster {
-    let name = k
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("scs-e2e-{}", run_id.chars().take(8).collect::<String>().to_lowercase()));
-    crate::env::kind::KindCluster {
-        dir: lab::default_dir().with_file_name(format!("kind-{name}")),
-        name,
-        image: k.node_image.clone().unwrap_or_else(|| match images {
-            crate::env::images::Mode::Pull => crate::env::kind::NODE_IMAGE.into(),
-            crate::env::images::Mode::Offline => crate::env::images::NODE_IMAGE.into(),
-        }),
-        wait: std::time::Duration::from_secs(300),
-        releases: None,
-        engine_socket: crate::env::kind::engine_socket(std::env::var("DOCKER_HOST").ok().as_deref())
-            .unwrap_or_else(|_| PathBuf::from("/var/run/docker.sock")),
-    }
+/// `--env` takes the registered environments' names (listed with their help in `--help`).
+fn env_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        crate::env::ENVIRONMENTS
+            .iter()
+            .map(|r| clap::builder::PossibleValue::new(r.name).help(r.about)),
+    )
 }
 
 fn tool_dirs(k: &crate::config::KindConfig, args: &RunArgs) -> Vec<PathBuf> {
@@ -810,34 +729,6 @@ async fn images_cmd(cmd: ImagesCmd) -> Result<Exit, Fatal> {
         }
     }
     Ok(Exit::Passed)
-}
-
-/// KUBECONFIG may list several files; the first existing one is used.
-fn first_kubeconfig(v: &str) -> PathBuf {
-    std::env::split_paths(v).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(v))
-}
-
-fn check_kubeconfig(p: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(p)
-        .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}; check --kubeconfig or KUBECONFIG", p.display()))?;
-    kube::config::Kubeconfig::from_yaml(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{} is not a kubeconfig: {}; check --kubeconfig or KUBECONFIG",
-            p.display(),
-            e.to_string().lines().next().unwrap_or("")
-        )
-    })?;
-    // Its tokens and passwords must never show up in what a run writes.
-    if let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(&text) {
-        for u in v.get("users").and_then(|u| u.as_array()).into_iter().flatten() {
-            for k in ["token", "password"] {
-                if let Some(s) = u.pointer(&format!("/user/{k}")).and_then(|s| s.as_str()) {
-                    crate::redact::add(s);
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// First SIGINT/SIGTERM: cancel (steps stop, collectors and clean-up run, reports are written).
@@ -966,10 +857,10 @@ async fn check(args: CheckArgs) -> Result<i32, Fatal> {
     let kubeconfig = args
         .kubeconfig
         .as_deref()
-        .map(first_kubeconfig)
+        .map(crate::env::kubeconfig::first_kubeconfig)
         .or_else(|| given.get("kubeconfig").map(PathBuf::from));
     if let Some(k) = &kubeconfig {
-        check_kubeconfig(k).map_err(Fatal::usage)?;
+        crate::env::kubeconfig::check_kubeconfig(k).map_err(Fatal::usage)?;
         given.entry("kubeconfig".into()).or_insert_with(|| k.display().to_string());
     }
     let out_dir = PathBuf::from("reports");

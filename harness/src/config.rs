@@ -10,43 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::env::mgmt::{Infrastructure, Spec};
 use crate::error::InputError;
 use crate::format::API_VERSION;
 use crate::format::duration::{HumanDuration, is_interval_name};
-
-/// Which environment provides the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum EnvKind {
-    /// A local control plane built from Go modules (no Docker).
-    Lab,
-    /// An existing cluster (`--kubeconfig` or `KUBECONFIG`).
-    Kubeconfig,
-    /// A kind management cluster with CAPD (needs Docker).
-    Kind,
-    /// OpenStack via CAPO (kind or an existing management cluster).
-    Openstack,
-}
-
-impl EnvKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnvKind::Lab => "lab",
-            EnvKind::Kubeconfig => "kubeconfig",
-            EnvKind::Kind => "kind",
-            EnvKind::Openstack => "openstack",
-        }
-    }
-}
-
-impl FromStr for EnvKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        <EnvKind as clap::ValueEnum>::from_str(s, true)
-            .map_err(|_| format!("unknown environment `{s}`: use lab, kubeconfig, kind or openstack"))
-    }
-}
 
 /// What to delete when a scenario (or the run) ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
@@ -79,8 +45,10 @@ pub struct ConfigFile {
     /// Always `Config`.
     #[schemars(with = "String")]
     pub kind: Spanned<String>,
+    /// The environment (`lab`, `kubeconfig`, `kind`, `openstack`); `--env` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<EnvKind>,
+    #[schemars(with = "Option<String>")]
+    pub env: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -131,7 +99,7 @@ pub struct KindConfig {
     /// here from source by `scs-e2e images build` (on first use), loaded into the cluster, never
     /// pulled. `SCS_E2E_KIND_IMAGES` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub images: Option<crate::env::images::Mode>,
+    pub images: Option<ImagesMode>,
     /// Directory holding `docker`/`podman`, `kind`, `clusterctl`, `helm`, `kubectl` (searched
     /// before PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +165,7 @@ pub struct ManagementConfig {
     /// installs only into a cluster that has none of Cluster API, the provider and CSO, and
     /// uses one that has all of them as it is; `always`; `never`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub install: Option<crate::env::mgmt::InstallPolicy>,
+    pub install: Option<InstallPolicy>,
     /// The legacy Cluster Stack Provider OpenStack (for `noProvider: false` stacks): installed
     /// after CSO when this section is present (OpenStack only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,6 +265,15 @@ impl Settings {
     }
 }
 
+/// An error about a value read from the config file at `path`, pointing at its line.
+pub fn error_at(path: &Path, at: &Spanned<String>, message: impl Into<String>) -> InputError {
+    let e = InputError::new(message).in_file(path.display().to_string());
+    match std::fs::read_to_string(path) {
+        Ok(text) => e.at(&text, at.referenced.line(), at.referenced.column()),
+        Err(_) => e,
+    }
+}
+
 pub fn load_config(path: &Path) -> Result<ConfigFile, InputError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
@@ -337,35 +314,36 @@ pub fn load_config(path: &Path) -> Result<ConfigFile, InputError> {
     Ok(cfg)
 }
 
-/// The management cluster's defaults, overridden by the config file's `management:` section.
-pub fn management_spec(infrastructure: Infrastructure, c: Option<&ManagementConfig>) -> Spec {
-    let mut s = Spec::new(infrastructure);
-    let Some(c) = c else { return s };
-    let set = |to: &mut String, v: &Option<String>| {
-        if let Some(v) = v {
-            to.clone_from(v);
+/// Where `--env kind` gets its images: `pull` the published ones (kindest/node and the
+/// providers' registries), or `offline`: build them here first and never pull.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImagesMode {
+    #[default]
+    Pull,
+    Offline,
+}
+
+impl FromStr for ImagesMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ImagesMode, String> {
+        match s {
+            "pull" => Ok(ImagesMode::Pull),
+            "offline" => Ok(ImagesMode::Offline),
+            _ => Err(format!(
+                "unknown images mode `{s}`: use `pull` (published images) or `offline` (built here by `scs-e2e images build`, never pulled)"
+            )),
         }
-    };
-    set(&mut s.capi_version, &c.cluster_api_version);
-    set(&mut s.capo_version, &c.capo_version);
-    set(&mut s.orc_manifest, &c.orc_manifest);
-    set(&mut s.cso.chart, &c.cso_chart);
-    set(&mut s.cso.oci_repository, &c.cso_oci_repository);
-    s.clusterctl_config.clone_from(&c.clusterctl_config);
-    s.cso.version.clone_from(&c.cso_chart_version);
-    s.cso.values.clone_from(&c.cso_values);
-    if let Some(t) = &c.timeout {
-        s.timeout = t.0;
     }
-    s.install = c.install.unwrap_or_default();
-    s.existing_release_dir.clone_from(&c.cso_release_dir);
-    s.cspo = c.cspo.as_ref().map(|p| crate::env::cspo::Settings {
-        manifest: p
-            .manifest
-            .clone()
-            .unwrap_or_else(|| crate::env::cspo::manifest_url(p.version.as_deref().unwrap_or(crate::env::cspo::VERSION))),
-        variables: p.variables.clone(),
-        import_timeout_minutes: p.import_timeout_minutes,
-    });
-    s
+}
+
+/// Whether an existing management cluster gets Cluster API, the provider and CSO installed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallPolicy {
+    /// Install into a bare cluster, use a complete one as it is, refuse a partial one.
+    #[default]
+    Auto,
+    Always,
+    Never,
 }

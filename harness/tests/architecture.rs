@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first. A unit may import its own layer and the ones below.
 const LAYERS: &[(&str, &[&str])] = &[
     ("floor", &["base", "format", "error", "redact", "process"]),
-    ("kubernetes and results", &["kube", "report"]),
+    ("kubernetes, results and settings", &["kube", "report", "config"]),
     (
         "environments",
         &[
@@ -24,7 +24,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "env::openstack",
         ],
     ),
-    ("settings", &["config"]),
     ("checks", &["checks"]),
     ("step context and stack operations", &["context", "stack"]),
     ("steps", &["steps", "collect"]),

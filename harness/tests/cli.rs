@@ -354,6 +354,8 @@ fn bad_input_exits_2_names_the_place_and_touches_nothing() {
     let bad = write_suite(dir.path(), "bad", "  - name: a\n    steps:\n      - comand: {argv: [\"true\"]}\n");
     let not_kc = dir.path().join("not-a-kubeconfig");
     std::fs::write(&not_kc, "just: [text").unwrap();
+    let moon = dir.path().join("moon.yaml");
+    std::fs::write(&moon, "apiVersion: scs-e2e/v1alpha1\nkind: Config\nenv: moon\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["run".into(), "--suite".into(), bad.display().to_string()],
@@ -400,6 +402,10 @@ fn bad_input_exits_2_names_the_place_and_touches_nothing() {
         (
             vec!["run".into(), "--config".into(), "/nonexistent.yaml".into()],
             "/nonexistent.yaml: cannot read config",
+        ),
+        (
+            vec!["run".into(), "--config".into(), moon.display().to_string()],
+            "moon.yaml:3:6: env: unknown environment `moon`: use lab, kubeconfig, kind or openstack",
         ),
     ];
     for (args, want) in cases {

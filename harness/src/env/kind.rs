@@ -167,6 +167,69 @@ pub fn tool_version(path: &Path, args: &[&str]) -> Result<String, KindError> {
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 
+/// `--env kind`: a kind management cluster named after the run (or the config file's name),
+/// with the published images or (offline) those built here.
+pub fn create(req: &super::EnvRequest) -> anyhow::Result<Box<dyn Environment>> {
+    let k = req.file.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
+    let spec = mgmt::Spec::from_config(mgmt::Infrastructure::Docker, req.file.and_then(|c| c.management.as_ref()));
+    let options = options(&k, req)?;
+    Ok(Box::new(KindEnv::new(
+        cluster(&k, req.run_id, options.images),
+        spec,
+        configured_tool_dirs(&k, req),
+        options,
+    )))
+}
+
+/// `--env kind`'s options: the images mode (`SCS_E2E_KIND_IMAGES` > `kindCluster.images` >
+/// pull) and local stacks (on when the plan builds a stack from `source:`; refused up front
+/// when switched off for such a plan, never a failure at its first step).
+fn options(k: &crate::config::KindConfig, req: &super::EnvRequest) -> anyhow::Result<Options> {
+    let images = match std::env::var("SCS_E2E_KIND_IMAGES").ok().filter(|s| !s.is_empty()) {
+        Some(s) => s.parse::<images::Mode>().map_err(|e| anyhow::anyhow!("SCS_E2E_KIND_IMAGES: {e}"))?,
+        None => k.images.unwrap_or_default(),
+    };
+    let needs_local = req.plan.local_stacks;
+    if needs_local && k.local_stacks == Some(false) {
+        anyhow::bail!(
+            "the plan installs a cluster stack from `source:` (release assets built here for CSO's local mode), but the config file sets kindCluster.localStacks: false; remove that line (local stacks switch on by themselves), or install released stacks without `source:`"
+        );
+    }
+    Ok(Options {
+        local_stacks: k.local_stacks.unwrap_or(needs_local),
+        images,
+        progress: req.progress,
+        cso_hooks: !req.plan.only_inmemory_stacks,
+    })
+}
+
+/// The kind management cluster of a run; its kubeconfig lives in the state directory, never in
+/// the artifacts. Offline, the node image is the one `images build` makes.
+pub fn cluster(k: &crate::config::KindConfig, run_id: &str, images: images::Mode) -> KindCluster {
+    let name = k
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("scs-e2e-{}", run_id.chars().take(8).collect::<String>().to_lowercase()));
+    KindCluster {
+        dir: super::lab::default_dir().with_file_name(format!("kind-{name}")),
+        name,
+        image: k.node_image.clone().unwrap_or_else(|| match images {
+            images::Mode::Pull => NODE_IMAGE.into(),
+            images::Mode::Offline => images::NODE_IMAGE.into(),
+        }),
+        wait: Duration::from_secs(300),
+        releases: None,
+        engine_socket: engine_socket(std::env::var("DOCKER_HOST").ok().as_deref())
+            .unwrap_or_else(|_| PathBuf::from("/var/run/docker.sock")),
+    }
+}
+
+/// Tool directories of a run: the config file's `kindCluster.binDir`, PATH, the lab's build.
+pub fn configured_tool_dirs(k: &crate::config::KindConfig, req: &super::EnvRequest) -> Vec<PathBuf> {
+    let assets = lab_build::Assets::locate(req.lab_bin_dir.map(Path::to_path_buf), req.lab_cache_dir.map(Path::to_path_buf));
+    tool_dirs(k.bin_dir.as_deref(), &assets.bin_dir)
+}
+
 /// Where tools are looked up: the configured directory, PATH, then the lab's build cache (where
 /// `scs-e2e lab install` puts kind, clusterctl, helm and kubectl).
 pub fn tool_dirs(configured: Option<&Path>, lab_bin: &Path) -> Vec<PathBuf> {

@@ -1,15 +1,56 @@
 //! `--env kubeconfig`: an existing cluster, given by `--kubeconfig` or `KUBECONFIG`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::Environment;
+use super::{EnvRequest, Environment};
 
 pub struct KubeconfigEnv {
     path: PathBuf,
     server_version: Option<String>,
+}
+
+/// `--env kubeconfig`: the cluster of `--kubeconfig`/KUBECONFIG, else the config file's.
+pub fn create(req: &EnvRequest) -> anyhow::Result<Box<dyn Environment>> {
+    let kc = req
+        .kubeconfig
+        .map(first_kubeconfig)
+        .or(req.file.and_then(|c| c.kubeconfig.clone()))
+        .ok_or_else(|| anyhow::anyhow!("--env kubeconfig needs a kubeconfig: pass --kubeconfig FILE or set KUBECONFIG"))?;
+    check_kubeconfig(&kc)?;
+    Ok(Box::new(KubeconfigEnv::new(kc)))
+}
+
+/// KUBECONFIG may list several files; the first existing one is used.
+pub fn first_kubeconfig(v: &str) -> PathBuf {
+    std::env::split_paths(v).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(v))
+}
+
+/// Reads and parses a kubeconfig (an error names the file and the fix) and registers its
+/// tokens and passwords for redaction.
+pub fn check_kubeconfig(p: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}; check --kubeconfig or KUBECONFIG", p.display()))?;
+    kube::config::Kubeconfig::from_yaml(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a kubeconfig: {}; check --kubeconfig or KUBECONFIG",
+            p.display(),
+            e.to_string().lines().next().unwrap_or("")
+        )
+    })?;
+    // Its tokens and passwords must never show up in what a run writes.
+    if let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(&text) {
+        for u in v.get("users").and_then(|u| u.as_array()).into_iter().flatten() {
+            for k in ["token", "password"] {
+                if let Some(s) = u.pointer(&format!("/user/{k}")).and_then(|s| s.as_str()) {
+                    crate::redact::add(s);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl KubeconfigEnv {

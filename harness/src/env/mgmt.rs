@@ -71,16 +71,7 @@ pub struct Spec {
     pub cso_hooks: bool,
 }
 
-/// Whether an existing management cluster gets Cluster API, the provider and CSO installed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum InstallPolicy {
-    /// Install into a bare cluster, use a complete one as it is, refuse a partial one.
-    #[default]
-    Auto,
-    Always,
-    Never,
-}
+pub use crate::config::InstallPolicy;
 
 /// The CRDs that show each part is installed: (part, CRD name).
 pub fn marker_crds(infrastructure: Infrastructure) -> Vec<(&'static str, &'static str)> {
@@ -172,6 +163,39 @@ impl Spec {
             capd_host_network: false,
             cso_hooks: true,
         }
+    }
+
+    /// The defaults, overridden by the config file's `management:` section.
+    pub fn from_config(infrastructure: Infrastructure, c: Option<&crate::config::ManagementConfig>) -> Spec {
+        let mut s = Spec::new(infrastructure);
+        let Some(c) = c else { return s };
+        let set = |to: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                to.clone_from(v);
+            }
+        };
+        set(&mut s.capi_version, &c.cluster_api_version);
+        set(&mut s.capo_version, &c.capo_version);
+        set(&mut s.orc_manifest, &c.orc_manifest);
+        set(&mut s.cso.chart, &c.cso_chart);
+        set(&mut s.cso.oci_repository, &c.cso_oci_repository);
+        s.clusterctl_config.clone_from(&c.clusterctl_config);
+        s.cso.version.clone_from(&c.cso_chart_version);
+        s.cso.values.clone_from(&c.cso_values);
+        if let Some(t) = &c.timeout {
+            s.timeout = t.0;
+        }
+        s.install = c.install.unwrap_or_default();
+        s.existing_release_dir.clone_from(&c.cso_release_dir);
+        s.cspo = c.cspo.as_ref().map(|p| super::cspo::Settings {
+            manifest: p
+                .manifest
+                .clone()
+                .unwrap_or_else(|| super::cspo::manifest_url(p.version.as_deref().unwrap_or(super::cspo::VERSION))),
+            variables: p.variables.clone(),
+            import_timeout_minutes: p.import_timeout_minutes,
+        });
+        s
     }
 
     fn infrastructure_provider(&self) -> String {

@@ -15,6 +15,87 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::{ConfigFile, DeletePolicy};
+
+/// What a run asks of its environment, whatever it is: the command line's and the config file's
+/// settings and what the plan needs. Each environment builds itself from it ([`Registration`]).
+#[derive(Clone, Copy)]
+pub struct EnvRequest<'a> {
+    pub run_id: &'a str,
+    pub delete: DeletePolicy,
+    /// Show progress bars (image and lab builds) on the console.
+    pub progress: bool,
+    pub plan: PlanNeeds,
+    pub file: Option<&'a ConfigFile>,
+    /// `--kubeconfig`, else KUBECONFIG (as given: may list several files).
+    pub kubeconfig: Option<&'a str>,
+    /// `--management-kubeconfig`: an existing management cluster.
+    pub management_kubeconfig: Option<&'a Path>,
+    /// `--cloud`: the clouds.yaml entry.
+    pub cloud: Option<&'a str>,
+    /// `--lab-bin-dir`, `--lab-cache-dir`.
+    pub lab_bin_dir: Option<&'a Path>,
+    pub lab_cache_dir: Option<&'a Path>,
+}
+
+/// What the plan needs of the management cluster.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanNeeds {
+    /// A step needs Cluster API and CSO.
+    pub cluster_api: bool,
+    /// A step builds release assets from a stack directory (CSO in local mode).
+    pub local_stacks: bool,
+    /// Every stack installed is an in-memory one (and there is one).
+    pub only_inmemory_stacks: bool,
+}
+
+/// An environment, as `--env` names it. Adding one is a module (or folder) with its
+/// [`Environment`] and `create`, plus one line in [`ENVIRONMENTS`].
+pub struct Registration {
+    pub name: &'static str,
+    /// One line for `--help`.
+    pub about: &'static str,
+    /// Builds the environment, reading and checking its input without touching anything: an
+    /// error is bad input (exit 2).
+    pub create: fn(&EnvRequest) -> anyhow::Result<Box<dyn Environment>>,
+}
+
+/// Every environment; the first is the default.
+pub static ENVIRONMENTS: &[Registration] = &[
+    Registration {
+        name: "lab",
+        about: "a local control plane built from Go modules (no Docker)",
+        create: lab::create,
+    },
+    Registration {
+        name: "kubeconfig",
+        about: "an existing cluster (--kubeconfig or KUBECONFIG)",
+        create: kubeconfig::create,
+    },
+    Registration {
+        name: "kind",
+        about: "a kind management cluster with CAPD (needs Docker)",
+        create: kind::create,
+    },
+    Registration {
+        name: "openstack",
+        about: "OpenStack via CAPO (kind or an existing management cluster)",
+        create: openstack::environment::create,
+    },
+];
+
+/// The registered environment of that name.
+pub fn find(name: &str) -> Option<&'static Registration> {
+    ENVIRONMENTS.iter().find(|r| r.name == name)
+}
+
+/// `unknown environment `x`: use lab, kubeconfig, kind or openstack`.
+pub fn unknown(name: &str) -> String {
+    let names: Vec<&str> = ENVIRONMENTS.iter().map(|r| r.name).collect();
+    let (last, rest) = names.split_last().expect("environments are registered");
+    format!("unknown environment `{name}`: use {} or {last}", rest.join(", "))
+}
+
 /// Variables environments may give steps (see [`Environment::step_vars`]); commands see them as
 /// environment variables too.
 pub const STEP_VAR_NAMES: &[&str] = &["CSO_RELEASE_DIR", "CSO_HOOKS_MANIFEST", "OPENSTACK_CLOUD", "OPENSTACK_SECRET_NAME"];

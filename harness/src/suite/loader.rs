@@ -156,8 +156,9 @@ pub fn validate(ls: &LoadedSuite, settings: &Settings) -> Result<(), InputError>
     }
     check_name(&s.name, "suite").map_err(|m| err(m, &s.name.referenced))?;
     for e in &s.environments {
-        e.parse::<crate::config::EnvKind>()
-            .map_err(|m| InputError::new(format!("environments: {m}")).in_file(&ls.display_path))?;
+        if crate::env::find(e).is_none() {
+            return Err(InputError::new(format!("environments: {}", crate::env::unknown(e))).in_file(&ls.display_path));
+        }
     }
     if s.scenarios.is_empty() {
         return Err(err(

@@ -12,7 +12,6 @@ pub mod offline;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -28,28 +27,8 @@ pub const NODE_IMAGE: &str = "scs-e2e.local/kind-node:v1.33.13";
 /// The engine label carrying an image's key.
 const KEY_LABEL: &str = "io.scs-e2e.key";
 
-/// Where `--env kind` gets its images: `pull` the published ones (kindest/node and the
-/// providers' registries), or `offline`: build them here first and never pull.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Pull,
-    Offline,
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mode, String> {
-        match s {
-            "pull" => Ok(Mode::Pull),
-            "offline" => Ok(Mode::Offline),
-            _ => Err(format!(
-                "unknown images mode `{s}`: use `pull` (published images) or `offline` (built here by `scs-e2e images build`, never pulled)"
-            )),
-        }
-    }
-}
+/// Where `--env kind` gets its images (a setting of the config file).
+pub use crate::config::ImagesMode as Mode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {

@@ -812,6 +812,21 @@ pub struct LabEnv {
     install_progress: bool,
 }
 
+/// `--env lab`: a lab of this run's own (its directory named after the run id), with Cluster API
+/// when the plan needs it; kept past the process unless it is always deleted.
+pub fn create(req: &super::EnvRequest) -> anyhow::Result<Box<dyn super::Environment>> {
+    let cfg = req.file.and_then(|c| c.lab.clone()).unwrap_or_default();
+    let assets = build::Assets::locate(
+        req.lab_bin_dir.map(Path::to_path_buf).or(cfg.bin_dir),
+        req.lab_cache_dir.map(Path::to_path_buf).or(cfg.cache_dir),
+    );
+    let mut lo = LabOptions::new(default_dir().with_file_name(format!("lab-run-{}", req.run_id)), assets);
+    // A lab that may be kept must outlive this process; one always deleted dies with it.
+    lo.detached = req.delete != crate::config::DeletePolicy::Always;
+    lo.cluster_api = req.plan.cluster_api;
+    Ok(Box::new(LabEnv::new(lo, req.progress)))
+}
+
 impl LabEnv {
     pub fn new(opts: LabOptions, install_progress: bool) -> Self {
         LabEnv {

@@ -49,6 +49,40 @@ pub struct OpenStackEnv {
     clusters: Option<Arc<OpenStackClusters>>,
 }
 
+/// `--env openstack`: credentials read and checked now (bad clouds.yaml input is exit 2 with
+/// nothing touched); the management cluster is an existing one or a kind cluster of the run.
+pub fn create(req: &crate::env::EnvRequest) -> anyhow::Result<Box<dyn Environment>> {
+    let o = req.file.and_then(|c| c.openstack.clone()).unwrap_or_default();
+    let k = req.file.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
+    let lookup = super::clouds::Lookup::from_env(req.cloud.map(str::to_string).or(o.cloud.clone()));
+    let cloud = super::clouds::load(&lookup)?;
+    let naming = match o.naming.as_deref() {
+        None | Some("scs") => Naming::scs(&cloud.name),
+        Some("scs2") => Naming::scs2(),
+        Some(other) => anyhow::bail!(
+            "openstack.naming `{other}` in the config file: use `scs` (Secret named after the cloud) or `scs2` (Secret `openstack`)"
+        ),
+    };
+    let management = req.management_kubeconfig.map(Path::to_path_buf).or(o.management_kubeconfig.clone());
+    if let Some(m) = &management {
+        crate::env::kubeconfig::check_kubeconfig(m)?;
+    }
+    let spec = mgmt::Spec::from_config(mgmt::Infrastructure::OpenStack, req.file.and_then(|c| c.management.as_ref()));
+    Ok(Box::new(OpenStackEnv::new(
+        cloud,
+        naming,
+        management,
+        crate::env::kind::cluster(&k, req.run_id, crate::env::images::Mode::Pull),
+        spec,
+        crate::env::kind::configured_tool_dirs(&k, req),
+        Options {
+            namespace: o.namespace.clone().unwrap_or_else(|| "default".into()),
+            variables: o.cluster_variables.clone(),
+            image: o.image.clone(),
+        },
+    )))
+}
+
 impl OpenStackEnv {
     pub fn new(
         cloud: Cloud,
