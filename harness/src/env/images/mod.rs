@@ -325,20 +325,119 @@ pub fn ensure(
     }
     materialize(cache)?;
     progress.start(todo.len());
-    let mut built = Vec::new();
-    for (i, (r, s)) in todo.into_iter().enumerate() {
+    let built = run_lanes(&todo, progress, |r, s| {
         let k = key(r);
-        progress.building(i, r.name);
-        let t0 = Instant::now();
         if s == State::Archived && !force {
             engine.run(&["load", "-i", &cache.archive(r, &k).display().to_string()])?;
+            Ok(false)
         } else {
             build_one(engine, cache, r, &k, &lab.bin_dir)?;
-            built.push(r.name);
+            Ok(true)
         }
-        progress.done(r.name, t0.elapsed().as_secs_f64());
-    }
+    });
     progress.finish();
+    built
+}
+
+/// Two image builds at once: while one waits on the network or the engine (debootstrap,
+/// `docker import`, `docker save`) or links alone, the other compiles.
+const BUILD_LANES: usize = 2;
+
+/// Recipes that compile from the same Go module share most packages: they go one after another
+/// so those compile once. The module is the first input naming one; else the recipe is alone.
+fn module_group(r: &Recipe) -> &'static str {
+    r.inputs.iter().copied().find(|i| *i != "images/mgmt/").unwrap_or(r.name)
+}
+
+/// Runs `step` for each recipe of `todo` on [`BUILD_LANES`] threads, each recipe once all it
+/// needs is done and no recipe of its module group is running. `step` says whether it built
+/// (true) or only loaded; the first error stops the others from starting new work.
+fn run_lanes<F>(todo: &[(&'static Recipe, State)], progress: &dyn Progress, step: F) -> Result<Vec<&'static str>, ImagesError>
+where
+    F: Fn(&'static Recipe, State) -> Result<bool, ImagesError> + Sync,
+{
+    struct Board {
+        waiting: Vec<(&'static Recipe, State)>,
+        running: Vec<&'static str>,
+        done: Vec<&'static str>,
+        built: Vec<&'static str>,
+        error: Option<ImagesError>,
+        started: usize,
+    }
+    let pending: Vec<&str> = todo.iter().map(|(r, _)| r.name).collect();
+    let board = std::sync::Mutex::new(Board {
+        waiting: todo.to_vec(),
+        running: Vec::new(),
+        done: Vec::new(),
+        built: Vec::new(),
+        error: None,
+        started: 0,
+    });
+    let changed = std::sync::Condvar::new();
+    std::thread::scope(|scope| {
+        for _ in 0..BUILD_LANES {
+            scope.spawn(|| {
+                loop {
+                    let mut b = board.lock().unwrap();
+                    let (r, s, index) = loop {
+                        if b.error.is_some() || b.waiting.is_empty() {
+                            return;
+                        }
+                        let ready = b.waiting.iter().position(|(r, _)| {
+                            r.needs.iter().all(|n| !pending.contains(n) || b.done.contains(n))
+                                && !b.running.iter().any(|x| module_group(recipe(x).expect("known")) == module_group(r))
+                        });
+                        match ready {
+                            // Needs always come first in RECIPES, so this cannot happen; if it
+                            // did, waiting would be forever.
+                            None if b.running.is_empty() => {
+                                let stuck: Vec<&str> = b.waiting.iter().map(|(r, _)| r.name).collect();
+                                b.error = Some(ImagesError::Io(std::io::Error::other(format!(
+                                    "images {} wait for images that are not built",
+                                    stuck.join(", ")
+                                ))));
+                                changed.notify_all();
+                                return;
+                            }
+                            Some(i) => {
+                                let (r, s) = b.waiting.remove(i);
+                                b.running.push(r.name);
+                                b.started += 1;
+                                break (r, s, b.started - 1);
+                            }
+                            None => b = changed.wait(b).unwrap(),
+                        }
+                    };
+                    drop(b);
+                    progress.building(index, r.name);
+                    let t0 = Instant::now();
+                    let result = step(r, s);
+                    let mut b = board.lock().unwrap();
+                    b.running.retain(|x| *x != r.name);
+                    match result {
+                        Ok(built) => {
+                            progress.done(r.name, t0.elapsed().as_secs_f64());
+                            b.done.push(r.name);
+                            if built {
+                                b.built.push(r.name);
+                            }
+                        }
+                        Err(e) => {
+                            b.error.get_or_insert(e);
+                        }
+                    }
+                    changed.notify_all();
+                }
+            });
+        }
+    });
+    let b = board.into_inner().unwrap();
+    if let Some(e) = b.error {
+        return Err(e);
+    }
+    // In build order, whatever lane made what.
+    let mut built = b.built;
+    built.sort_by_key(|n| RECIPES.iter().position(|r| r.name == *n));
     Ok(built)
 }
 
@@ -518,6 +617,81 @@ fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lanes_respect_needs_and_module_groups_and_run_two_at_once() {
+        use std::sync::Mutex;
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let todo: Vec<(&'static Recipe, State)> = RECIPES.iter().map(|r| (r, State::Missing)).collect();
+        let events = Mutex::new(Vec::<(bool, &str)>::new());
+        // etcd and coredns are the first two free recipes: each tells the other it started and
+        // waits to hear back, which only happens if two lanes run them at once.
+        let (tx_a, rx_a) = mpsc::channel::<()>();
+        let (tx_b, rx_b) = mpsc::channel::<()>();
+        let (tx_a, tx_b) = (Mutex::new(tx_a), Mutex::new(tx_b));
+        let (rx_a, rx_b) = (Mutex::new(rx_a), Mutex::new(rx_b));
+        let met = Mutex::new(Vec::new());
+        let built = run_lanes(&todo, &lab_build::Quiet, |r, _| {
+            events.lock().unwrap().push((true, r.name));
+            let pair = match r.name {
+                "etcd" => Some((&tx_a, &rx_b)),
+                "coredns" => Some((&tx_b, &rx_a)),
+                _ => None,
+            };
+            if let Some((tx, rx)) = pair {
+                tx.lock().unwrap().send(()).unwrap();
+                met.lock()
+                    .unwrap()
+                    .push(rx.lock().unwrap().recv_timeout(Duration::from_secs(20)).is_ok());
+            }
+            events.lock().unwrap().push((false, r.name));
+            Ok(r.name != "haproxy")
+        })
+        .unwrap();
+        assert_eq!(*met.lock().unwrap(), vec![true, true], "two lanes ran at once");
+        let ev = events.into_inner().unwrap();
+        let at = |start: bool, n: &str| ev.iter().position(|e| *e == (start, n)).unwrap();
+        for r in RECIPES {
+            for n in r.needs {
+                assert!(at(false, n) < at(true, r.name), "{} started before {n} ended", r.name);
+            }
+        }
+        // Two recipes of one Go module never overlap.
+        let mut running: Vec<&str> = Vec::new();
+        for (start, n) in &ev {
+            if *start {
+                let g = module_group(recipe(n).unwrap());
+                assert!(
+                    !running.iter().any(|x| module_group(recipe(x).unwrap()) == g),
+                    "{n} overlapped a recipe of {g}"
+                );
+                running.push(n);
+            } else {
+                running.retain(|x| x != n);
+            }
+        }
+        assert_eq!(built.len(), RECIPES.len() - 1, "what was only loaded is not counted as built");
+        assert_eq!(built[0], "etcd", "in build order");
+    }
+
+    #[test]
+    fn a_failing_recipe_stops_new_work_and_is_the_error() {
+        let todo: Vec<(&'static Recipe, State)> = RECIPES.iter().map(|r| (r, State::Missing)).collect();
+        let ran = std::sync::Mutex::new(Vec::new());
+        let e = run_lanes(&todo, &lab_build::Quiet, |r, _| {
+            ran.lock().unwrap().push(r.name);
+            if r.name == "pause" {
+                return Err(ImagesError::Io(std::io::Error::other("pause broke")));
+            }
+            Ok(true)
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("pause broke"), "{e}");
+        let ran = ran.into_inner().unwrap();
+        assert!(!ran.contains(&"kind-base"), "kind-base needs pause: {ran:?}");
+        assert!(!ran.contains(&"kind-node"), "{ran:?}");
+    }
 
     #[test]
     fn recipes_come_after_what_they_need_and_each_has_a_script() {

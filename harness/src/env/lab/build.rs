@@ -17,6 +17,19 @@ struct Module {
     files: &'static [(&'static str, &'static str)],
 }
 
+/// What a cold build of each module's components costs, roughly (seconds on two cores, from a
+/// cold `.ci/run`): only their ratio matters, for sharing the modules out between build lanes.
+fn cold_cost(module_dir: &str) -> u32 {
+    match module_dir {
+        "control-plane" => 1000,
+        "capi" => 500,
+        "cso" => 260,
+        "sonobuoy" => 170,
+        "helm" => 150,
+        _ => 60,
+    }
+}
+
 /// A wrapper module that is just `go.mod` and `go.sum` in `fixtures/lab/<dir>`.
 macro_rules! go_module {
     ($dir:literal) => {
@@ -321,8 +334,8 @@ pub fn source_hash() -> String {
     format!("{:x}", h.finalize())[..10].to_string()
 }
 
-/// Reports build progress (a bar on a terminal, lines otherwise).
-pub trait Progress {
+/// Reports build progress (a bar on a terminal, lines otherwise); builds may run at once.
+pub trait Progress: Sync {
     fn start(&self, total: usize);
     fn building(&self, index: usize, name: &str);
     fn done(&self, name: &str, secs: f64);
@@ -377,10 +390,7 @@ impl Progress for ConsoleProgress {
     }
     fn building(&self, index: usize, name: &str) {
         match &self.bar {
-            Some(b) => {
-                b.set_position(index as u64);
-                b.set_message(format!("{} {name}", self.verb));
-            }
+            Some(b) => b.set_message(format!("{} {name}", self.verb)),
             None => eprintln!("{}: [{}] {} {name} …", self.label, index + 1, self.verb),
         }
     }
@@ -426,28 +436,86 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
     }
     let go = crate::process::which("go", &[]).ok_or(BuildError::NoGo)?;
     let src = assets.src_dir();
-    progress.start(missing.len());
-    let mut built = Vec::new();
-    for (i, c) in COMPONENTS.iter().filter(|c| missing.contains(&c.name)).enumerate() {
-        progress.building(i, c.name);
-        let t0 = Instant::now();
-        let mdir = src.join(c.module.dir);
+    let todo: Vec<&Component> = COMPONENTS.iter().filter(|c| missing.contains(&c.name)).collect();
+    // Every module is written before any build starts: two lanes may share none, but each
+    // reads only its own.
+    for c in &todo {
         for (p, text) in c.module.files {
-            let f = mdir.join(p);
-            std::fs::create_dir_all(f.parent().unwrap())?;
-            std::fs::write(&f, text)?;
+            crate::base::write_file(&src.join(c.module.dir).join(p), text.as_bytes())?;
         }
-        if !assets.path(c.name).is_file() {
-            build_one(&go, c, &mdir, &assets.bin_dir, &src)?;
-        }
-        if let Some(m) = &c.manifests {
-            copy_manifests(&go, c.name, m, &mdir, &assets.manifests_dir(c.name))?;
-        }
-        progress.done(c.name, t0.elapsed().as_secs_f64());
-        built.push(c.name);
     }
+    progress.start(todo.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Result<Vec<&'static str>, BuildError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = lanes(&todo, BUILD_LANES)
+            .into_iter()
+            .map(|lane| {
+                let (go, src, next, failed) = (&go, &src, &next, &failed);
+                scope.spawn(move || {
+                    let mut built = Vec::new();
+                    for c in lane {
+                        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        progress.building(index, c.name);
+                        let t0 = Instant::now();
+                        let mdir = src.join(c.module.dir);
+                        let r = (|| {
+                            if !assets.path(c.name).is_file() {
+                                build_one(go, c, &mdir, &assets.bin_dir, src)?;
+                            }
+                            if let Some(m) = &c.manifests {
+                                copy_manifests(go, c.name, m, &mdir, &assets.manifests_dir(c.name))?;
+                            }
+                            Ok(())
+                        })();
+                        if let Err(e) = r {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        progress.done(c.name, t0.elapsed().as_secs_f64());
+                        built.push(c.name);
+                    }
+                    Ok(built)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("a build lane panicked")).collect()
+    });
     progress.finish();
+    let mut built = Vec::new();
+    for r in results {
+        built.extend(r?);
+    }
+    // In COMPONENTS order, whatever lane built what.
+    built.sort_by_key(|n| COMPONENTS.iter().position(|c| c.name == *n));
     Ok(built)
+}
+
+/// Two `go build`s at once keep both cores busy through the single-threaded links and the
+/// narrow ends of each build; more would only compete.
+const BUILD_LANES: usize = 2;
+
+/// Shares the components out between `n` lanes by module (a module's components share most
+/// packages, so they go one after another in one lane and compile them once), the costliest
+/// module first onto the least loaded lane.
+fn lanes<'a>(todo: &[&'a Component], n: usize) -> Vec<Vec<&'a Component>> {
+    let mut modules: Vec<&str> = Vec::new();
+    for c in todo {
+        if !modules.contains(&c.module.dir) {
+            modules.push(c.module.dir);
+        }
+    }
+    modules.sort_by_key(|m| std::cmp::Reverse(cold_cost(m)));
+    let mut lanes: Vec<(u32, Vec<&'a Component>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for m in modules {
+        let lane = lanes.iter_mut().min_by_key(|(load, _)| *load).expect("at least one lane");
+        lane.0 += cold_cost(m);
+        lane.1.extend(todo.iter().filter(|c| c.module.dir == m));
+    }
+    lanes.into_iter().map(|(_, l)| l).filter(|l| !l.is_empty()).collect()
 }
 
 fn ldflags(c: &Component) -> String {
@@ -632,6 +700,25 @@ mod tests {
         assert!(!a.managed);
         let e = install(&a, &Quiet).unwrap_err().to_string();
         assert!(e.contains("lacks etcd, kube-apiserver, kube-controller-manager"), "{e}");
+    }
+
+    #[test]
+    fn lanes_keep_modules_together_and_balance_the_cold_cost() {
+        let all: Vec<&Component> = COMPONENTS.iter().collect();
+        let lanes = lanes(&all, 2);
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(lanes.iter().map(Vec::len).sum::<usize>(), COMPONENTS.len());
+        for m in ["control-plane", "capi", "cso", "sonobuoy", "helm", "kind"] {
+            let holding: Vec<usize> = (0..2).filter(|i| lanes[*i].iter().any(|c| c.module.dir == m)).collect();
+            assert_eq!(holding.len(), 1, "{m} is built in one lane");
+        }
+        // The Kubernetes control plane (half the cold cost) against nearly everything else.
+        let cp: Vec<&str> = lanes[0].iter().map(|c| c.module.dir).collect();
+        assert!(!cp.iter().any(|m| ["capi", "cso", "sonobuoy", "helm"].contains(m)), "{cp:?}");
+        // Within a lane, components keep their order (etcd first checks the toolchain).
+        assert_eq!(lanes[0][0].name, "etcd");
+        // One lane for a single module.
+        assert_eq!(super::lanes(&all[..2], 2).len(), 1);
     }
 
     #[test]
