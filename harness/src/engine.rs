@@ -194,25 +194,17 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
     base
 }
 
-/// Writes JSON and JUnit atomically.
+/// Writes the run's reports where its options say (see [`report::write_all`]).
 pub fn write_reports(r: &RunReport, opts: &RunOptions) -> std::io::Result<()> {
-    // Whatever text reached the model (phase errors, collector summaries), masked once more.
-    let mut r = r.clone();
-    let steps = r.phases.iter_mut().chain(r.scenarios.iter_mut().flat_map(|s| s.steps.iter_mut()));
-    for st in steps {
-        crate::redact::apply_opt(&mut st.message);
-        crate::redact::apply_opt(&mut st.details);
-        crate::redact::apply_opt(&mut st.log_tail);
-        for a in &mut st.attempts {
-            crate::redact::apply_opt(&mut a.message);
-            crate::redact::apply_opt(&mut a.details);
-        }
-    }
-    let r = &r;
-    crate::base::write_atomic(&opts.json, report::json::render(r).as_bytes())?;
-    // In the artifacts directory: its links to step logs are relative to it.
-    crate::base::write_atomic(&opts.artifacts.join(report::html::FILE_NAME), report::html::render(r).as_bytes())?;
-    crate::base::write_atomic(&opts.junit, report::junit::render(r).as_bytes())
+    report::write_all(
+        r,
+        &report::ReportPaths {
+            json: opts.json.clone(),
+            junit: opts.junit.clone(),
+            // In the artifacts directory: its links to step logs are relative to it.
+            html: opts.artifacts.join(report::html::FILE_NAME),
+        },
+    )
 }
 
 async fn phase(

@@ -213,6 +213,44 @@ impl RunReport {
     }
 }
 
+/// Where a run's three report files go.
+pub struct ReportPaths {
+    pub json: std::path::PathBuf,
+    pub junit: std::path::PathBuf,
+    pub html: std::path::PathBuf,
+}
+
+impl ReportPaths {
+    /// `results.json`, `junit.xml` and `report.html` in `dir`.
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        ReportPaths {
+            json: dir.join(json::FILE_NAME),
+            junit: dir.join(junit::FILE_NAME),
+            html: dir.join(html::FILE_NAME),
+        }
+    }
+}
+
+/// Writes the JSON, JUnit and HTML reports of `r`, each atomically, the one writer of `run`
+/// and `report merge`. Whatever text reached the model (phase errors, collector summaries,
+/// reports being merged) is masked once more first.
+pub fn write_all(r: &RunReport, paths: &ReportPaths) -> std::io::Result<()> {
+    let mut r = r.clone();
+    let steps = r.phases.iter_mut().chain(r.scenarios.iter_mut().flat_map(|s| s.steps.iter_mut()));
+    for st in steps {
+        crate::redact::apply_opt(&mut st.message);
+        crate::redact::apply_opt(&mut st.details);
+        crate::redact::apply_opt(&mut st.log_tail);
+        for a in &mut st.attempts {
+            crate::redact::apply_opt(&mut a.message);
+            crate::redact::apply_opt(&mut a.details);
+        }
+    }
+    crate::base::write_atomic(&paths.json, json::render(&r).as_bytes())?;
+    crate::base::write_atomic(&paths.html, html::render(&r).as_bytes())?;
+    crate::base::write_atomic(&paths.junit, junit::render(&r).as_bytes())
+}
+
 pub fn secs(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
