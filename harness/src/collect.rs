@@ -76,7 +76,7 @@ impl Collector {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::error::Invalid> {
         match self {
             Collector::Resources(r) => {
                 for k in &r.kinds {
@@ -214,12 +214,10 @@ fn event_time(e: &Event) -> String {
 }
 
 /// `apps/v1/Deployment` → (`apps/v1`, `Deployment`); `v1/Pod` → (`v1`, `Pod`).
-pub fn split_kind(s: &str) -> Result<(&str, &str), String> {
+pub fn split_kind(s: &str) -> Result<(&str, &str), crate::error::Invalid> {
     match s.rsplit_once('/') {
         Some((av, k)) if !av.is_empty() && k.starts_with(|c: char| c.is_ascii_uppercase()) => Ok((av, k)),
-        _ => Err(format!(
-            "kind `{s}` must be written apiVersion/Kind, like `v1/ConfigMap` or `apps/v1/Deployment`"
-        )),
+        _ => Err(format!("kind `{s}` must be written apiVersion/Kind, like `v1/ConfigMap` or `apps/v1/Deployment`").into()),
     }
 }
 

@@ -325,14 +325,15 @@ pub enum ImagesMode {
 }
 
 impl FromStr for ImagesMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<ImagesMode, String> {
+    type Err = crate::error::Invalid;
+    fn from_str(s: &str) -> Result<ImagesMode, crate::error::Invalid> {
         match s {
             "pull" => Ok(ImagesMode::Pull),
             "offline" => Ok(ImagesMode::Offline),
             _ => Err(format!(
                 "unknown images mode `{s}`: use `pull` (published images) or `offline` (built here by `scs-e2e images build`, never pulled)"
-            )),
+            )
+            .into()),
         }
     }
 }

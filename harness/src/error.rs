@@ -17,6 +17,43 @@ pub enum Exit {
     Interrupted = 130,
 }
 
+/// A value that breaks a rule of its format (a step's fields, a version, a name): the message
+/// says what is wrong and how to fix it; [`InputError`] adds where, when the caller knows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Self {
+        Invalid(s)
+    }
+}
+
+impl std::ops::Deref for Invalid {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for Invalid {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> String {
+        e.0
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Self {
+        Invalid(s.to_string())
+    }
+}
+
 /// Bad input: names the file, line and column, says what is wrong and how to fix it.
 #[derive(Debug, Clone)]
 pub struct InputError {

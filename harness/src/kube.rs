@@ -310,11 +310,11 @@ pub fn to_json(obj: &DynamicObject) -> Value {
 /// Checks that `expected` is contained in `actual`: maps key by key, scalars by equality, and each
 /// element of an expected list matched by a distinct element of the actual list (order-free).
 /// The error names the path of the first mismatch and what was found there.
-pub fn match_subset(expected: &Value, actual: &Value) -> Result<(), String> {
+pub fn match_subset(expected: &Value, actual: &Value) -> Result<(), crate::error::Invalid> {
     match_at(expected, actual, &mut String::new())
 }
 
-fn match_at(expected: &Value, actual: &Value, path: &mut String) -> Result<(), String> {
+fn match_at(expected: &Value, actual: &Value, path: &mut String) -> Result<(), crate::error::Invalid> {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
@@ -324,7 +324,7 @@ fn match_at(expected: &Value, actual: &Value, path: &mut String) -> Result<(), S
                 match a.get(k) {
                     Some(av) => match_at(ev, av, path)?,
                     None if ev.is_null() => {}
-                    None => return Err(format!("{path}: expected {}, but it is missing", short(ev))),
+                    None => return Err(format!("{path}: expected {}, but it is missing", short(ev)).into()),
                 }
                 path.truncate(len);
             }
@@ -339,7 +339,7 @@ fn match_at(expected: &Value, actual: &Value, path: &mut String) -> Result<(), S
                     .find(|(j, av)| !used[*j] && match_at(ev, av, &mut String::new()).is_ok());
                 match hit {
                     Some((j, _)) => used[j] = true,
-                    None => return Err(format!("{path}[{i}]: no element matches {}; found {}", short(ev), short(actual))),
+                    None => return Err(format!("{path}[{i}]: no element matches {}; found {}", short(ev), short(actual)).into()),
                 }
             }
             Ok(())
@@ -350,7 +350,8 @@ fn match_at(expected: &Value, actual: &Value, path: &mut String) -> Result<(), S
             if path.is_empty() { "." } else { path },
             short(e),
             short(a)
-        )),
+        )
+        .into()),
     }
 }
 

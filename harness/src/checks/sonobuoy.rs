@@ -28,7 +28,7 @@ pub struct Invocation {
 impl Invocation {
     /// Parses the upstream script's command line: `run -k K --scs-sonobuoy-config C
     /// --execution-mode M -r R -c ID -a ARGS...`.
-    pub fn from_script_args(argv: &[String]) -> Result<Invocation, String> {
+    pub fn from_script_args(argv: &[String]) -> Result<Invocation, crate::error::Invalid> {
         let mut it = argv.iter();
         if it.next().map(String::as_str) != Some("run") {
             return Err("sonobuoy script arguments must start with `run`".into());
@@ -50,14 +50,14 @@ impl Invocation {
                 "--scs-sonobuoy-config" => inv.config = value()?,
                 "--execution-mode" => inv.mode = value()?,
                 "-a" | "--arg" => inv.args.extend(super::args::split_args(&value()?)),
-                other => return Err(format!("unknown sonobuoy script option `{other}`")),
+                other => return Err(format!("unknown sonobuoy script option `{other}`").into()),
             }
         }
         if inv.kubeconfig.is_empty() {
             return Err("the sonobuoy script needs -k KUBECONFIG".into());
         }
         if !["serial", "parallel", "dry"].contains(&inv.mode.as_str()) {
-            return Err(format!("--execution-mode {}: use serial, parallel or dry", inv.mode));
+            return Err(format!("--execution-mode {}: use serial, parallel or dry", inv.mode).into());
         }
         Ok(inv)
     }
@@ -100,7 +100,7 @@ pub struct OkToFail {
 }
 
 /// Reads the okToFail list strictly, like upstream: only `okToFail`, entries with `regex` and `reason`.
-pub fn load_ok_to_fail(text: &str, file: &str) -> Result<Vec<OkToFail>, String> {
+pub fn load_ok_to_fail(text: &str, file: &str) -> Result<Vec<OkToFail>, crate::error::Invalid> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     struct Config {
@@ -119,7 +119,9 @@ pub fn load_ok_to_fail(text: &str, file: &str) -> Result<Vec<OkToFail>, String> 
         .enumerate()
         .map(|(i, e)| {
             if e.regex.trim().is_empty() || e.reason.trim().is_empty() {
-                return Err(format!("{file}: okToFail[{i}] needs a non-empty regex and reason"));
+                return Err(crate::error::Invalid(format!(
+                    "{file}: okToFail[{i}] needs a non-empty regex and reason"
+                )));
             }
             let regex = Regex::new(&e.regex).map_err(|err| format!("{file}: okToFail[{i}].regex: {err}"))?;
             Ok(OkToFail { regex, reason: e.reason })
@@ -146,7 +148,7 @@ pub struct TestResult {
 
 /// Parses `plugins/e2e/sonobuoy_results.yaml`: items (files) → items (suites) → items (tests);
 /// a test without a status was skipped.
-pub fn parse_results(text: &str, ok: &[OkToFail]) -> Result<Vec<TestResult>, String> {
+pub fn parse_results(text: &str, ok: &[OkToFail]) -> Result<Vec<TestResult>, crate::error::Invalid> {
     #[derive(Deserialize)]
     struct Node {
         #[serde(default)]
@@ -255,7 +257,7 @@ pub async fn run(inv: &Invocation, ok_text: &str, work_dir: &Path, bin: Option<P
     (outcome, tests)
 }
 
-fn check(argv: &[String], out: std::io::Result<crate::process::Outcome>) -> Result<(), String> {
+fn check(argv: &[String], out: std::io::Result<crate::process::Outcome>) -> Result<(), crate::error::Invalid> {
     let shown = format!("sonobuoy {}", argv.iter().skip(2).cloned().collect::<Vec<_>>().join(" "));
     let out = out.map_err(|e| format!("{shown}: {e}"))?;
     let tail = out
@@ -271,10 +273,10 @@ fn check(argv: &[String], out: std::io::Result<crate::process::Outcome>) -> Resu
     match out.ended {
         // sonobuoy logs errors at level=error but may still exit 0.
         Ended::Exited(0) if !out.output.contains("level=error") => Ok(()),
-        Ended::Exited(c) => Err(format!("{shown} failed (exit {c}): {tail}")),
-        Ended::Signalled(s) => Err(format!("{shown} was killed by signal {s}")),
-        Ended::TimedOut => Err(format!("{shown} did not finish in time and was stopped: {tail}")),
-        Ended::Cancelled => Err(format!("{shown} was interrupted")),
+        Ended::Exited(c) => Err(format!("{shown} failed (exit {c}): {tail}").into()),
+        Ended::Signalled(s) => Err(format!("{shown} was killed by signal {s}").into()),
+        Ended::TimedOut => Err(format!("{shown} did not finish in time and was stopped: {tail}").into()),
+        Ended::Cancelled => Err(format!("{shown} was interrupted").into()),
     }
 }
 

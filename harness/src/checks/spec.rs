@@ -206,42 +206,39 @@ impl Spec {
         Ok(spec)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         let mut ids = HashSet::new();
         for tc in self.testcases() {
             if !ids.insert(tc.id.as_str()) {
-                return Err(format!("testcase id `{}` is defined twice: testcase ids must be unique", tc.id));
+                return Err(format!("testcase id `{}` is defined twice: testcase ids must be unique", tc.id).into());
             }
         }
         let mut modules = HashSet::new();
         for m in &self.modules {
             if !modules.insert(m.id.as_str()) {
-                return Err(format!("module id `{}` is defined twice", m.id));
+                return Err(format!("module id `{}` is defined twice", m.id).into());
             }
             for t in m.targets.values().flatten() {
                 if !ids.contains(t.as_str()) {
-                    return Err(format!("module `{}` names testcase `{t}`, which no script defines", m.id));
+                    return Err(format!("module `{}` names testcase `{t}`, which no script defines", m.id).into());
                 }
             }
         }
         let mut versions = HashSet::new();
         for v in &self.versions {
             if !versions.insert(v.version.as_str()) {
-                return Err(format!("version `{}` is defined twice", v.version));
+                return Err(format!("version `{}` is defined twice", v.version).into());
             }
             for i in &v.include {
                 if !modules.contains(i.module.as_str()) {
-                    return Err(format!(
-                        "version `{}` includes module `{}`, which is not defined",
-                        v.version, i.module
-                    ));
+                    return Err(format!("version `{}` includes module `{}`, which is not defined", v.version, i.module).into());
                 }
             }
         }
         for e in &self.timeline {
             for v in e.versions.keys() {
                 if !versions.contains(v.as_str()) {
-                    return Err(format!("timeline entry {} names version `{v}`, which is not defined", e.date));
+                    return Err(format!("timeline entry {} names version `{v}`, which is not defined", e.date).into());
                 }
             }
         }
@@ -292,7 +289,7 @@ impl Spec {
     }
 
     /// `{kubeconfig}`-style formatting of a script's args; every variable must have a value.
-    pub fn format_args(&self, args: &str, assignment: &BTreeMap<String, String>) -> Result<String, String> {
+    pub fn format_args(&self, args: &str, assignment: &BTreeMap<String, String>) -> Result<String, crate::error::Invalid> {
         let mut out = String::new();
         let mut rest = args;
         while let Some(i) = rest.find('{') {
@@ -312,14 +309,14 @@ impl Spec {
     }
 
     /// Variables from `-a key=value`, defaults filled in; missing required ones are an error.
-    pub fn assignment(&self, given: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    pub fn assignment(&self, given: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, crate::error::Invalid> {
         let mut out = BTreeMap::new();
         for v in &self.variables {
             match given.get(&v.name).or(v.default.as_ref()) {
                 Some(val) => {
                     out.insert(v.name.clone(), val.clone());
                 }
-                None => return Err(format!("the spec needs variable `{}`: pass -a {}=VALUE", v.name, v.name)),
+                None => return Err(format!("the spec needs variable `{}`: pass -a {}=VALUE", v.name, v.name).into()),
             }
         }
         for (k, val) in given {
@@ -327,7 +324,8 @@ impl Spec {
                 return Err(format!(
                     "the spec has no variable `{k}`: it knows {}",
                     self.variables.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
-                ));
+                )
+                .into());
             }
             out.insert(k.clone(), val.clone());
         }

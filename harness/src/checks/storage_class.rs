@@ -16,7 +16,7 @@ use crate::kube::{Target, Verdict as Wait, wait_until};
 pub const DEFAULT_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 
 /// The default class, or why there is no usable one.
-pub fn default_class(classes: &[StorageClass]) -> Result<&StorageClass, String> {
+pub fn default_class(classes: &[StorageClass]) -> Result<&StorageClass, crate::error::Invalid> {
     let defaults: Vec<&StorageClass> = classes
         .iter()
         .filter(|c| {
@@ -31,11 +31,13 @@ pub fn default_class(classes: &[StorageClass]) -> Result<&StorageClass, String> 
         [] => Err(format!(
             "no StorageClass is annotated {DEFAULT_ANNOTATION}: \"true\" ({} classes in all)",
             classes.len()
-        )),
+        )
+        .into()),
         [one] if one.provisioner == "kubernetes.io/no-provisioner" => Err(format!(
             "the default StorageClass {} has provisioner kubernetes.io/no-provisioner: volumes are never provisioned",
             one.metadata.name.as_deref().unwrap_or("")
-        )),
+        )
+        .into()),
         [one] => Ok(one),
         many => Err(format!(
             "{} StorageClasses are marked default ({}): exactly one may be",
@@ -44,7 +46,8 @@ pub fn default_class(classes: &[StorageClass]) -> Result<&StorageClass, String> 
                 .map(|c| c.metadata.name.clone().unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(", ")
-        )),
+        )
+        .into()),
     }
 }
 

@@ -47,7 +47,7 @@ pub struct CheckArgs {
     pub cache_ttl: Duration,
 }
 
-pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<Duration, crate::error::Invalid> {
     crate::format::duration::HumanDuration::parse(s).map(|d| d.0)
 }
 

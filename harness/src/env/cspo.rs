@@ -122,16 +122,32 @@ pub fn render(manifest: &str, s: &Settings) -> Result<Vec<Value>, String> {
     Ok(docs)
 }
 
+/// Why the CSPO manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("fetching {url}: {detail}")]
+    Http { url: String, detail: String },
+    #[error("{path}: {source}")]
+    File { path: String, source: std::io::Error },
+}
+
 /// Reads the manifest from a file or URL.
-pub async fn fetch(manifest: &str) -> Result<String, String> {
+pub async fn fetch(manifest: &str) -> Result<String, FetchError> {
+    let http = |detail: String| FetchError::Http {
+        url: manifest.to_string(),
+        detail,
+    };
     if manifest.starts_with("https://") || manifest.starts_with("http://") {
-        let r = reqwest::get(manifest).await.map_err(|e| format!("fetching {manifest}: {e}"))?;
+        let r = reqwest::get(manifest).await.map_err(|e| http(e.to_string()))?;
         if !r.status().is_success() {
-            return Err(format!("fetching {manifest}: HTTP {}", r.status()));
+            return Err(http(format!("HTTP {}", r.status())));
         }
-        r.text().await.map_err(|e| format!("fetching {manifest}: {e}"))
+        r.text().await.map_err(|e| http(e.to_string()))
     } else {
-        std::fs::read_to_string(Path::new(manifest)).map_err(|e| format!("{manifest}: {e}"))
+        std::fs::read_to_string(Path::new(manifest)).map_err(|source| FetchError::File {
+            path: manifest.to_string(),
+            source,
+        })
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn installed_parts(client: &kube::Client, infrastructure: Infrastructu
 }
 
 /// What to do with an existing management cluster: `Ok(true)` install, `Ok(false)` use as is.
-pub fn decide_install(policy: InstallPolicy, have: &[String], lack: &[String]) -> Result<bool, String> {
+pub fn decide_install(policy: InstallPolicy, have: &[String], lack: &[String]) -> Result<bool, crate::error::Invalid> {
     match policy {
         InstallPolicy::Always => Ok(true),
         InstallPolicy::Auto if lack.is_empty() => Ok(false),
@@ -118,12 +118,12 @@ pub fn decide_install(policy: InstallPolicy, have: &[String], lack: &[String]) -
             "the management cluster has {} but lacks {}: install the missing parts, or set `management.install: always` in the config file to install everything over it",
             have.join(", "),
             lack.join(", ")
-        )),
+        ).into()),
         InstallPolicy::Never if lack.is_empty() => Ok(false),
         InstallPolicy::Never => Err(format!(
             "the management cluster lacks {} and `management.install` is never: install them, or set it to auto",
             lack.join(", ")
-        )),
+        ).into()),
     }
 }
 
@@ -389,6 +389,8 @@ pub enum MgmtError {
     NotAvailable { timeout: Duration, details: String },
     #[error("{0}")]
     Kube(String),
+    #[error(transparent)]
+    Fetch(#[from] super::cspo::FetchError),
 }
 
 /// Installs everything in order and waits for it. `say` gets progress lines.
@@ -445,7 +447,7 @@ pub async fn install_cspo(
 ) -> Result<(), MgmtError> {
     let Some(c) = &spec.cspo else { return Ok(()) };
     say(&format!("installing CSPO from {}", c.manifest));
-    let text = super::cspo::fetch(&c.manifest).await.map_err(MgmtError::Kube)?;
+    let text = super::cspo::fetch(&c.manifest).await?;
     let docs = super::cspo::render(&text, c).map_err(MgmtError::Kube)?;
     // kubectl reads the adjusted manifest from a file of ours (no secrets: the Git/OCI tokens
     // are in it base64-encoded, so it is private to us and removed at once).

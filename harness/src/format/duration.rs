@@ -11,14 +11,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, crate::error::Invalid> {
         let t = s.trim();
         if t.is_empty() {
             return Err("empty duration".into());
         }
         humantime::parse_duration(t)
             .map(HumanDuration)
-            .map_err(|e| format!("invalid duration `{s}` ({e}); write a number with a unit, like `30s`, `5m` or `1h30m`"))
+            .map_err(|e| format!("invalid duration `{s}` ({e}); write a number with a unit, like `30s`, `5m` or `1h30m`").into())
     }
 }
 
@@ -63,7 +63,7 @@ pub enum Timeout {
 }
 
 impl Timeout {
-    fn parse(s: &str) -> Result<Self, String> {
+    fn parse(s: &str) -> Result<Self, crate::error::Invalid> {
         let t = s.trim();
         if t.starts_with(|c: char| c.is_ascii_digit()) {
             HumanDuration::parse(t).map(Timeout::Fixed)
@@ -72,7 +72,8 @@ impl Timeout {
         } else {
             Err(format!(
                 "invalid timeout `{s}`: write a duration like `5m`, or the name of an interval from the config like `wait-cluster`"
-            ))
+            )
+            .into())
         }
     }
 }

@@ -37,7 +37,7 @@ pub struct StackRef {
 
 impl StackRef {
     /// With `${VARS}` substituted, validated.
-    pub fn resolve(&self, subst: impl Fn(&str) -> String) -> Result<(StackId, String), String> {
+    pub fn resolve(&self, subst: impl Fn(&str) -> String) -> Result<(StackId, String), crate::error::Invalid> {
         let id = StackId {
             provider: subst(&self.provider),
             name: subst(&self.name),
@@ -58,7 +58,7 @@ impl StackRef {
     }
 
     /// Checks at load time what can be checked before variables are known.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::error::Invalid> {
         if self.has_vars() {
             return Ok(());
         }
@@ -76,19 +76,20 @@ pub struct StackId {
 
 impl StackId {
     /// Checks what CSO's webhook checks, before anything touches the cluster.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::error::Invalid> {
         for (field, v) in [("provider", &self.provider), ("name", &self.name)] {
             if !NAME_PART.is_match(v) {
                 return Err(format!(
                     "`{field}: {v}` is not a valid cluster stack {field}: use lowercase letters and digits only (no `-`: CSO splits release tags at `-`)"
-                ));
+                ).into());
             }
         }
         if !KUBERNETES_MINOR.is_match(&self.kubernetes_version) {
             return Err(format!(
                 "`kubernetesVersion: {}` must be <major>.<minor> like \"1.33\" (pattern ^\\d\\.\\d+$; quote it in YAML)",
                 self.kubernetes_version
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -116,13 +117,13 @@ impl StackId {
     }
 }
 
-pub fn validate_version(v: &str) -> Result<(), String> {
+pub fn validate_version(v: &str) -> Result<(), crate::error::Invalid> {
     if STACK_VERSION.is_match(v) {
         Ok(())
     } else {
         Err(format!(
             "`{v}` is not a cluster stack version: write v<N> or v<N>-<channel>.<M> like v1 or v0-sha.3e2f1 (pattern ^v\\d+(-\\b\\w+\\b\\.\\w+)?$)"
-        ))
+        ).into())
     }
 }
 

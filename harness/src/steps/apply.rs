@@ -36,7 +36,7 @@ impl Operation for Apply {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         exactly_one(&[("file", self.file.is_some()), ("manifest", self.manifest.is_some())])
     }
 

@@ -26,7 +26,7 @@ impl Operation for Assert {
         format!("assert {}", self.resource)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         if self.resource.name.is_none() || self.resource.selector.is_some() {
             return Err("`assert` needs `resource.name` (and no selector): it checks one object".into());
         }

@@ -43,7 +43,7 @@ impl Operation for RunChecks {
         format!("SCS checks{}", self.tests.as_ref().map(|t| format!(" {t}")).unwrap_or_default())
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         if let Some(t) = self.tests.as_ref().filter(|t| !t.contains("${")) {
             regex::Regex::new(t).map_err(|e| format!("`tests` is not a valid regular expression: {e}"))?;
         }

@@ -47,7 +47,7 @@ impl Operation for Command {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         exactly_one(&[("argv", self.argv.is_some()), ("script", self.script.is_some())])?;
         if self.argv.as_ref().is_some_and(Vec::is_empty) {
             return Err("`argv` needs at least the program name".into());

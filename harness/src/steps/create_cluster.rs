@@ -61,7 +61,7 @@ impl Operation for CreateCluster {
         ClusterEffect::Creates(&self.name)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         self.stack.validate()
     }
 

@@ -56,7 +56,7 @@ impl Operation for Delete {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         exactly_one(&[("resource", self.resource.is_some()), ("file", self.file.is_some())])?;
         if let Some(r) = &self.resource {
             exactly_one(&[("resource.name", r.name.is_some()), ("resource.selector", r.selector.is_some())])?;

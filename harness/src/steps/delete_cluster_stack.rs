@@ -25,7 +25,7 @@ impl Operation for DeleteClusterStack {
         format!("delete cluster stack {}/{} {}", self.provider, self.name, self.kubernetes_version)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         let id = StackId {
             provider: self.provider.clone(),
             name: self.name.clone(),

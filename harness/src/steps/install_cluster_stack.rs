@@ -80,12 +80,13 @@ impl Operation for InstallClusterStack {
         })
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         if !self.no_provider && !self.provider.contains("${") && self.provider != "openstack" {
             return Err(format!(
                 "`noProvider: false` is known for provider openstack (CSPO) only, not `{}`",
                 self.provider
-            ));
+            )
+            .into());
         }
         if self.identity_secret.is_some() && self.no_provider {
             return Err("`identitySecret` is for `noProvider: false` (CSPO)".into());

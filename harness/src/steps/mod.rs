@@ -106,7 +106,7 @@ pub trait Operation: Send + Sync {
     /// Default step name in reports (`apply crd.yaml`).
     fn summary(&self) -> String;
     /// Checks the fields that serde cannot (mutually exclusive keys, regexes) before anything runs.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         Ok(())
     }
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure>;
@@ -141,12 +141,12 @@ pub struct StackInstall<'a> {
 }
 
 /// Exactly one of the named optional fields must be set.
-pub(crate) fn exactly_one(fields: &[(&str, bool)]) -> Result<(), String> {
+pub(crate) fn exactly_one(fields: &[(&str, bool)]) -> Result<(), crate::error::Invalid> {
     let set: Vec<&str> = fields.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
     let names: Vec<String> = fields.iter().map(|(n, _)| format!("`{n}`")).collect();
     match set.len() {
         1 => Ok(()),
-        0 => Err(format!("set one of {}", names.join(", "))),
-        _ => Err(format!("set only one of {}, not {}", names.join(", "), set.join(" and "))),
+        0 => Err(format!("set one of {}", names.join(", ")).into()),
+        _ => Err(format!("set only one of {}, not {}", names.join(", "), set.join(" and ")).into()),
     }
 }

@@ -44,7 +44,7 @@ impl Operation for UpgradeCluster {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         if !self.version.contains("${") {
             validate_version(&self.version)?;
         }

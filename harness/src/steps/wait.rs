@@ -41,7 +41,7 @@ impl Operation for Wait {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         super::exactly_one(&[
             ("resource.name", self.resource.name.is_some()),
             ("resource.selector", self.resource.selector.is_some()),

@@ -25,7 +25,7 @@ impl Operation for WaitClusterStackRelease {
         format!("wait release {}/{} {} {}", s.provider, s.name, s.kubernetes_version, s.version)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::error::Invalid> {
         self.stack.validate()
     }
 

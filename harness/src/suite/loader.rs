@@ -154,7 +154,7 @@ pub fn validate(ls: &LoadedSuite, settings: &Settings) -> Result<(), InputError>
             &s.kind.referenced,
         ));
     }
-    check_name(&s.name, "suite").map_err(|m| err(m, &s.name.referenced))?;
+    check_name(&s.name, "suite").map_err(|m| err(m.into(), &s.name.referenced))?;
     for e in &s.environments {
         if crate::env::find(e).is_none() {
             return Err(InputError::new(format!("environments: {}", crate::env::unknown(e))).in_file(&ls.display_path));
@@ -179,7 +179,7 @@ pub fn validate(ls: &LoadedSuite, settings: &Settings) -> Result<(), InputError>
                 at,
             ));
         }
-        check_name(&sc.name, "scenario").map_err(|m| err(m, at))?;
+        check_name(&sc.name, "scenario").map_err(|m| err(m.into(), at))?;
         check_timeout(&sc.defaults.timeout, settings).map_err(|(m, at)| err(m, &at))?;
         for (k, vals) in &sc.matrix {
             if !valid_var(k) {
@@ -207,7 +207,7 @@ pub fn validate(ls: &LoadedSuite, settings: &Settings) -> Result<(), InputError>
     Ok(())
 }
 
-fn check_name(n: &Spanned<String>, what: &str) -> Result<(), String> {
+fn check_name(n: &Spanned<String>, what: &str) -> Result<(), crate::error::Invalid> {
     let v = &n.value;
     let ok = !v.is_empty()
         && v.len() <= 120
@@ -216,9 +216,10 @@ fn check_name(n: &Spanned<String>, what: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{what} name `{v}` is not allowed: use letters, digits, `-`, `_` and `.` (it becomes a JUnit name and a directory)"
-        ))
+        Err(
+            format!("{what} name `{v}` is not allowed: use letters, digits, `-`, `_` and `.` (it becomes a JUnit name and a directory)")
+                .into(),
+        )
     }
 }
 

@@ -524,7 +524,7 @@ pub struct CleanupArgs {
     pub wait: Duration,
 }
 
-fn parse_wait(s: &str) -> Result<Duration, String> {
+fn parse_wait(s: &str) -> Result<Duration, crate::error::Invalid> {
     crate::format::duration::HumanDuration::parse(s).map(|d| d.0)
 }
 
@@ -586,16 +586,12 @@ fn planned(from: &Path) -> Result<Vec<ClusterRef>, Fatal> {
         .collect()
 }
 
-fn check_names(cluster: &str, namespace: &str) -> Result<(), String> {
+fn check_names(cluster: &str, namespace: &str) -> Result<(), crate::error::Invalid> {
     if !valid_name(cluster, 253) {
-        return Err(format!(
-            "cluster `{cluster}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)"
-        ));
+        return Err(format!("cluster `{cluster}` is not a Kubernetes object name (lowercase letters, digits, `-`, `.`)").into());
     }
     if !valid_name(namespace, 63) || namespace.contains('.') {
-        return Err(format!(
-            "namespace `{namespace}` is not a Kubernetes namespace name (lowercase letters, digits, `-`)"
-        ));
+        return Err(format!("namespace `{namespace}` is not a Kubernetes namespace name (lowercase letters, digits, `-`)").into());
     }
     Ok(())
 }
