@@ -31,10 +31,8 @@ pub enum KindError {
         "--env kind needs `kind` on PATH (or kindCluster.binDir in the config): `go install sigs.k8s.io/kind@v0.29.0`, or see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
     )]
     NoKind,
-    #[error("--env {env} needs `{tool}` on PATH (or kindCluster.binDir in the config): {hint}")]
-    NoTool { env: String, tool: String, hint: String },
-    #[error("`{tool} {args}` failed, so {tool} cannot be used: {detail}")]
-    ToolBroken { tool: String, args: String, detail: String },
+    #[error(transparent)]
+    Tool(#[from] mgmt::ToolError),
     #[error(
         "--env kind: the engine cannot start privileged containers here: this machine's capability bounding set lacks CAP_SYS_RESOURCE, and the engine's default runtime `{runtime}` asks for every capability (runc: \"unable to apply caps: operation not permitted\"); kind and CAPD always run privileged containers\nfix: use an engine whose runtime drops that capability: `eval \"$(fixtures/engine/dockerd.sh up)\"` starts one (see fixtures/engine/README.md), or run on a machine (or VM) that has CAP_SYS_RESOURCE"
     )]
@@ -96,75 +94,6 @@ fn check_caps(engine: &Path) -> Result<(), KindError> {
 /// kind's own words when runc could not grant the capabilities (a runtime that looked fine).
 pub fn caps_failure(output: &str) -> bool {
     output.contains("unable to apply caps")
-}
-
-/// The management-cluster tools, with install hints (`scs-e2e lab install` builds them all).
-const MGMT_TOOLS: &[(&str, &[&str], &str)] = &[
-    (
-        "clusterctl",
-        &["version", "-o", "short"],
-        "`scs-e2e lab install` builds it, or see https://cluster-api.sigs.k8s.io/user/quick-start#install-clusterctl",
-    ),
-    (
-        "helm",
-        &["version", "--short"],
-        "`scs-e2e lab install` builds it, or see https://helm.sh/docs/intro/install/",
-    ),
-    (
-        "kubectl",
-        &["version", "--client"],
-        "`scs-e2e lab install` builds it, or see https://kubernetes.io/docs/tasks/tools/",
-    ),
-];
-
-/// Finds clusterctl, helm and kubectl in `dirs` and asks each for its version (so a broken
-/// binary fails here, not half way through).
-pub fn preflight_mgmt(env: &str, dirs: &[PathBuf]) -> Result<(mgmt::Tools, BTreeMap<String, String>), KindError> {
-    let mut found = BTreeMap::new();
-    let mut versions = BTreeMap::new();
-    for (tool, args, hint) in MGMT_TOOLS {
-        let path = dirs
-            .iter()
-            .map(|d| d.join(tool))
-            .find(|p| crate::process::is_executable(p))
-            .ok_or_else(|| KindError::NoTool {
-                env: env.into(),
-                tool: tool.to_string(),
-                hint: hint.to_string(),
-            })?;
-        versions.insert(tool.to_string(), tool_version(&path, args)?);
-        found.insert(*tool, path);
-    }
-    let tools = mgmt::Tools {
-        clusterctl: found.remove("clusterctl").expect("found above"),
-        helm: found.remove("helm").expect("found above"),
-        kubectl: found.remove("kubectl").expect("found above"),
-    };
-    Ok((tools, versions))
-}
-
-/// The first line of `tool args` (its version), or why it failed.
-pub fn tool_version(path: &Path, args: &[&str]) -> Result<String, KindError> {
-    let tool = path.file_name().unwrap_or_default().to_string_lossy().to_string();
-    let out = duct::cmd(path, args)
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| KindError::ToolBroken {
-            tool: tool.clone(),
-            args: args.join(" "),
-            detail: e.to_string(),
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() {
-        return Err(KindError::ToolBroken {
-            tool,
-            args: args.join(" "),
-            detail: text.lines().last().unwrap_or("").to_string(),
-        });
-    }
-    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 /// `--env kind`: a kind management cluster named after the run (or the config file's name),
@@ -462,10 +391,11 @@ impl Environment for KindEnv {
 
     async fn up(&mut self) -> anyhow::Result<()> {
         let tools = preflight_in(&self.dirs)?;
-        let (mtools, versions) = preflight_mgmt("kind", &self.dirs)?;
+        let (mtools, versions) = mgmt::preflight("kind", &self.dirs)?;
         self.cluster.engine_socket = engine_socket(std::env::var("DOCKER_HOST").ok().as_deref())?;
         self.properties.extend(versions);
-        self.properties.insert("kind".into(), tool_version(&tools.kind, &["version"])?);
+        self.properties
+            .insert("kind".into(), mgmt::tool_version(&tools.kind, &["version"])?);
         self.properties.insert("node_image".into(), self.cluster.image.clone());
         self.properties.insert("kind_cluster".into(), self.cluster.name.clone());
         self.properties.insert(

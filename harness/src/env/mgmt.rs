@@ -71,6 +71,125 @@ pub struct Spec {
     pub cso_hooks: bool,
 }
 
+/// A tool the management cluster is made with is missing or broken.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("--env {env} needs `{tool}` on PATH (or kindCluster.binDir in the config): {hint}")]
+    NoTool { env: String, tool: String, hint: String },
+    #[error("`{tool} {args}` failed, so {tool} cannot be used: {detail}")]
+    Broken { tool: String, args: String, detail: String },
+}
+
+/// The management-cluster tools, with install hints (`scs-e2e lab install` builds them all).
+const MGMT_TOOLS: &[(&str, &[&str], &str)] = &[
+    (
+        "clusterctl",
+        &["version", "-o", "short"],
+        "`scs-e2e lab install` builds it, or see https://cluster-api.sigs.k8s.io/user/quick-start#install-clusterctl",
+    ),
+    (
+        "helm",
+        &["version", "--short"],
+        "`scs-e2e lab install` builds it, or see https://helm.sh/docs/intro/install/",
+    ),
+    (
+        "kubectl",
+        &["version", "--client"],
+        "`scs-e2e lab install` builds it, or see https://kubernetes.io/docs/tasks/tools/",
+    ),
+];
+
+/// Finds clusterctl, helm and kubectl in `dirs` and asks each for its version (so a broken
+/// binary fails here, not half way through).
+pub fn preflight(env: &str, dirs: &[PathBuf]) -> Result<(Tools, BTreeMap<String, String>), ToolError> {
+    let mut found = BTreeMap::new();
+    let mut versions = BTreeMap::new();
+    for (tool, args, hint) in MGMT_TOOLS {
+        let path = dirs
+            .iter()
+            .map(|d| d.join(tool))
+            .find(|p| crate::process::is_executable(p))
+            .ok_or_else(|| ToolError::NoTool {
+                env: env.into(),
+                tool: tool.to_string(),
+                hint: hint.to_string(),
+            })?;
+        versions.insert(tool.to_string(), tool_version(&path, args)?);
+        found.insert(*tool, path);
+    }
+    let tools = Tools {
+        clusterctl: found.remove("clusterctl").expect("found above"),
+        helm: found.remove("helm").expect("found above"),
+        kubectl: found.remove("kubectl").expect("found above"),
+    };
+    Ok((tools, versions))
+}
+
+/// The first line of `tool args` (its version), or why it failed.
+pub fn tool_version(path: &Path, args: &[&str]) -> Result<String, ToolError> {
+    let tool = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+    let out = duct::cmd(path, args)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| ToolError::Broken {
+            tool: tool.clone(),
+            args: args.join(" "),
+            detail: e.to_string(),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        return Err(ToolError::Broken {
+            tool,
+            args: args.join(" "),
+            detail: text.lines().last().unwrap_or("").to_string(),
+        });
+    }
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// A management cluster that exists already (`--management-kubeconfig`): Cluster API, the
+/// provider and CSO go into it as the install policy says (a bare one gets them, a complete one
+/// is used as it is, a partial one is refused), after the tools' preflight.
+pub struct Existing<'a> {
+    pub kubeconfig: &'a Path,
+    pub spec: &'a Spec,
+    pub tool_dirs: &'a [PathBuf],
+    /// The environment's name, for messages (`--env openstack needs clusterctl ...`).
+    pub env: &'a str,
+}
+
+impl Existing<'_> {
+    /// Makes it ready; returns the report's properties (tool versions and pins, or that it is
+    /// used as it is).
+    pub async fn prepare(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let client = crate::kube::client_from_kubeconfig(self.kubeconfig).await?;
+        let (have, lack) = installed_parts(&client, self.spec.infrastructure).await?;
+        let install =
+            decide_install(self.spec.install, &have, &lack).map_err(|e| anyhow::anyhow!("{e} ({})", self.kubeconfig.display()))?;
+        let mut props = BTreeMap::new();
+        if install {
+            let (tools, versions) = preflight(self.env, self.tool_dirs)?;
+            props.extend(versions);
+            props.extend(properties(self.spec));
+            let say = |l: &str| tracing::info!("{l}");
+            self::install(
+                self.spec,
+                &tools,
+                self.kubeconfig,
+                &say,
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await?;
+        } else {
+            tracing::info!("the management cluster has {}: used as it is", have.join(", "));
+            props.insert("management".into(), "existing, used as it is".into());
+        }
+        Ok(props)
+    }
+}
+
 pub use crate::config::InstallPolicy;
 
 /// The CRDs that show each part is installed: (part, CRD name).

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kube::api::{Patch, PatchParams};
-use tokio_util::sync::CancellationToken;
 
 use super::clouds::Cloud;
 use super::clusters::OpenStackClusters;
@@ -153,20 +152,13 @@ impl Environment for OpenStackEnv {
                 self.properties.extend(k.properties());
             }
             Management::Existing(kc) => {
-                let client = crate::kube::client_from_kubeconfig(kc).await?;
-                let (have, lack) = mgmt::installed_parts(&client, self.spec.infrastructure).await?;
-                let install =
-                    mgmt::decide_install(self.spec.install, &have, &lack).map_err(|e| anyhow::anyhow!("{e} ({})", kc.display()))?;
-                if install {
-                    let (tools, versions) = crate::env::kind::preflight_mgmt("openstack", &self.dirs)?;
-                    self.properties.extend(versions);
-                    self.properties.extend(mgmt::properties(&self.spec));
-                    let say = |l: &str| tracing::info!("{l}");
-                    mgmt::install(&self.spec, &tools, kc, &say, &CancellationToken::new()).await?;
-                } else {
-                    tracing::info!("the management cluster has {}: used as it is", have.join(", "));
-                    self.properties.insert("management".into(), "existing, used as it is".into());
-                }
+                let existing = mgmt::Existing {
+                    kubeconfig: kc,
+                    spec: &self.spec,
+                    tool_dirs: &self.dirs,
+                    env: "openstack",
+                };
+                self.properties.extend(existing.prepare().await?);
             }
         }
         apply_credentials(&self.mgmt_kubeconfig(), &self.cloud, &self.naming, &self.options.namespace).await?;
