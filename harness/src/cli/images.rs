@@ -20,14 +20,9 @@ pub enum ImagesCmd {
     },
 }
 
-pub(super) fn tool_dirs(k: &crate::config::KindConfig, args: &RunArgs) -> Vec<PathBuf> {
-    let assets = build::Assets::locate(args.lab.bin_dir.clone(), args.lab.cache_dir.clone());
-    crate::env::kind::tool_dirs(k.bin_dir.as_deref(), &assets.bin_dir)
-}
-
 pub(super) async fn images_cmd(cmd: ImagesCmd) -> Result<Exit, Fatal> {
     use crate::env::images;
-    let dirs = tool_dirs(&Default::default(), &RunArgs::default());
+    let dirs = crate::env::kind::tool_dirs(None, &build::Assets::locate(None, None).bin_dir);
     let cache = images::Cache::locate();
     match cmd {
         ImagesCmd::Build { names, force } => {

@@ -358,7 +358,7 @@ where
 {
     struct Board {
         waiting: Vec<(&'static Recipe, State)>,
-        running: Vec<&'static str>,
+        running: Vec<&'static Recipe>,
         done: Vec<&'static str>,
         built: Vec<&'static str>,
         error: Option<ImagesError>,
@@ -385,7 +385,7 @@ where
                         }
                         let ready = b.waiting.iter().position(|(r, _)| {
                             r.needs.iter().all(|n| !pending.contains(n) || b.done.contains(n))
-                                && !b.running.iter().any(|x| module_group(recipe(x).expect("known")) == module_group(r))
+                                && !b.running.iter().any(|x| module_group(x) == module_group(r))
                         });
                         match ready {
                             // Needs always come first in RECIPES, so this cannot happen; if it
@@ -401,7 +401,7 @@ where
                             }
                             Some(i) => {
                                 let (r, s) = b.waiting.remove(i);
-                                b.running.push(r.name);
+                                b.running.push(r);
                                 b.started += 1;
                                 break (r, s, b.started - 1);
                             }
@@ -413,7 +413,7 @@ where
                     let t0 = Instant::now();
                     let result = step(r, s);
                     let mut b = board.lock().unwrap();
-                    b.running.retain(|x| *x != r.name);
+                    b.running.retain(|x| x.name != r.name);
                     match result {
                         Ok(built) => {
                             progress.done(r.name, t0.elapsed().as_secs_f64());

@@ -439,11 +439,7 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
     let todo: Vec<&Component> = COMPONENTS.iter().filter(|c| missing.contains(&c.name)).collect();
     // Every module is written before any build starts: two lanes may share none, but each
     // reads only its own.
-    for c in &todo {
-        for (p, text) in c.module.files {
-            crate::base::write_file(&src.join(c.module.dir).join(p), text.as_bytes())?;
-        }
-    }
+    write_modules(&src)?;
     progress.start(todo.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
