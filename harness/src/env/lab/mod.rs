@@ -81,6 +81,31 @@ pub enum LabError {
     Other(#[from] anyhow::Error),
 }
 
+/// What Go's net package says when a listen finds its port taken.
+const PORT_TAKEN: &str = "address already in use";
+const PORT_RACE_NOTE: &str = "\n(a port was taken between choosing and binding it)";
+
+impl LabError {
+    /// A process that exited during start-up, told by its log's last lines.
+    fn exited(name: &str, status: &str, log: &Path) -> LabError {
+        let mut tail_text = tail(log, 15);
+        if tail_text.contains(PORT_TAKEN) {
+            tail_text.push_str(PORT_RACE_NOTE);
+        }
+        LabError::Exited {
+            name: name.into(),
+            status: status.into(),
+            log: log.display().to_string(),
+            tail: tail_text,
+        }
+    }
+
+    /// A process exited because a port chosen for it was taken meanwhile: worth a new attempt.
+    fn lost_port_race(&self) -> bool {
+        matches!(self, LabError::Exited { tail, .. } if tail.ends_with(PORT_RACE_NOTE))
+    }
+}
+
 impl From<std::io::Error> for LabError {
     fn from(e: std::io::Error) -> Self {
         LabError::Other(e.into())
@@ -122,6 +147,15 @@ pub fn default_dir() -> PathBuf {
         .join("lab")
 }
 
+/// Every port of a lab, the control plane's held while the controllers' are chosen so that no
+/// port is given twice.
+fn choose_ports(apiserver: Option<u16>, cluster_api: bool) -> Result<(Ports, BTreeMap<String, capi::ControllerPorts>), LabError> {
+    let (ports, held) = pick_ports(apiserver)?;
+    let controllers = if cluster_api { capi::pick_ports()? } else { BTreeMap::new() };
+    drop(held);
+    Ok((ports, controllers))
+}
+
 /// A running lab.
 pub struct Lab {
     pub dir: PathBuf,
@@ -132,7 +166,7 @@ pub struct Lab {
     env: BTreeMap<String, BTreeMap<String, String>>,
     stopped: Mutex<bool>,
     /// Held while the Cluster API layer runs (its fixed ports allow one per machine).
-    _machine_lock: Option<capi::MachineLock>,
+    _machine_lock: Option<std::sync::Arc<capi::MachineLock>>,
 }
 
 impl Lab {
@@ -151,17 +185,40 @@ impl Lab {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until they work.
     /// On failure every started process is killed and the lab's data removed (logs stay).
     pub async fn start(opts: LabOptions) -> Result<Lab, LabError> {
-        let dir = opts.dir.clone();
-        check_dir(&dir)?;
+        check_dir(&opts.dir)?;
         opts.assets.check()?;
         if opts.cluster_api {
             opts.assets.check_cluster_api()?;
         }
         let machine_lock = match opts.cluster_api {
-            true => Some(capi::MachineLock::acquire().await?),
+            true => Some(std::sync::Arc::new(capi::MachineLock::acquire().await?)),
             false => None,
         };
-        let ports = pick_ports(opts.apiserver_port)?;
+        // A port chosen free can be taken by another program before our process binds it
+        // (ports are only held while choosing). That is no fault of the lab: try again with
+        // fresh ports, a bounded number of times.
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match Self::attempt(opts.clone(), machine_lock.clone()).await {
+                Err(e) if attempt < ATTEMPTS && e.lost_port_race() => {
+                    // The next attempt's logs start empty, so its failure is told by its own lines.
+                    let kept = opts.dir.join(format!("logs-attempt-{attempt}"));
+                    std::fs::rename(opts.dir.join("logs"), &kept)?;
+                    tracing::warn!(
+                        "lab start-up lost a port to another program (attempt {attempt} of {ATTEMPTS}, logs kept in {}); starting again with fresh ports: {e}",
+                        kept.display()
+                    );
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn attempt(opts: LabOptions, machine_lock: Option<std::sync::Arc<capi::MachineLock>>) -> Result<Lab, LabError> {
+        let dir = opts.dir.clone();
+        let (ports, controller_ports) = choose_ports(opts.apiserver_port, opts.cluster_api)?;
         for sub in ["pki", "logs", "etcd"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -185,17 +242,13 @@ impl Lab {
         )?;
         let mut args = process_args(&dir, &pki, ports);
         let mut env = BTreeMap::new();
-        let controller_ports = if opts.cluster_api {
-            let cp = capi::pick_ports()?;
-            for (name, (a, e)) in capi::process_specs(&dir, &pki, &opts.assets, &cp) {
+        if opts.cluster_api {
+            for (name, (a, e)) in capi::process_specs(&dir, &pki, &opts.assets, &controller_ports) {
                 args.insert(name.clone(), a);
                 env.insert(name, e);
             }
             capi::prepare_dirs(&dir, &pki)?;
-            cp
-        } else {
-            BTreeMap::new()
-        };
+        }
         let lab = Lab {
             dir: dir.clone(),
             state: Mutex::new(LabState {
@@ -321,17 +374,7 @@ impl Lab {
             if let Some(c) = children.get_mut(*n)
                 && let Ok(Some(st)) = c.try_wait()
             {
-                let log = self.log_path(n);
-                let mut tail_text = tail(&log, 15);
-                if tail_text.contains("address already in use") {
-                    tail_text.push_str("\n(a port was taken between choosing and binding it: run `lab up` again)");
-                }
-                return Err(LabError::Exited {
-                    name: n.to_string(),
-                    status: st.to_string(),
-                    log: log.display().to_string(),
-                    tail: tail_text,
-                });
+                return Err(LabError::exited(n, &st.to_string(), &self.log_path(n)));
             }
         }
         Ok(())
@@ -506,5 +549,40 @@ impl Drop for Lab {
         if !*self.stopped.lock().unwrap() {
             self.kill_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_port_is_given_twice_across_control_plane_and_controllers() {
+        // Each round draws 4 + 24 ports from a few thousand: were the control plane's let go
+        // before the controllers' are chosen, repeats would show within these rounds.
+        for _ in 0..300 {
+            let (p, controllers) = choose_ports(None, true).unwrap();
+            let mut all = vec![p.etcd_client, p.etcd_peer, p.apiserver, p.controller_manager];
+            for c in controllers.values() {
+                all.extend([c.webhook, c.health, c.metrics, c.hook].into_iter().filter(|&x| x != 0));
+            }
+            let n = all.len();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(all.len(), n, "a port repeats: {all:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_taken_port_counts_as_a_lost_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("etcd.log");
+        std::fs::write(&log, "starting\nlisten tcp 127.0.0.1:27823: bind: address already in use\n").unwrap();
+        let e = LabError::exited("etcd", "exit status: 1", &log);
+        assert!(e.lost_port_race(), "{e}");
+        assert!(e.to_string().contains("taken between choosing and binding"), "{e}");
+        std::fs::write(&log, "starting\nflag provided but not defined: -bogus\n").unwrap();
+        let e = LabError::exited("etcd", "exit status: 2", &log);
+        assert!(!e.lost_port_race(), "{e}");
     }
 }

@@ -53,23 +53,25 @@ pub fn read_state(dir: &Path) -> Option<LabState> {
     serde_json::from_str(&text).ok()
 }
 
-pub(super) fn pick_ports(apiserver: Option<u16>) -> Result<Ports, LabError> {
-    // Hold all listeners until every port is chosen, so no two are the same.
-    let held = reserve_ports(4)?;
+/// The control plane's ports, with their listeners: the caller holds them until every other
+/// port of the lab is chosen too, or the controllers' ports could repeat them.
+pub(super) fn pick_ports(apiserver: Option<u16>) -> Result<(Ports, Vec<std::net::TcpListener>), LabError> {
+    let mut held = reserve_ports(4)?;
     let p = ports_of(&held)?;
     let apiserver = match apiserver {
         Some(p) => {
-            std::net::TcpListener::bind(("127.0.0.1", p)).map_err(|_| LabError::PortInUse { port: p })?;
+            held.push(std::net::TcpListener::bind(("127.0.0.1", p)).map_err(|_| LabError::PortInUse { port: p })?);
             p
         }
         None => p[3],
     };
-    Ok(Ports {
+    let ports = Ports {
         etcd_client: p[0],
         etcd_peer: p[1],
         apiserver,
         controller_manager: p[2],
-    })
+    };
+    Ok((ports, held))
 }
 
 /// `lab down --dir D`: stops the processes a state file names and removes the directory.
