@@ -154,8 +154,10 @@ pub(crate) fn reserve_ports(n: usize) -> std::io::Result<Vec<std::net::TcpListen
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let seed =
-        std::process::id().wrapping_mul(7_919) ^ nanos ^ CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(104_729);
+    let seed = mix(
+        u64::from(std::process::id()) << 32 | u64::from(nanos),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    ) as u32;
     let mut held = Vec::with_capacity(n);
     for i in 0..span {
         if held.len() == n {
@@ -170,6 +172,14 @@ pub(crate) fn reserve_ports(n: usize) -> std::io::Result<Vec<std::net::TcpListen
         return Err(std::io::Error::other(format!("fewer than {n} free ports between {LOW} and {high}")));
     }
     Ok(held)
+}
+
+/// Scatters nearby inputs (consecutive calls, close clocks) far apart: a splitmix64 finaliser.
+fn mix(a: u64, b: u32) -> u64 {
+    let mut z = a ^ u64::from(b).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 pub(crate) fn ports_of(held: &[std::net::TcpListener]) -> std::io::Result<Vec<u16>> {
