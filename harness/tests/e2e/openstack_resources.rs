@@ -2,7 +2,7 @@
 //! whose catalog points at loopback stand-ins for Nova, Neutron, Octavia, Cinder and Glance
 //! (`common/fake_openstack.rs`).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! repository; the CSO chart is made from CSO's module the same way. The lab has no kubelet, so
 //! no provider pod ever runs: the wait must end in a clear timeout naming the Deployments.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! SCS checks against the lab's real API server: Node objects, StorageClasses, claims, pods
 //! (which never run in the lab: no scheduler, no kubelet) and `/version`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -181,7 +181,7 @@ async fn real_sonobuoy_against_the_lab_aborts_clearly_and_cleans_up() {
     let client = client().await;
     let kc = lab().kubeconfig().display().to_string();
     let bin = sonobuoy::find_binary(&[assets().bin_dir]).expect("lab install builds sonobuoy");
-    let ok = include_str!("../../fixtures/scs-standards/scs-sonobuoy-config-v1.yaml");
+    let ok = include_str!("../../../fixtures/scs-standards/scs-sonobuoy-config-v1.yaml");
     let work = tempfile::tempdir().unwrap();
     let inv = |extra: &str| {
         let argv: Vec<String> = [

@@ -3,7 +3,7 @@
 //! image built here from source (`SCS_E2E_KIND_IMAGES=offline`), Cluster API with CAPD, cert-manager
 //! and CSO installed offline, and the in-memory stack served by CAPD inside kind.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! The lab's API server and controller manager as real peers: server-side apply, watch-based
 //! waits, namespace deletion, Node objects.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

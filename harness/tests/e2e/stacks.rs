@@ -4,7 +4,7 @@
 //! Cluster API labs run one at a time per machine (CSO and CAPD fix two ports); these tests
 //! queue on that lock.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

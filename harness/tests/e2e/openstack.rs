@@ -1,7 +1,7 @@
 //! The OpenStack identity client against a real Keystone (PyPI, SQLite, loopback; see
 //! `common/keystone.rs`).
 
-mod common;
+use crate::common;
 
 use common::keystone::{ADMIN_PASSWORD, admin_clouds};
 use scs_e2e::env::openstack::clouds::{Lookup, load};

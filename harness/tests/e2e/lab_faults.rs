@@ -1,7 +1,7 @@
 //! Faults: the API server killed, restarted and paused under a running wait; `lab up` failing
 //! half way; stale directories, busy ports, no Go toolchain, no module proxy.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

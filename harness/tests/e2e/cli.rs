@@ -1,7 +1,7 @@
 //! The `scs-e2e` binary end to end: exit codes, reports, attempts, concurrency, SIGINT, bad input
 //! that touches nothing, `--env lab` and `lab up/status/down`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

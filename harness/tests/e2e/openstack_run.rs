@@ -7,7 +7,7 @@
 //! ClusterResourceSet selects (Cluster API applies the cloud-config Secret to the workload
 //! cluster), the stack variables, the preflight, the leak check, and no secret anywhere.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,21 @@
+//! The integration tests, one binary (`cargo test --test e2e [-- module::]`): one link instead of
+//! fourteen, and tests of different areas (a kind cluster, a Cluster API lab, Keystone) wait on
+//! their real peers at the same time instead of one test binary after another.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod architecture;
+mod checks;
+mod cli;
+mod kind;
+mod lab;
+mod lab_faults;
+mod loader;
+mod mgmt;
+mod openstack;
+mod openstack_resources;
+mod openstack_run;
+mod reports;
+mod stacks;
+mod zuul;
