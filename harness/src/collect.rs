@@ -13,6 +13,7 @@ use crate::context::StepCtx;
 use crate::env::Environment;
 use crate::steps::Operation;
 
+/// One collector of a scenario's `finally` or `onFailure` list: what to save into its artifacts.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Collector {
@@ -31,10 +32,12 @@ pub enum Collector {
     Command(crate::steps::command::Command),
 }
 
+/// No options (for collectors that take none).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
+/// Options of the `resources` collector: which kinds, in which namespaces.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
@@ -45,6 +48,7 @@ pub struct Resources {
     pub namespaces: Vec<String>,
 }
 
+/// Options of the `events` collector: which namespaces.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Namespaces {
@@ -53,6 +57,7 @@ pub struct Namespaces {
     pub namespaces: Vec<String>,
 }
 
+/// Options of the `podLogs` collector: which pods.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodLogs {
@@ -65,6 +70,8 @@ pub struct PodLogs {
 }
 
 impl Collector {
+    /// Kebab-case name of the collector's kind (`pod-logs`, ...): in artifact directory names and
+    /// the report's collector records.
     pub fn label(&self) -> &'static str {
         match self {
             Collector::Resources(_) => "resources",
@@ -76,6 +83,7 @@ impl Collector {
         }
     }
 
+    /// Checks the options before anything runs: `resources` kinds must read `apiVersion/Kind`.
     pub fn validate(&self) -> Result<(), crate::error::Invalid> {
         match self {
             Collector::Resources(r) => {

@@ -27,6 +27,7 @@ pub enum DeletePolicy {
 }
 
 impl DeletePolicy {
+    /// Whether to delete at the end, given whether the scenario (or run) passed.
     pub fn should_delete(self, passed: bool) -> bool {
         match self {
             DeletePolicy::Always => true,
@@ -40,6 +41,7 @@ impl DeletePolicy {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigFile {
+    /// Always `scs-e2e/v1alpha1`.
     #[schemars(with = "String")]
     pub api_version: Spanned<String>,
     /// Always `Config`.
@@ -49,30 +51,38 @@ pub struct ConfigFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub env: Option<Spanned<String>>,
+    /// Kubeconfig for `--env kubeconfig` when neither `--kubeconfig` nor KUBECONFIG is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
+    /// Suites to run when `--suite` is not given (names or files; default: quickstart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suites: Vec<String>,
+    /// Scenarios run at once (default 4; at least 1); `--parallel` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel: Option<usize>,
+    /// What to delete afterwards (default `success`); `--delete` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete: Option<DeletePolicy>,
+    /// Artifacts directory (default `reports`); `--artifacts` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<PathBuf>,
     /// Default step timeout and attempts, below suite and scenario defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_timeout: Option<HumanDuration>,
+    /// Default attempts per step (default 1), below suite and scenario defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_attempts: Option<u32>,
     /// Named timeouts suites refer to (`timeout: wait-cluster`); these override the built-in ones.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     #[schemars(with = "BTreeMap<String, HumanDuration>")]
     pub intervals: HashMap<Spanned<String>, HumanDuration>,
+    /// `--env lab`: where the lab's binaries come from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<LabConfig>,
     /// `--env kind` (named so because `kind:` is the file's own kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind_cluster: Option<KindConfig>,
+    /// `--env openstack`: the cloud and the management cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openstack: Option<OpenStackConfig>,
     /// How `--env kind` and `--env openstack` make their management cluster.
@@ -138,8 +148,10 @@ pub struct OpenStackConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ManagementConfig {
+    /// Cluster API version for clusterctl (core, kubeadm and Docker providers; default: pinned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_api_version: Option<String>,
+    /// Cluster API Provider OpenStack (CAPO) version (default: pinned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capo_version: Option<String>,
     /// A clusterctl config (mirrors, or a local provider repository).
@@ -151,11 +163,13 @@ pub struct ManagementConfig {
     /// CSO chart: OCI reference, directory or .tgz.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cso_chart: Option<String>,
+    /// CSO chart version (OCI charts only; default: the chart's newest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cso_chart_version: Option<String>,
     /// Where CSO fetches stack releases (`clusterStackVariables.ociRepository`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cso_oci_repository: Option<String>,
+    /// Extra values files for the CSO chart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cso_values: Vec<PathBuf>,
     /// How long the providers may take to become Available.
@@ -176,6 +190,7 @@ pub struct ManagementConfig {
     pub cso_release_dir: Option<PathBuf>,
 }
 
+/// The legacy Cluster Stack Provider OpenStack (CSPO): its release, manifest and variables.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CspoConfig {
@@ -196,6 +211,7 @@ pub struct CspoConfig {
     pub import_timeout_minutes: Option<u32>,
 }
 
+/// `--env lab`: where the lab's binaries come from; `--lab-bin-dir`/`--lab-cache-dir` win.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabConfig {
@@ -226,10 +242,15 @@ pub fn builtin_intervals() -> BTreeMap<String, Duration> {
 /// Settings every run and listing uses, after precedence is applied.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Timeout of a step that sets none (5m, or the config file's `defaultTimeout`).
     pub default_timeout: Duration,
+    /// Attempts of a step that sets none (1, or the config file's `defaultAttempts`; at least 1).
     pub default_attempts: u32,
+    /// Named timeouts: the built-in ones, overridden and extended by the config file's `intervals`.
     pub intervals: BTreeMap<String, Duration>,
+    /// The `--config` file these came from; None without one.
     pub config_file: Option<PathBuf>,
+    /// The parsed config file; None without one.
     pub file: Option<ConfigFile>,
 }
 
@@ -246,6 +267,7 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The defaults, overridden by the config file at `path` (if given); a bad file is an error.
     pub fn from_file(path: Option<&Path>) -> Result<Settings, InputError> {
         let mut s = Settings::default();
         let Some(path) = path else { return Ok(s) };
@@ -274,6 +296,7 @@ pub fn error_at(path: &Path, at: &Spanned<String>, message: impl Into<String>) -
     }
 }
 
+/// Reads a config file and checks its apiVersion, kind, interval names and `parallel`.
 pub fn load_config(path: &Path) -> Result<ConfigFile, InputError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
@@ -319,8 +342,10 @@ pub fn load_config(path: &Path) -> Result<ConfigFile, InputError> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImagesMode {
+    /// Pull the published images (default).
     #[default]
     Pull,
+    /// Build the images here with `scs-e2e images build`, load them into the cluster, never pull.
     Offline,
 }
 
@@ -345,6 +370,8 @@ pub enum InstallPolicy {
     /// Install into a bare cluster, use a complete one as it is, refuse a partial one.
     #[default]
     Auto,
+    /// Install everything, whatever is there already.
     Always,
+    /// Never install: the cluster must have all of them already.
     Never,
 }

@@ -24,15 +24,19 @@ pub enum FailureKind {
     Error,
 }
 
+/// Why a step did not pass: the kind, a one-line message and optional details.
 #[derive(Clone, Debug)]
 pub struct StepFailure {
+    /// Failed (the system misbehaved) or Error (the step could not do its job).
     pub kind: FailureKind,
     /// One line, for JUnit's `message` attribute and the console.
     pub message: String,
+    /// Longer text for the reports (diffs, command output); empty when there is none.
     pub details: String,
 }
 
 impl StepFailure {
+    /// A `Failed` step: the system under test did not behave as asserted. Newlines are folded.
     pub fn failed(message: impl Into<String>) -> Self {
         Self {
             kind: FailureKind::Failed,
@@ -40,6 +44,7 @@ impl StepFailure {
             details: String::new(),
         }
     }
+    /// An `Error`: the step could not do its job. Newlines are folded into one line.
     pub fn error(message: impl Into<String>) -> Self {
         Self {
             kind: FailureKind::Error,
@@ -47,6 +52,7 @@ impl StepFailure {
             details: String::new(),
         }
     }
+    /// Adds the longer details for the reports.
     pub fn details(mut self, d: impl Into<String>) -> Self {
         self.details = d.into();
         self
@@ -82,6 +88,7 @@ impl From<crate::kube::WaitError> for StepFailure {
 pub struct StepLog(Arc<Mutex<Vec<String>>>);
 
 impl StepLog {
+    /// Adds a line (secrets redacted), also logged at debug level.
     pub fn line(&self, s: impl Into<String>) {
         let s = s.into();
         let s = match crate::redact::apply(&s) {
@@ -91,9 +98,11 @@ impl StepLog {
         tracing::debug!(target: "scs_e2e::step", "{s}");
         self.0.lock().unwrap().push(s);
     }
+    /// All lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
+    /// The last `n` lines, joined by newlines.
     pub fn tail(&self, n: usize) -> String {
         let l = self.0.lock().unwrap();
         l[l.len().saturating_sub(n)..].join("\n")
@@ -103,9 +112,11 @@ impl StepLog {
 /// Everything a running step may use.
 #[derive(Clone)]
 pub struct StepCtx {
+    /// Cluster client with kind-to-resource lookup, for the environment's cluster.
     pub resolver: Arc<Resolver>,
     /// The scenario's namespace: the default for namespaced objects.
     pub namespace: String,
+    /// Kubeconfig of the environment's cluster (given to commands as KUBECONFIG).
     pub kubeconfig: PathBuf,
     /// Relative file paths in steps resolve against the suite file's directory.
     pub base_dir: PathBuf,
@@ -115,8 +126,11 @@ pub struct StepCtx {
     pub vars: BTreeMap<String, String>,
     /// Prepended to PATH for commands (the lab's binaries).
     pub extra_path: Vec<PathBuf>,
+    /// This attempt's log.
     pub log: StepLog,
+    /// When this attempt's timeout runs out.
     pub deadline: Instant,
+    /// Cancelled when the run is interrupted.
     pub cancel: CancellationToken,
     /// Variables a step hands to the scenario's later steps (a workload cluster's kubeconfig path).
     pub outputs: StepOutputs,
@@ -131,9 +145,11 @@ pub struct StepCtx {
 pub struct StepOutputs(Arc<Mutex<BTreeMap<String, String>>>);
 
 impl StepOutputs {
+    /// Sets `name` for the scenario's later steps (overwriting an earlier value).
     pub fn set(&self, name: impl Into<String>, value: impl Into<String>) {
         self.0.lock().unwrap().insert(name.into(), value.into());
     }
+    /// A copy of the variables set so far.
     pub fn snapshot(&self) -> BTreeMap<String, String> {
         self.0.lock().unwrap().clone()
     }
@@ -151,10 +167,12 @@ impl StepCtx {
         }
     }
 
+    /// The Kubernetes client of the environment's cluster.
     pub fn client(&self) -> kube::Client {
         self.resolver.client().clone()
     }
 
+    /// `p` as is when absolute, else relative to the suite file's directory.
     pub fn resolve_path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
@@ -165,6 +183,7 @@ impl StepCtx {
         crate::format::subst::substitute_known(s, &self.vars)
     }
 
+    /// The namespace of a referenced object: its `namespace` (substituted), else the scenario's.
     pub fn namespace_of(&self, r: &ResourceRef) -> String {
         r.namespace
             .as_deref()
@@ -181,6 +200,7 @@ impl StepCtx {
     }
 }
 
+/// The `Error` for a kind that cannot be resolved (CRD missing or wrong apiVersion).
 pub fn unknown_kind(r: &ResourceRef, e: kube::Error) -> StepFailure {
     StepFailure::error(format!(
         "cannot resolve kind {} in {}: {e}; is its CRD installed and the apiVersion right?",
@@ -192,14 +212,20 @@ pub fn unknown_kind(r: &ResourceRef, e: kube::Error) -> StepFailure {
 /// the deadline, cancellation and the log its progress goes to.
 #[derive(Clone)]
 pub struct Scope {
+    /// Cluster client with kind-to-resource lookup.
     pub resolver: Arc<Resolver>,
+    /// The namespace the operation acts in.
     pub namespace: String,
+    /// When the step's timeout runs out.
     pub deadline: Instant,
+    /// Cancelled when the run is interrupted.
     pub cancel: CancellationToken,
+    /// The step's log, where progress goes.
     pub log: StepLog,
 }
 
 impl Scope {
+    /// The Kubernetes client of the cluster.
     pub fn client(&self) -> kube::Client {
         self.resolver.client().clone()
     }

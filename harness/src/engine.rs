@@ -27,20 +27,29 @@ use crate::suite::plan::{Plan, PlannedScenario, PlannedStep};
 const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(120);
 const LOG_TAIL_LINES: usize = 40;
 
+/// How a run goes: concurrency, clean-up, where the reports go, and the run's id.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// Scenarios run at once (default 4).
     pub parallel: usize,
+    /// What to delete when a scenario ends (default: keep failures).
     pub delete: DeletePolicy,
+    /// Artifacts directory: scenario directories, step logs, the HTML report.
     pub artifacts: PathBuf,
+    /// JUnit file (default `<artifacts>/junit_scs-e2e.xml`).
     pub junit: PathBuf,
+    /// JSON results file (default `<artifacts>/results.json`).
     pub json: PathBuf,
+    /// The run's id (default: random); scenario namespaces and cluster names carry it.
     pub run_id: String,
+    /// Extra key/value properties recorded in the reports (shard, delete policy, ...).
     pub properties: BTreeMap<String, String>,
     /// How long the clusters a scenario left get to go when its namespace is deleted in a cloud.
     pub teardown_timeout: Duration,
 }
 
 impl RunOptions {
+    /// Defaults for a run writing to `artifacts`, with a fresh run id.
     pub fn new(artifacts: PathBuf) -> Self {
         RunOptions {
             parallel: 4,

@@ -57,15 +57,20 @@ impl From<&str> for Invalid {
 /// Bad input: names the file, line and column, says what is wrong and how to fix it.
 #[derive(Debug, Clone)]
 pub struct InputError {
+    /// The file the input came from (as shown to the user); None when not from a file.
     pub file: Option<String>,
     /// 1-based; 0 when unknown.
     pub line: u64,
+    /// 1-based column; 0 when unknown.
     pub column: u64,
+    /// What is wrong and how to fix it.
     pub message: String,
+    /// The source line with a caret under the column; None without a location.
     pub snippet: Option<String>,
 }
 
 impl InputError {
+    /// An error with only a message; [`in_file`](Self::in_file) and [`at`](Self::at) add where.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             file: None,
@@ -76,6 +81,7 @@ impl InputError {
         }
     }
 
+    /// Names the file the input came from.
     pub fn in_file(mut self, file: impl Into<String>) -> Self {
         self.file = Some(file.into());
         self
@@ -140,17 +146,21 @@ impl std::error::Error for InputError {}
 /// An error that ends the program with a given exit code.
 #[derive(Debug)]
 pub struct Fatal {
+    /// The process exit code.
     pub exit: Exit,
+    /// What went wrong, printed before exiting.
     pub error: anyhow::Error,
 }
 
 impl Fatal {
+    /// Ends the program with exit code 2 (bad usage, suite or config).
     pub fn usage(e: impl Into<anyhow::Error>) -> Self {
         Fatal {
             exit: Exit::Usage,
             error: e.into(),
         }
     }
+    /// Ends the program with exit code 3 (infrastructure error).
     pub fn infra(e: impl Into<anyhow::Error>) -> Self {
         Fatal {
             exit: Exit::Infra,

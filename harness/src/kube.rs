@@ -43,6 +43,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// A resolver for `client`'s cluster, with an empty cache.
     pub fn new(client: Client) -> Self {
         Self {
             client,
@@ -50,10 +51,12 @@ impl Resolver {
         }
     }
 
+    /// The client the resolver uses.
     pub fn client(&self) -> &Client {
         &self.client
     }
 
+    /// Finds a kind's API resource and capabilities (discovery, then cached).
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<(ApiResource, ApiCapabilities), kube::Error> {
         let key = (api_version.to_string(), kind.to_string());
         if let Some(hit) = self.cache.lock().unwrap().get(&key) {
@@ -78,6 +81,7 @@ impl Resolver {
         })
     }
 
+    /// Drops a cached resolution, so the kind is discovered again (after its CRD changed).
     pub fn forget(&self, api_version: &str, kind: &str) {
         self.cache.lock().unwrap().remove(&(api_version.to_string(), kind.to_string()));
     }
@@ -86,7 +90,9 @@ impl Resolver {
 /// Which objects a wait watches.
 #[derive(Clone, Debug)]
 pub enum Target {
+    /// The object with this name.
     Name(String),
+    /// The objects matching this label selector.
     Selector(String),
 }
 
@@ -101,6 +107,7 @@ impl Target {
 
 /// What a check says about the objects observed so far.
 pub enum Verdict {
+    /// The check passed: stop waiting.
     Done,
     /// Not yet; the text describes the state, reported if the wait times out.
     Pending(String),
@@ -108,10 +115,18 @@ pub enum Verdict {
     Failed(String),
 }
 
+/// Why a wait ended without the check passing.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
+    /// The deadline passed before the check said done.
     #[error("timed out after {elapsed:.1?}: {last}")]
-    Timeout { elapsed: Duration, last: String },
+    Timeout {
+        /// How long the wait took.
+        elapsed: Duration,
+        /// What the check last reported (and the last API error, if any).
+        last: String,
+    },
+    /// The check reported a terminal failure (or the watch stream ended).
     #[error("{0}")]
     Failed(String),
 }
@@ -275,11 +290,16 @@ pub fn describe_conditions(obj: &DynamicObject) -> String {
         .join("; ")
 }
 
+/// One entry of an object's `status.conditions`; missing strings are empty.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Condition {
+    /// The condition's `type`, like `Ready`.
     pub type_: String,
+    /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// Machine-readable reason; empty when not given.
     pub reason: String,
+    /// Human-readable message; empty when not given.
     pub message: String,
 }
 

@@ -4,6 +4,8 @@
 //! an existing cluster, kind, OpenStack) and records one results model that every report
 //! writer (JUnit, JSON, console) renders.
 
+#![warn(missing_docs)]
+
 pub mod base;
 pub mod checks;
 pub mod cli;

@@ -9,17 +9,23 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How a command run by [`run_streaming`] ended.
 #[derive(Debug)]
 pub enum Ended {
+    /// Exited with this code (-1 when the status could not be read).
     Exited(i32),
     /// Killed by a signal (the number).
     Signalled(i32),
+    /// The deadline passed; the process group was killed.
     TimedOut,
+    /// The run was cancelled; the process group was killed.
     Cancelled,
 }
 
+/// What [`run_streaming`] saw: how the command ended and all it printed.
 #[derive(Debug)]
 pub struct Outcome {
+    /// How the command ended.
     pub ended: Ended,
     /// Combined stdout and stderr.
     pub output: String,

@@ -8,8 +8,11 @@ use super::{Level, Outcome, Verdict};
 /// A native check: its testcase id, whether it is informational (not in the spec: it runs only
 /// when `-t` names it) and how it runs against a cluster.
 pub struct Native {
+    /// The testcase id it implements (the spec's, or its own if informational).
     pub id: &'static str,
+    /// Not in the spec: runs only when `-t` names it.
     pub informational: bool,
+    /// Runs the check against the cluster, for the request's options.
     pub run: for<'a> fn(&'a kube::Client, &'a Request) -> BoxFuture<'a, Outcome>,
 }
 

@@ -8,8 +8,11 @@ use kube::api::{Api, ListParams};
 
 use super::{Level, Outcome, Verdict};
 
+/// Node label marking control-plane nodes.
 pub const CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
+/// Standard node label naming the node's failure zone.
 pub const ZONE: &str = "topology.kubernetes.io/zone";
+/// Standard node label naming the node's region.
 pub const REGION: &str = "topology.kubernetes.io/region";
 
 /// Decides from node names and labels.
@@ -58,6 +61,7 @@ pub fn evaluate(nodes: &BTreeMap<String, BTreeMap<String, String>>) -> Outcome {
     )
 }
 
+/// The testcase: lists the cluster's nodes and [`evaluate`]s them; ABORT if they cannot be listed.
 pub async fn run(client: &kube::Client) -> Outcome {
     let api: Api<Node> = Api::all(client.clone());
     match api.list(&ListParams::default()).await {

@@ -12,18 +12,29 @@ use serde::{Deserialize, Serialize};
 use super::native;
 use super::spec::Spec;
 
+/// Everything one check run needs; built by `scs-e2e check` or a `runChecks` step.
 pub struct Request {
+    /// The SCS spec to check against.
     pub spec: Spec,
     /// The spec's directory: scripts' paths are relative to it.
     pub spec_dir: PathBuf,
+    /// Name of the subject under test (a KaaS offer, a cluster), as the report names it.
     pub subject: String,
+    /// Spec variables with their values, defaults filled in (see [`Spec::assignment`]).
     pub assignment: BTreeMap<String, String>,
+    /// `-t`: only testcases whose id matches (also selects manual and informational ones); None: no filter.
     pub tests: Option<Regex>,
+    /// `-S`: only testcases of these sections; None: all.
     pub sections: Option<Vec<String>>,
+    /// The date that decides which spec versions are in force.
     pub reference_date: NaiveDate,
+    /// `-V`: check this spec version whatever the timeline says; None: the versions in force.
     pub forced_version: Option<String>,
+    /// The cluster to check; without it, native checks ABORT.
     pub kubeconfig: Option<PathBuf>,
+    /// The command line recorded in the report.
     pub argv: Vec<String>,
+    /// How long the `default-storage-class` check waits for its pod and volume.
     pub storage_timeout: Duration,
     /// Bound for `sonobuoy run --wait` (conformance takes hours on real clusters).
     pub sonobuoy_timeout: Duration,
@@ -101,8 +112,11 @@ impl VersionPolicySources {
 /// Inputs of `version-policy-check`; `now` pins the clock (reproducible runs, tests).
 #[derive(Clone, Debug, Default)]
 pub struct VersionPolicyInputs {
+    /// Where each input comes from (files, URLs or a mirror directory).
     pub sources: super::version_policy::Sources,
+    /// Caching and concurrency of the downloads.
     pub options: super::version_policy::Options,
+    /// The reference time of the check; None: the current time.
     pub now: Option<chrono::DateTime<Utc>>,
 }
 
@@ -123,7 +137,9 @@ impl VersionPolicyInputs {
 /// One row of work: a testcase and the versions/targets that ask for it.
 #[derive(Clone, Debug)]
 pub struct Selected {
+    /// The testcase id.
     pub id: String,
+    /// A manual testcase (no executable, not run natively here): listed, but not run.
     pub manual: bool,
 }
 

@@ -16,10 +16,15 @@ use crate::process::{Ended, run_streaming};
 /// How `run_sonobuoy.py run ...` was asked to run, from the spec's script arguments.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Invocation {
+    /// `-k`: the cluster's kubeconfig (required).
     pub kubeconfig: String,
+    /// `-r`: where results are retrieved to, relative to the spec's directory (default `sonobuoy_results`).
     pub result_dir: String,
+    /// `-c`: the testcase id the outcome is recorded under (default `sonobuoy_executor`).
     pub check: String,
+    /// `--scs-sonobuoy-config`: the okToFail file, relative to the spec's directory (else the built-in copy).
     pub config: String,
+    /// `--execution-mode`: `serial` (default), `parallel` or `dry`.
     pub mode: String,
     /// Extra `sonobuoy run` arguments (`-a`), already split.
     pub args: Vec<String>,
@@ -79,12 +84,14 @@ impl Invocation {
         v
     }
 
+    /// `sonobuoy --kubeconfig K delete --wait`
     pub fn delete_argv(&self) -> Vec<String> {
         let mut v = self.base();
         v.extend(["delete".into(), "--wait".into()]);
         v
     }
 
+    /// `sonobuoy --kubeconfig K retrieve -x DIR`: the results, extracted into `dir`.
     pub fn retrieve_argv(&self, dir: &Path) -> Vec<String> {
         let mut v = self.base();
         v.extend(["retrieve".into(), "-x".into(), dir.display().to_string()]);
@@ -95,7 +102,9 @@ impl Invocation {
 /// An okToFail entry of `scs-sonobuoy-config-v1.yaml`.
 #[derive(Clone, Debug)]
 pub struct OkToFail {
+    /// Matches the names of the e2e tests that may fail.
     pub regex: Regex,
+    /// Why they may fail.
     pub reason: String,
 }
 
@@ -129,18 +138,25 @@ pub fn load_ok_to_fail(text: &str, file: &str) -> Result<Vec<OkToFail>, crate::e
         .collect()
 }
 
+/// What became of one e2e test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestStatus {
+    /// It passed.
     Passed,
+    /// It failed, and is not on the okToFail list.
     Failed,
     /// Failed, but on the okToFail list.
     FailedOk,
+    /// It did not run (no status in the results).
     Skipped,
 }
 
+/// One e2e test from Sonobuoy's results.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TestResult {
+    /// The test's full name.
     pub name: String,
+    /// What became of it.
     pub status: TestStatus,
     /// For FailedOk: why that is acceptable.
     pub reason: Option<String>,

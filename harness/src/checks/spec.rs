@@ -9,20 +9,29 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::InputError;
 
+/// An SCS certificate spec: variables, scripts with their testcases, modules, timeline and versions.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
+    /// Human-readable name, like `SCS-compatible KaaS`.
     pub name: String,
+    /// Stable identifier of the spec, copied into compliance reports.
     pub uuid: String,
+    /// Where the spec file is published.
     pub url: String,
+    /// Variables the scripts' `args` use as `{name}`; values come from `-a name=VALUE`.
     #[serde(default)]
     pub variables: Vec<Variable>,
+    /// The test scripts, each with the testcases it reports.
     #[serde(default)]
     pub scripts: Vec<Script>,
+    /// Modules (usually one per standard) and the testcases they ask for.
     #[serde(default)]
     pub modules: Vec<Module>,
+    /// Dated entries saying which versions are in which state from then on.
     #[serde(default)]
     pub timeline: Vec<TimelineEntry>,
+    /// The spec's versions, each a set of modules.
     #[serde(default)]
     pub versions: Vec<Version>,
 }
@@ -30,7 +39,9 @@ pub struct Spec {
 /// `- kubeconfig` (required) or `- execution_mode: parallel` (with a default).
 #[derive(Clone, Debug, Serialize)]
 pub struct Variable {
+    /// The variable's name, as in `{name}` and `-a name=VALUE`.
     pub name: String,
+    /// Its default value; None: the variable is required.
     pub default: Option<String>,
 }
 
@@ -58,79 +69,113 @@ impl<'de> Deserialize<'de> for Variable {
     }
 }
 
+/// A test script and the testcases it reports (`<id>: PASS|FAIL|ABORT` on stdout).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Script {
     /// Absent for manual testcases.
     #[serde(default)]
     pub executable: Option<String>,
+    /// Its arguments, with `{variable}` placeholders (see [`Spec::format_args`]); None: no arguments.
     #[serde(default)]
     pub args: Option<String>,
+    /// Environment variables for the script, as the spec gives them; empty if none.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The testcases this script reports on.
     pub testcases: Vec<Testcase>,
 }
 
+/// How long a testcase's result stays valid (upstream `lifetime`); a week by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lifetime {
+    /// A day.
     Day,
+    /// A week (the default).
     #[default]
     Week,
+    /// A month.
     Month,
+    /// A quarter of a year.
     Quarter,
+    /// A year.
     Year,
 }
 
+/// One testcase of a script.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Testcase {
+    /// Unique id, like `version-policy-check`; results are keyed by it.
     pub id: String,
+    /// How long its result stays valid (default: a week).
     #[serde(default)]
     pub lifetime: Lifetime,
+    /// Section for `-S`, like `light` or `heavy`; None: kept whatever `-S` says.
     #[serde(default)]
     pub section: Option<String>,
+    /// What the testcase requires; the summary shows it for failed, aborted and missing ones.
     #[serde(default)]
     pub description: Option<String>,
+    /// Link to the requirement in the standard.
     #[serde(default)]
     pub url: Option<String>,
 }
 
+/// A module of the spec (usually one standard) and the testcases it asks for, per target.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Module {
+    /// Module id, as versions' `include` names it (like `scs-0210-v2`).
     pub id: String,
+    /// Human-readable name of the standard.
     pub name: String,
+    /// The standard's documentation.
     #[serde(default)]
     pub url: Option<String>,
+    /// Module parameters as the spec gives them; empty if none.
     #[serde(default)]
     pub parameters: BTreeMap<String, serde_json::Value>,
+    /// Target name (like `main`, `preview`) → testcase ids.
     #[serde(default)]
     pub targets: BTreeMap<String, Vec<String>>,
 }
 
+/// The state of a spec version from a timeline entry's date on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VersionState {
+    /// Work in progress, not yet binding (still checked).
     Draft,
+    /// In force.
     Effective,
+    /// Still in force, but about to be deprecated.
     Warn,
+    /// No longer in force: not checked.
     Deprecated,
 }
 
+/// One entry of the timeline: the state of versions from `date` on.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimelineEntry {
+    /// The day from which this entry holds.
     pub date: NaiveDate,
+    /// Version name → its state.
     pub versions: BTreeMap<String, VersionState>,
 }
 
+/// One version of the spec: the modules it includes.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Version {
+    /// Its name, like `v1`.
     pub version: String,
+    /// When it became stable; None if not given.
     #[serde(default)]
     pub stabilized_at: Option<NaiveDate>,
+    /// The modules it includes.
     #[serde(default)]
     pub include: Vec<Include>,
 }
@@ -138,7 +183,9 @@ pub struct Version {
 /// `- scs-0210-v2` or `- {ref: scs-0210-v2, parameters: {...}}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Include {
+    /// The included module's id.
     pub module: String,
+    /// Parameter values for that module; empty for the plain `- id` form.
     pub parameters: BTreeMap<String, serde_json::Value>,
 }
 
@@ -171,6 +218,7 @@ const BUILTIN: &str = include_str!("../../../fixtures/scs-standards/scs-compatib
 
 /// A spec and where its relative script paths resolve.
 pub struct Loaded {
+    /// The spec, parsed and validated.
     pub spec: Spec,
     /// The spec file's directory (for the built-in spec: the caller's fallback).
     pub dir: PathBuf,
@@ -200,6 +248,7 @@ impl Spec {
         })
     }
 
+    /// Parses and validates spec YAML; `file` names the source in errors.
     pub fn parse(text: &str, file: &str) -> Result<Spec, InputError> {
         let spec: Spec = serde_saphyr::from_str(text).map_err(|e| InputError::from_yaml(&e, file, text))?;
         spec.validate().map_err(|m| InputError::new(m).in_file(file))?;
@@ -245,14 +294,17 @@ impl Spec {
         Ok(())
     }
 
+    /// All testcases of all scripts, in spec order.
     pub fn testcases(&self) -> impl Iterator<Item = &Testcase> {
         self.scripts.iter().flat_map(|s| &s.testcases)
     }
 
+    /// The script that reports `testcase`, if any.
     pub fn script_of(&self, testcase: &str) -> Option<&Script> {
         self.scripts.iter().find(|s| s.testcases.iter().any(|t| t.id == testcase))
     }
 
+    /// The testcase with this id, if any.
     pub fn testcase(&self, id: &str) -> Option<&Testcase> {
         self.testcases().find(|t| t.id == id)
     }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{Level, Outcome, Verdict};
 use crate::kube::{Target, Verdict as Wait, wait_until};
 
+/// Annotation marking the default StorageClass (value `"true"`).
 pub const DEFAULT_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 
 /// The default class, or why there is no usable one.
@@ -51,6 +52,8 @@ pub fn default_class(classes: &[StorageClass]) -> Result<&StorageClass, crate::e
     }
 }
 
+/// The testcase: exactly one usable default class, whose 1Gi volume a pod mounts within `timeout`,
+/// in a namespace of its own (`scs-e2e-storage-<run_id>`), deleted afterwards.
 pub async fn run(client: &kube::Client, timeout: Duration, run_id: &str) -> Outcome {
     let classes = match Api::<StorageClass>::all(client.clone()).list(&ListParams::default()).await {
         Ok(l) => l.items,

@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// Arguments of `scs-e2e check`: the spec, the cluster, the subject and the checks' inputs.
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
     /// The spec (default: the built-in scs-compatible-kaas.yaml).
@@ -40,6 +41,7 @@ pub struct CheckArgs {
     /// How long `sonobuoy run --wait` may take (conformance takes hours).
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     pub sonobuoy_timeout: Duration,
+    /// Where `version-policy-check` gets its EOL, release and CVE data.
     #[command(flatten, next_help_heading = "version-policy-check inputs")]
     pub version_policy: crate::checks::request::VersionPolicySources,
     /// How long downloaded EOL data, releases and CVE records are reused (0s: always download).

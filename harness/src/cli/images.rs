@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// `scs-e2e images` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ImagesCmd {
     /// Build the images (cached, keyed on their pins; present ones are reused). Needs a
@@ -15,6 +16,7 @@ pub enum ImagesCmd {
     },
     /// What exists and what would be built.
     List {
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },

@@ -2,14 +2,17 @@
 
 use super::*;
 
+/// `scs-e2e lab` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum LabCmd {
     /// Build the lab's binaries (cached; skipped when present).
     Install(LabAssetArgs),
     /// Start a lab that keeps running; prints how to reach it.
     Up {
+        /// Where the lab's binaries come from.
         #[command(flatten)]
         assets: LabAssetArgs,
+        /// Lab directory (default: $XDG_STATE_HOME/scs-e2e/lab).
         #[arg(long, env = "SCS_E2E_LAB_DIR")]
         dir: Option<PathBuf>,
         /// Fixed API server port (default: a free one).
@@ -22,16 +25,19 @@ pub enum LabCmd {
     },
     /// Stop a lab and remove its data.
     Down {
+        /// Lab directory (default: $XDG_STATE_HOME/scs-e2e/lab).
         #[arg(long, env = "SCS_E2E_LAB_DIR")]
         dir: Option<PathBuf>,
     },
     /// Show whether a lab's processes run and its API server is ready.
     Status {
+        /// Lab directory (default: $XDG_STATE_HOME/scs-e2e/lab).
         #[arg(long, env = "SCS_E2E_LAB_DIR")]
         dir: Option<PathBuf>,
     },
 }
 
+/// Where the lab's binaries come from: a prebuilt directory or the build cache.
 #[derive(Args, Debug, Clone, Default)]
 pub struct LabAssetArgs {
     /// Use prebuilt binaries from this directory (KUBEBUILDER_ASSETS layout) instead of building.

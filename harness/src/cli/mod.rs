@@ -40,6 +40,7 @@ const EXIT_CODES: &str = "Exit codes:
 
 Settings: flags > environment (SCS_E2E_*, KUBECONFIG) > --config file > defaults.";
 
+/// The parsed `scs-e2e` command line: global output flags and the subcommand.
 #[derive(Parser, Debug)]
 #[command(name = "scs-e2e", version, about = "End-to-end conformance and testing harness for SCS Cluster Stacks", after_help = EXIT_CODES)]
 pub struct Cli {
@@ -49,10 +50,12 @@ pub struct Cli {
     /// Step starts and debug logs too.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Cmd,
 }
 
+/// The `scs-e2e` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Run suites (default: the quickstart suite in the lab).
@@ -60,6 +63,7 @@ pub enum Cmd {
     Run(RunArgs),
     /// List the scenarios and steps a run would execute, after filters.
     List {
+        /// Which suites and scenarios to list.
         #[command(flatten)]
         select: Select,
         /// Machine-readable output.
@@ -68,11 +72,13 @@ pub enum Cmd {
     },
     /// Check suite and config files without running anything.
     Validate {
+        /// Suite or config files to check (a file with `kind: Config` is checked as config).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Print the JSON Schema of the suite format (or of the config file).
     Schema {
+        /// Print the schema of the config file instead.
         #[arg(long)]
         config: bool,
     },
@@ -80,17 +86,20 @@ pub enum Cmd {
     Check(CheckArgs),
     /// The local lab: a real control plane from Go modules, no Docker.
     Lab {
+        /// The lab subcommand.
         #[command(subcommand)]
         command: LabCmd,
     },
     /// Container images built from source for `--env kind` (kind node image, management
     /// controllers), so nothing is ever pulled: air-gapped sites, machines without a registry.
     Images {
+        /// The images subcommand.
         #[command(subcommand)]
         command: ImagesCmd,
     },
     /// Work with results.json files.
     Report {
+        /// The report subcommand.
         #[command(subcommand)]
         command: ReportCmd,
     },
@@ -102,6 +111,7 @@ pub enum Cmd {
     Cleanup(crate::env::openstack::cleanup::CleanupArgs),
 }
 
+/// Runs the command line and returns the process exit code (see `Exit`); the binary's entry point.
 pub fn main() -> i32 {
     crate::redact::add_from_env();
     let cli = match Cli::try_parse() {

@@ -2,10 +2,12 @@
 
 use super::*;
 
+/// `scs-e2e report` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ReportCmd {
     /// Merge the results.json of several shards into one results.json and JUnit file.
     Merge {
+        /// The shards' results.json files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Output directory.

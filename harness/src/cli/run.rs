@@ -3,6 +3,7 @@
 
 use super::*;
 
+/// Arguments of `scs-e2e reproduce`: a results.json, which scenarios, and the usual run options.
 #[derive(Args, Debug, Clone)]
 pub struct ReproduceArgs {
     /// The run's results.json.
@@ -11,6 +12,7 @@ pub struct ReproduceArgs {
     /// failed or errored scenario.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
+    /// The usual `run` options (environment, parallelism, reports, ...).
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -35,8 +37,10 @@ pub struct Select {
     pub shard: Option<String>,
 }
 
+/// Arguments of `scs-e2e run`: which scenarios, where, and where the reports go.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
+    /// Which suites and scenarios.
     #[command(flatten)]
     pub select: Select,
     /// Where the cluster comes from (default: lab).
@@ -67,6 +71,7 @@ pub struct RunArgs {
     /// kind cluster and the reports carry it. 1 to 40 of a-z, 0-9 and -.
     #[arg(long, env = "SCS_E2E_RUN_ID")]
     pub run_id: Option<String>,
+    /// Where the lab's binaries come from (`--env lab`; `--env kind` finds its tools there too).
     #[command(flatten)]
     pub lab: LabAssetArgs,
     /// --env openstack: the clouds.yaml entry (default OS_CLOUD, or the file's only cloud).

@@ -10,9 +10,12 @@ use std::path::Path;
 use base64::Engine;
 use serde_json::Value;
 
+/// The CSPO release installed when the config names no version or manifest.
 pub const VERSION: &str = "v0.1.0-alpha.6";
+/// The namespace CSPO's release manifest installs it into.
 pub const NAMESPACE: &str = "cspo-system";
 
+/// The GitHub release URL of CSPO's infrastructure-components manifest for `version`.
 pub fn manifest_url(version: &str) -> String {
     format!(
         "https://github.com/SovereignCloudStack/cluster-stack-provider-openstack/releases/download/{version}/cspo-infrastructure-components.yaml"
@@ -32,6 +35,7 @@ pub const VARIABLES: &[&str] = &[
     "OCI_PASSWORD",
 ];
 
+/// How CSPO is installed: which manifest, and what goes into its variables and flags.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     /// Manifest file or URL.
@@ -125,10 +129,22 @@ pub fn render(manifest: &str, s: &Settings) -> Result<Vec<Value>, String> {
 /// Why the CSPO manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// The URL could not be fetched, or answered with an error status.
     #[error("fetching {url}: {detail}")]
-    Http { url: String, detail: String },
+    Http {
+        /// The manifest's URL.
+        url: String,
+        /// The request's error, or `HTTP <status>`.
+        detail: String,
+    },
+    /// The manifest file could not be read.
     #[error("{path}: {source}")]
-    File { path: String, source: std::io::Error },
+    File {
+        /// The manifest's path.
+        path: String,
+        /// The read error.
+        source: std::io::Error,
+    },
 }
 
 /// Reads the manifest from a file or URL.

@@ -17,34 +17,55 @@ use super::{images, mgmt};
 /// The node image kind starts (Kubernetes 1.33, the version the lab and CAPI v1.10 pair with).
 pub const NODE_IMAGE: &str = "kindest/node:v1.33.1";
 
+/// Why `--env kind` cannot run here (preflight failures, each with its fix).
 #[derive(Debug, thiserror::Error)]
 pub enum KindError {
+    /// Neither `docker` nor `podman` in the tool directories.
     #[error(
         "--env kind needs a container engine: neither `docker` nor `podman` is on PATH; install Docker (https://docs.docker.com/engine/install/) or Podman, or use --env lab (no containers needed)"
     )]
     NoEngine,
+    /// `<engine> info` failed: the engine's daemon is not reachable.
     #[error(
         "--env kind: `{engine} info` failed, so the engine is not reachable: {detail}\nfix: start the engine (e.g. `sudo systemctl start docker`) and check that your user may use it, or use --env lab"
     )]
-    EngineDown { engine: String, detail: String },
+    EngineDown {
+        /// The engine CLI's path.
+        engine: String,
+        /// The last line of its output, or why it could not run.
+        detail: String,
+    },
+    /// No `kind` in the tool directories.
     #[error(
         "--env kind needs `kind` on PATH (or kindCluster.binDir in the config): `go install sigs.k8s.io/kind@v0.29.0`, or see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
     )]
     NoKind,
+    /// A management-cluster tool is missing or broken.
     #[error(transparent)]
     Tool(#[from] mgmt::ToolError),
+    /// This machine's bounding set lacks CAP_SYS_RESOURCE, which the engine's runtime (runc, crun) asks for.
     #[error(
         "--env kind: the engine cannot start privileged containers here: this machine's capability bounding set lacks CAP_SYS_RESOURCE, and the engine's default runtime `{runtime}` asks for every capability (runc: \"unable to apply caps: operation not permitted\"); kind and CAPD always run privileged containers\nfix: use an engine whose runtime drops that capability: `eval \"$(fixtures/engine/dockerd.sh up)\"` starts one (see fixtures/engine/README.md), or run on a machine (or VM) that has CAP_SYS_RESOURCE"
     )]
-    Caps { runtime: String },
+    Caps {
+        /// The engine's default runtime (`runc` or `crun`).
+        runtime: String,
+    },
+    /// DOCKER_HOST is not a `unix://` socket, which CAPD would need mounted into the node.
     #[error(
         "--env kind: DOCKER_HOST is `{0}`, but CAPD inside the management cluster needs the engine's unix socket mounted into the node: use a local engine (`unix://` socket)"
     )]
     RemoteEngine(String),
+    /// Offline images, and the node image is not in the engine (even after building).
     #[error(
         "--env kind: the node image `{image}` is not in the engine, and images are `offline` (never pulled)\nfix: `scs-e2e images build` builds {default}; or set kindCluster.nodeImage to an image `docker images` lists"
     )]
-    NoNodeImage { image: String, default: String },
+    NoNodeImage {
+        /// The node image asked for.
+        image: String,
+        /// The node image `images build` makes.
+        default: String,
+    },
 }
 
 /// The capability runc cannot grant where the bounding set lacks it (`CAP_SYS_RESOURCE`, bit 24).
@@ -174,7 +195,9 @@ pub fn tool_dirs(configured: Option<&Path>, lab_bin: &Path) -> Vec<PathBuf> {
 /// The tools `--env kind` drives.
 #[derive(Clone, Debug)]
 pub struct Tools {
+    /// The container engine CLI (`docker`, else `podman`).
     pub engine: PathBuf,
+    /// The `kind` binary.
     pub kind: PathBuf,
 }
 
@@ -214,10 +237,13 @@ pub fn check_engine(engine: &Path) -> Result<(), KindError> {
 /// One kind management cluster.
 #[derive(Clone, Debug)]
 pub struct KindCluster {
+    /// The kind cluster's name (`scs-e2e-<run id prefix>` unless the config names it).
     pub name: String,
+    /// The node image: `kindCluster.nodeImage`, else [`NODE_IMAGE`] (pull) or the one `images build` makes (offline).
     pub image: String,
     /// Where the generated config and the kubeconfig go.
     pub dir: PathBuf,
+    /// `kind create cluster --wait`: how long kind waits for the control plane.
     pub wait: Duration,
     /// A host directory with CSO release assets, mounted into the node at `/cso-releases` (for
     /// CSO's local mode with a hostPath volume).
@@ -227,10 +253,12 @@ pub struct KindCluster {
 }
 
 impl KindCluster {
+    /// Where [`KindCluster::config`] is written (`<dir>/kind-config.yaml`).
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("kind-config.yaml")
     }
 
+    /// Where kind writes the cluster's admin kubeconfig (`<dir>/kubeconfig`).
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
@@ -252,6 +280,7 @@ impl KindCluster {
         )
     }
 
+    /// `kind create cluster`'s arguments: name, node image, config, kubeconfig and wait.
     pub fn create_args(&self) -> Vec<String> {
         vec![
             "create".into(),
@@ -269,10 +298,12 @@ impl KindCluster {
         ]
     }
 
+    /// `kind delete cluster --name <name>`'s arguments.
     pub fn delete_args(&self) -> Vec<String> {
         vec!["delete".into(), "cluster".into(), "--name".into(), self.name.clone()]
     }
 
+    /// `kind export logs <dir> --name <name>`'s arguments.
     pub fn export_logs_args(&self, dir: &Path) -> Vec<String> {
         vec![
             "export".into(),
@@ -289,6 +320,7 @@ impl KindCluster {
 pub struct Options {
     /// CSO in local mode, reading `<dir>/releases` (mounted into the node).
     pub local_stacks: bool,
+    /// Pull the published images, or use (and build) those `images build` makes.
     pub images: images::Mode,
     /// Show image builds with a progress bar (or lines, off a terminal).
     pub progress: bool,
@@ -299,7 +331,9 @@ pub struct Options {
 /// The kind environment: preflight, `kind create cluster`, the management cluster's providers,
 /// logs on failure and `kind delete cluster` per the delete policy.
 pub struct KindEnv {
+    /// The kind cluster it creates.
     pub cluster: KindCluster,
+    /// What goes into the management cluster (providers, CSO and their versions).
     pub spec: mgmt::Spec,
     /// Searched for the engine and every tool.
     pub dirs: Vec<PathBuf>,
@@ -321,6 +355,8 @@ impl Default for Options {
 }
 
 impl KindEnv {
+    /// The environment for `cluster`, made per `spec` with tools from `dirs`; with local stacks,
+    /// `<dir>/releases` is mounted for CSO's local mode. Touches nothing until `up`.
     pub fn new(mut cluster: KindCluster, mut spec: mgmt::Spec, dirs: Vec<PathBuf>, options: Options) -> KindEnv {
         if options.local_stacks {
             cluster.releases = Some(cluster.dir.join("releases"));

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use super::{EnvRequest, Environment};
 
+/// An existing cluster reached through its kubeconfig: `up` checks it answers, `down` leaves it alone.
 pub struct KubeconfigEnv {
     path: PathBuf,
     server_version: Option<String>,
@@ -54,6 +55,7 @@ pub fn check_kubeconfig(p: &Path) -> anyhow::Result<()> {
 }
 
 impl KubeconfigEnv {
+    /// The cluster of the kubeconfig at `path` (not read until `up`).
     pub fn new(path: PathBuf) -> Self {
         Self {
             path,

@@ -21,20 +21,24 @@ pub const CAPI_VERSION: &str = crate::env::lab::build::CLUSTER_API_VERSION;
 pub const CAPO_VERSION: &str = "v0.12.1";
 /// ORC, which CAPO v0.12 needs for images (and the scs2 stacks use for node images).
 pub const ORC_VERSION: &str = "v2.2.0";
+/// CSO's helm chart (OCI), installed unless the config names another.
 pub const CSO_CHART: &str = "oci://registry.scs.community/cluster-stacks/cso";
 /// Where the SCS stacks' release assets are published (CSO's `clusterStackVariables`).
 pub const CSO_OCI_REPOSITORY: &str = "registry.scs.community/kaas/cluster-stacks";
 /// CSO's hook server certificate is issued for this namespace, and the release name must
 /// contain `cso`: both are hard-coded upstream.
 pub const CSO_NAMESPACE: &str = "cso-system";
+/// The helm release name of CSO (see [`CSO_NAMESPACE`]).
 pub const CSO_RELEASE: &str = "cso";
 /// In the kind node, the host's release directory is mounted here (see `kind::KindCluster`).
 pub const NODE_RELEASE_DIR: &str = "/cso-releases";
 
+/// ORC's `install.yaml` of that release on GitHub.
 pub fn orc_manifest_url(version: &str) -> String {
     format!("https://github.com/k-orc/openstack-resource-controller/releases/download/{version}/install.yaml")
 }
 
+/// The Cluster API infrastructure provider of the management cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Infrastructure {
     /// CAPD (kind on Docker).
@@ -46,13 +50,17 @@ pub enum Infrastructure {
 /// What to install and how; every field has a pinned default.
 #[derive(Clone, Debug)]
 pub struct Spec {
+    /// The infrastructure provider `clusterctl init` installs.
     pub infrastructure: Infrastructure,
+    /// The Cluster API version of the core, kubeadm and (Docker) infrastructure providers.
     pub capi_version: String,
+    /// The CAPO version (OpenStack only).
     pub capo_version: String,
     /// A clusterctl config file (mirrors, or a local provider repository for air-gapped sites).
     pub clusterctl_config: Option<PathBuf>,
     /// ORC's install manifest, a file or URL (OpenStack only).
     pub orc_manifest: String,
+    /// How CSO is installed.
     pub cso: Cso,
     /// How long the provider Deployments may take to become Available.
     pub timeout: Duration,
@@ -74,10 +82,26 @@ pub struct Spec {
 /// A tool the management cluster is made with is missing or broken.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
+    /// The tool is in none of the tool directories.
     #[error("--env {env} needs `{tool}` on PATH (or kindCluster.binDir in the config): {hint}")]
-    NoTool { env: String, tool: String, hint: String },
+    NoTool {
+        /// The environment that needs it (`kind`, `openstack`).
+        env: String,
+        /// The missing tool.
+        tool: String,
+        /// How to get it.
+        hint: String,
+    },
+    /// Asking the tool for its version failed.
     #[error("`{tool} {args}` failed, so {tool} cannot be used: {detail}")]
-    Broken { tool: String, args: String, detail: String },
+    Broken {
+        /// The tool's file name.
+        tool: String,
+        /// The version command's arguments, space-separated.
+        args: String,
+        /// Its last line of output, or why it could not run.
+        detail: String,
+    },
 }
 
 /// The management-cluster tools, with install hints (`scs-e2e lab install` builds them all).
@@ -153,8 +177,11 @@ pub fn tool_version(path: &Path, args: &[&str]) -> Result<String, ToolError> {
 /// provider and CSO go into it as the install policy says (a bare one gets them, a complete one
 /// is used as it is, a partial one is refused), after the tools' preflight.
 pub struct Existing<'a> {
+    /// The management cluster's kubeconfig.
     pub kubeconfig: &'a Path,
+    /// What it should have, and how to install it.
     pub spec: &'a Spec,
+    /// Where clusterctl, helm and kubectl are looked for.
     pub tool_dirs: &'a [PathBuf],
     /// The environment's name, for messages (`--env openstack needs clusterctl ...`).
     pub env: &'a str,
@@ -246,12 +273,14 @@ pub fn decide_install(policy: InstallPolicy, have: &[String], lack: &[String]) -
     }
 }
 
+/// How CSO is installed: its helm chart, values and mode.
 #[derive(Clone, Debug)]
 pub struct Cso {
     /// OCI reference, chart directory or `.tgz`.
     pub chart: String,
     /// Chart version (OCI charts only; a local chart is what it is).
     pub version: Option<String>,
+    /// Where the stacks' release assets are published (`clusterStackVariables.ociRepository`).
     pub oci_repository: String,
     /// Extra values files for the chart.
     pub values: Vec<PathBuf>,
@@ -261,6 +290,7 @@ pub struct Cso {
 }
 
 impl Spec {
+    /// The pinned defaults for `infrastructure`.
     pub fn new(infrastructure: Infrastructure) -> Spec {
         Spec {
             infrastructure,
@@ -430,7 +460,9 @@ impl Spec {
 pub struct LocalProvider {
     /// clusterctl's provider name: `cluster-api`, `kubeadm`, `docker`, `openstack`, ...
     pub name: String,
+    /// The provider's type (core, bootstrap, control plane, infrastructure).
     pub kind: ProviderKind,
+    /// The release version (`v1.10.10`): the repository's version directory.
     pub version: String,
     /// The components YAML (what `kustomize build config/default` gives), with clusterctl's
     /// `${VAR:=default}` placeholders left in.
@@ -439,11 +471,16 @@ pub struct LocalProvider {
     pub metadata: String,
 }
 
+/// A clusterctl provider type.
 #[derive(Clone, Copy, Debug)]
 pub enum ProviderKind {
+    /// The core provider (`cluster-api`).
     Core,
+    /// A bootstrap provider (kubeadm).
     Bootstrap,
+    /// A control-plane provider (kubeadm).
     ControlPlane,
+    /// An infrastructure provider (docker, openstack).
     Infrastructure,
 }
 
@@ -488,26 +525,43 @@ pub fn write_local_repository(dir: &Path, providers: &[LocalProvider]) -> std::i
 /// The programs `install` runs.
 #[derive(Clone, Debug)]
 pub struct Tools {
+    /// `clusterctl` (installs Cluster API and the infrastructure provider).
     pub clusterctl: PathBuf,
+    /// `helm` (installs CSO).
     pub helm: PathBuf,
+    /// `kubectl` (applies ORC and CSPO).
     pub kubectl: PathBuf,
 }
 
+/// Why installing the management cluster's providers failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MgmtError {
+    /// A tool (clusterctl, helm, kubectl) could not start, failed, timed out or was interrupted.
     #[error("`{tool} {args}` {how}; its last output:\n{tail}")]
     Tool {
+        /// The program (its path when it could not start, else its file name).
         tool: String,
+        /// Its arguments, space-separated.
         args: String,
+        /// What happened (`exited with 1`, `was interrupted`, ...).
         how: String,
+        /// Its last lines of output (up to 15; empty when it could not start).
         tail: String,
     },
+    /// The provider Deployments did not become Available before the deadline.
     #[error(
         "the management cluster's providers did not become Available within {timeout:?}:\n{details}\nhint: pods that never start usually mean no node can run them (are the nodes Ready? `kubectl get nodes`), or an image that cannot be pulled (`kubectl -n NAMESPACE describe pods`)"
     )]
-    NotAvailable { timeout: Duration, details: String },
+    NotAvailable {
+        /// The management cluster's timeout ([`Spec::timeout`]).
+        timeout: Duration,
+        /// Each Deployment not Available, with its replica counts and conditions, one per line.
+        details: String,
+    },
+    /// An API request, a manifest or a local file failed (the message says which).
     #[error("{0}")]
     Kube(String),
+    /// CSPO's release manifest could not be read.
     #[error(transparent)]
     Fetch(#[from] super::cspo::FetchError),
 }

@@ -21,11 +21,15 @@ use crate::config::{ConfigFile, DeletePolicy};
 /// settings and what the plan needs. Each environment builds itself from it ([`Registration`]).
 #[derive(Clone, Copy)]
 pub struct EnvRequest<'a> {
+    /// The run's id (`--run-id`, else generated); names the environment creates (kind cluster, lab dir) derive from it.
     pub run_id: &'a str,
+    /// When to tear the environment down (`--delete`).
     pub delete: DeletePolicy,
     /// Show progress bars (image and lab builds) on the console.
     pub progress: bool,
+    /// What the plan needs of the management cluster.
     pub plan: PlanNeeds,
+    /// The config file, if one was given.
     pub file: Option<&'a ConfigFile>,
     /// `--kubeconfig`, else KUBECONFIG (as given: may list several files).
     pub kubeconfig: Option<&'a str>,
@@ -35,6 +39,7 @@ pub struct EnvRequest<'a> {
     pub cloud: Option<&'a str>,
     /// `--lab-bin-dir`, `--lab-cache-dir`.
     pub lab_bin_dir: Option<&'a Path>,
+    /// `--lab-cache-dir`: where built lab binaries are cached (None: the config file's or the default).
     pub lab_cache_dir: Option<&'a Path>,
 }
 
@@ -52,6 +57,7 @@ pub struct PlanNeeds {
 /// An environment, as `--env` names it. Adding one is a module (or folder) with its
 /// [`Environment`] and `create`, plus one line in [`ENVIRONMENTS`].
 pub struct Registration {
+    /// The `--env` value (`lab`, `kubeconfig`, `kind`, `openstack`).
     pub name: &'static str,
     /// One line for `--help`.
     pub about: &'static str,
@@ -100,8 +106,10 @@ pub fn unknown(name: &str) -> String {
 /// environment variables too.
 pub const STEP_VAR_NAMES: &[&str] = &["CSO_RELEASE_DIR", "CSO_HOOKS_MANIFEST", "OPENSTACK_CLOUD", "OPENSTACK_SECRET_NAME"];
 
+/// A cluster a run talks to, with its life cycle (`up`, `down`) and optional capabilities.
 #[async_trait]
 pub trait Environment: Send + Sync {
+    /// The name `--env` gives it (`lab`, `kind`, ...), as registered.
     fn name(&self) -> &'static str;
 
     /// Brings the environment up. When it returns, `kubeconfig()` reaches a working API server.
@@ -159,9 +167,13 @@ pub trait Environment: Send + Sync {
 /// A workload cluster as `createCluster` is about to make it.
 #[derive(Clone, Debug)]
 pub struct ClusterRequest {
+    /// The namespace the Cluster is created in (the scenario's).
     pub namespace: String,
+    /// The Cluster's name.
     pub name: String,
+    /// Number of control-plane machines.
     pub control_plane: u32,
+    /// Number of worker machines.
     pub workers: u32,
     /// The ClusterClass variables the Cluster will carry (the cloud's defaults merged in).
     pub variables: BTreeMap<String, serde_json::Value>,
@@ -201,5 +213,6 @@ pub trait Faults: Send + Sync {
     async fn restart(&self, process: &str) -> anyhow::Result<()>;
     /// SIGSTOP / SIGCONT.
     fn pause(&self, process: &str) -> anyhow::Result<()>;
+    /// Continue a process paused with [`Faults::pause`] (SIGCONT).
     fn resume(&self, process: &str) -> anyhow::Result<()>;
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
+    /// Parses `500ms`, `30s`, `5m`, `1h30m`, ...; the error says how to write one.
     pub fn parse(s: &str) -> Result<Self, crate::error::Invalid> {
         let t = s.trim();
         if t.is_empty() {
@@ -58,7 +59,9 @@ impl JsonSchema for HumanDuration {
 /// (`wait-cluster`), so slow clouds can stretch waits without editing suites.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Timeout {
+    /// A fixed duration, like `5m`.
     Fixed(HumanDuration),
+    /// The name of an interval (`wait-cluster`): built in or from the config file's `intervals`.
     Interval(String),
 }
 
@@ -78,6 +81,7 @@ impl Timeout {
     }
 }
 
+/// Whether `s` can name an interval: a lowercase letter, then lowercase letters, digits and dashes.
 pub fn is_interval_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')

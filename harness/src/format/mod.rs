@@ -19,7 +19,9 @@ pub const API_VERSION: &str = "scs-e2e/v1alpha1";
 pub struct ResourceRef {
     /// `v1`, `apps/v1`, `cluster.x-k8s.io/v1beta1`, ...
     pub api_version: String,
+    /// The object's kind, like `ConfigMap` or `Cluster`.
     pub kind: String,
+    /// The object's name; leave it out when `selector` picks the objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Default: the scenario's namespace (ignored for cluster-scoped kinds).

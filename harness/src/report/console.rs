@@ -12,34 +12,55 @@ use super::{RunReport, ScenarioResult, Status, StepResult};
 
 /// What the engine tells observers.
 pub enum Event<'a> {
+    /// An environment phase (`up`, `down`) started.
     PhaseStarted {
+        /// The phase's name.
         name: &'a str,
     },
+    /// An environment phase finished.
     PhaseFinished {
+        /// Its result.
         result: &'a StepResult,
     },
+    /// A scenario started.
     ScenarioStarted {
+        /// The scenario, `suite.scenario`.
         id: &'a str,
+        /// Its number of steps.
         steps: usize,
     },
+    /// A step started.
     StepStarted {
+        /// The scenario, `suite.scenario`.
         id: &'a str,
+        /// The step's index, from 0.
         index: usize,
+        /// The scenario's number of steps.
         steps: usize,
+        /// The step's name.
         name: &'a str,
+        /// The step's timeout per attempt.
         timeout: Duration,
     },
+    /// A step finished (also a leak check, which has no `StepStarted`).
     StepFinished {
+        /// The scenario, `suite.scenario`.
         id: &'a str,
+        /// The step's result.
         result: &'a StepResult,
     },
+    /// A scenario finished, its collectors included.
     ScenarioFinished {
+        /// Its result.
         result: &'a ScenarioResult,
     },
+    /// A remark for the user, like where logs went or what was kept.
     Note(&'a str),
 }
 
+/// Receives the engine's events as the run goes (the console, tests).
 pub trait Observer: Send + Sync {
+    /// Handles one event; scenarios run in parallel, so their events interleave.
     fn on(&self, ev: Event<'_>);
 }
 
@@ -49,13 +70,18 @@ impl Observer for Silent {
     fn on(&self, _: Event<'_>) {}
 }
 
+/// How much the console shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
+    /// Only what went wrong; no live progress.
     Quiet,
+    /// Phases, steps and scenarios as they finish, and live progress on a terminal.
     Normal,
+    /// Also scenario and step starts, when not on a terminal.
     Verbose,
 }
 
+/// The console [`Observer`]: live progress on a terminal, timestamped lines on stderr otherwise.
 pub struct Console {
     verbosity: Verbosity,
     live: Option<MultiProgress>,

@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use super::{RunReport, Status, StepResult};
 
+/// The HTML report's file name; it is written in the artifacts directory.
 pub const FILE_NAME: &str = "report.html";
 
 fn esc(s: &str) -> String {
@@ -52,6 +53,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;text-
 pre{white-space:pre-wrap;background:#f6f6f6;padding:6px;max-height:20em;overflow:auto}\
 .summary span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:3px}";
 
+/// The run as one self-contained HTML page.
 pub fn render(r: &RunReport) -> String {
     let mut h = String::new();
     let count = |st: Status| r.scenarios.iter().filter(|s| s.status == st).count();

@@ -5,12 +5,15 @@ use std::path::Path;
 
 use super::{RunReport, SCHEMA};
 
+/// File name of the results model.
 pub const FILE_NAME: &str = "results.json";
 
+/// The report as pretty-printed JSON (`results.json`).
 pub fn render(r: &RunReport) -> String {
     serde_json::to_string_pretty(r).expect("report serializes") + "\n"
 }
 
+/// Reads a `results.json`; one of another schema version is an error.
 pub fn read(path: &Path) -> anyhow::Result<RunReport> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;

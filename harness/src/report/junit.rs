@@ -10,6 +10,7 @@ use super::{RunReport, Status, StepResult};
 /// The file name CI systems look for under the artifacts directory.
 pub const FILE_NAME: &str = "junit_scs-e2e.xml";
 
+/// The run as JUnit XML.
 pub fn render(r: &RunReport) -> String {
     let mut report = Report::new("scs-e2e");
     report.set_timestamp(r.started_at.fixed_offset());

@@ -15,16 +15,22 @@ use serde::Deserialize;
 
 use super::StackId;
 
+/// The stack description's file name in a stack source directory.
 pub const STACK_FILE: &str = "stack.yaml";
 
+/// A stack source directory's `stack.yaml`: which stack it is and what it can release.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StackSource {
+    /// Provider, like `inmemory`.
     pub provider: String,
+    /// Stack name, like `scs`.
     pub name: String,
+    /// The Kubernetes minors the source has charts for.
     pub kubernetes: Vec<Minor>,
 }
 
+/// One Kubernetes minor of a stack source: its chart directory and stack versions.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Minor {
@@ -34,13 +40,17 @@ pub struct Minor {
     pub dir: String,
     /// The Kubernetes version releases of this minor install (`versions.kubernetes`).
     pub kubernetes_version: String,
+    /// The stack versions this minor can release.
     pub versions: Vec<Release>,
 }
 
+/// One releasable stack version and the addon version it ships.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Release {
+    /// The stack version (`clusterStack`), like `v1`: the cluster-class chart's version.
     pub cluster_stack: String,
+    /// The cluster-addon chart's version (`clusterAddon`).
     pub cluster_addon: String,
     /// Overrides the minor's Kubernetes version (a stack version that moves to a new patch).
     #[serde(default)]
@@ -48,6 +58,7 @@ pub struct Release {
 }
 
 impl StackSource {
+    /// Reads and parses `stack.yaml` in `dir`; errors name the file (and line).
     pub fn load(dir: &Path) -> anyhow::Result<StackSource> {
         let file = dir.join(STACK_FILE);
         let text = std::fs::read_to_string(&file).with_context(|| {

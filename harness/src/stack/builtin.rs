@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+/// Prefix of a built-in stack source in `source:`, as in `builtin:inmemory/scs`.
 pub const PREFIX: &str = "builtin:";
 
 static INMEMORY_SCS: &[(&str, &str)] = &[

@@ -11,9 +11,13 @@ use serde_json::{Value, json};
 use crate::context::{Scope, StepFailure};
 use crate::kube::{Target, Verdict, WaitError, conditions, wait_until};
 
+/// API group/version of CSPO's kinds.
 pub const GROUP_VERSION: &str = "infrastructure.clusterstack.x-k8s.io/v1alpha1";
+/// Kind of the template a ClusterStack's `providerRef` points at (carries the cloud identity).
 pub const TEMPLATE_KIND: &str = "OpenStackClusterStackReleaseTemplate";
+/// Kind of CSPO's per-image release, whose `OpenStackImageActive` condition reports the import.
 pub const IMAGE_RELEASE_KIND: &str = "OpenStackNodeImageRelease";
+/// Kind of the provider release CSO makes from the template; `status.ready` once images are in.
 pub const RELEASE_KIND: &str = "OpenStackClusterStackRelease";
 /// Reasons of `OpenStackImageActive`=False that CSPO never recovers from by itself.
 pub const TERMINAL_REASONS: &[&str] = &["OpenStackImageImportTimeOutReason", "IssueWithOpenStackImage"];

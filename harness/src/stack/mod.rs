@@ -10,7 +10,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// API group/version of CSO's kinds (ClusterStack, ClusterStackRelease, ...).
 pub const CSO_GROUP_VERSION: &str = "clusterstack.x-k8s.io/v1alpha1";
+/// API group/version of Cluster API's kinds (Cluster, MachineDeployment, ...).
 pub const CAPI_GROUP_VERSION: &str = "cluster.x-k8s.io/v1beta1";
 /// Label Cluster API puts on everything that belongs to a cluster.
 pub const CLUSTER_NAME_LABEL: &str = "cluster.x-k8s.io/cluster-name";
@@ -69,8 +71,11 @@ impl StackRef {
 /// Which stack: `<provider>/<name>` for Kubernetes `<major>.<minor>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackId {
+    /// Provider, like `inmemory`, `docker` or `openstack`.
     pub provider: String,
+    /// Stack name, like `scs`.
     pub name: String,
+    /// Kubernetes `<major>.<minor>`, like `1.33`.
     pub kubernetes_version: String,
 }
 
@@ -117,6 +122,7 @@ impl StackId {
     }
 }
 
+/// Checks a stack version against CSO's pattern: `v<N>` or `v<N>-<channel>.<M>` (`v0-sha.3e2f1`).
 pub fn validate_version(v: &str) -> Result<(), crate::error::Invalid> {
     if STACK_VERSION.is_match(v) {
         Ok(())

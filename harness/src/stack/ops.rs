@@ -18,6 +18,8 @@ const FIELD_MANAGER: &str = crate::context::FIELD_MANAGER;
 /// downloads from a registry take a few seconds, local mode never gets better.
 pub const ASSETS_GRACE: Duration = Duration::from_secs(15);
 
+/// The API for a CSO or Cluster API kind in the scope's namespace; a missing kind is an `Error`
+/// that asks whether Cluster API and CSO are installed.
 pub async fn api(scope: &Scope, api_version: &str, kind: &str) -> Result<Api<DynamicObject>, StepFailure> {
     scope.resolver.api(api_version, kind, &scope.namespace).await.map_err(|e| {
         StepFailure::error(format!(
@@ -112,8 +114,11 @@ pub fn api_message(e: &kube::Error) -> String {
 /// What a usable release tells: its Kubernetes version and the ClusterClass it made.
 #[derive(Clone, Debug)]
 pub struct ReleaseInfo {
+    /// The ClusterStackRelease's name, like `inmemory-scs-1-33-v1`.
     pub name: String,
+    /// The release's `status.kubernetesVersion`, like `v1.33.4`.
     pub kubernetes_version: String,
+    /// The ClusterClass the release made.
     pub class: String,
 }
 
@@ -272,6 +277,8 @@ pub fn blocking_hook(c: &DynamicObject, limit: Duration) -> Option<String> {
     })
 }
 
+/// Waits until the Cluster is ready (see [`cluster_not_ready`]) and returns it; fails early when a
+/// lifecycle hook blocks the topology for longer than `hook_limit`.
 pub async fn wait_cluster_ready(scope: &Scope, cluster: &str, hook_limit: Duration) -> Result<DynamicObject, StepFailure> {
     let clusters = api(scope, CAPI_GROUP_VERSION, "Cluster").await?;
     let done = wait_until_ticking(

@@ -16,10 +16,13 @@ use crate::process::{Ended, path_with, run_streaming};
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Command {
+    /// Program and arguments, run without a shell (`${VAR}`s substituted). Set this or `script`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
+    /// A bash script, run with `-euo pipefail` (`${VAR}`s substituted). Set this or `argv`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
+    /// Extra environment variables (values `${VAR}`-substituted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Expected exit code (default 0).

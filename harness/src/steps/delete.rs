@@ -32,10 +32,14 @@ pub struct Delete {
     pub propagation: Option<Propagation>,
 }
 
+/// Kubernetes' deletion propagation policy: what happens to the objects' dependents.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema)]
 pub enum Propagation {
+    /// Delete the object now; the garbage collector deletes dependents afterwards.
     Background,
+    /// Delete dependents first; the object goes once they are gone.
     Foreground,
+    /// Leave the dependents in place.
     Orphan,
 }
 

@@ -13,7 +13,9 @@ use crate::stack::{CSO_GROUP_VERSION, StackId, ops};
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeleteClusterStack {
+    /// Provider, like `inmemory`, `docker` or `openstack`.
     pub provider: String,
+    /// Stack name, like `scs`.
     pub name: String,
     /// Kubernetes `<major>.<minor>`, quoted: `"1.33"`.
     pub kubernetes_version: String,

@@ -27,13 +27,17 @@ macro_rules! operations {
         /// The operation of a step.
         #[derive(Clone, Debug)]
         pub enum Op {
-            $($variant($ty),)*
+            $(
+                /// An operation and its suite fields; the variant is the suite key in PascalCase.
+                $variant($ty),
+            )*
         }
 
         /// The operation keys, in documentation order.
         pub const OPERATIONS: &[&str] = &[$($key,)*];
 
         impl Op {
+            /// The operation's suite key, like `apply` or `createCluster`.
             pub fn key(&self) -> &'static str {
                 match self {
                     $(Op::$variant(_) => $key,)*
@@ -109,6 +113,7 @@ pub trait Operation: Send + Sync {
     fn validate(&self) -> Result<(), crate::error::Invalid> {
         Ok(())
     }
+    /// Runs one attempt of the step; `Err` says whether it failed or errored, and why.
     async fn run(&self, ctx: &StepCtx) -> Result<(), StepFailure>;
 
     /// What the step does to the workload Clusters of its namespace: the engine plans the
@@ -126,8 +131,11 @@ pub trait Operation: Send + Sync {
 /// See [`Operation::cluster_effect`]; names as written in the suite (`${VAR}` unsubstituted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClusterEffect<'a> {
+    /// The step creates or deletes no Cluster.
     None,
+    /// The step creates the Cluster of this name.
     Creates(&'a str),
+    /// The step deletes the Cluster of this name.
     Deletes(&'a str),
 }
 

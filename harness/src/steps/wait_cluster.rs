@@ -28,6 +28,7 @@ pub struct WaitCluster {
     pub hook_timeout: Option<crate::format::duration::HumanDuration>,
 }
 
+/// How long a lifecycle hook may block the topology when `hookTimeout` is not set (2 minutes).
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[async_trait]

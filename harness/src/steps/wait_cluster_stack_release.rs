@@ -14,6 +14,7 @@ use crate::stack::{StackRef, ops};
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WaitClusterStackRelease {
+    /// The stack version to wait for (its fields sit directly in the step).
     #[serde(flatten)]
     pub stack: StackRef,
 }

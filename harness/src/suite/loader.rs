@@ -15,18 +15,23 @@ use crate::format::duration::Timeout;
 /// Suites compiled into the binary, so `scs-e2e run` works from any directory.
 pub const EMBEDDED: &[(&str, &str)] = &[("quickstart", include_str!("../../../suites/quickstart.yaml"))];
 
+/// A suite as read: the parsed file, where it came from, and its exact text.
 #[derive(Clone, Debug)]
 pub struct LoadedSuite {
+    /// The parsed suite; [`validate`] checks what parsing cannot.
     pub suite: Suite,
     /// As shown in reports and JUnit `file`: relative to the repository (or working directory).
     pub display_path: String,
     /// Relative paths in steps resolve against this directory.
     pub dir: PathBuf,
+    /// The file's text as read; reports record it so `reproduce` can run the same suite again.
     pub source: String,
+    /// Hex SHA-256 of `source`.
     pub sha256: String,
 }
 
 impl LoadedSuite {
+    /// The suite's `name`.
     pub fn name(&self) -> &str {
         &self.suite.name.value
     }
@@ -98,6 +103,7 @@ pub fn suites_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Reads and parses a suite file; relative paths in its steps resolve against its directory.
 pub fn load_suite_file(path: &Path) -> Result<LoadedSuite, InputError> {
     let display = display_path(path);
     let text =
@@ -122,6 +128,7 @@ pub fn display_path(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// Parses suite text; `display` names it in errors and reports, relative paths resolve in `dir`.
 pub fn load_suite_str(text: &str, display: &str, dir: PathBuf) -> Result<LoadedSuite, InputError> {
     let suite: Suite = serde_saphyr::from_str(text).map_err(|e| InputError::from_yaml(&e, display, text))?;
     let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));

@@ -30,6 +30,7 @@ pub struct Suite {
     /// Suite name: the first part of every JUnit classname (`suite.scenario`).
     #[schemars(with = "String")]
     pub name: Spanned<String>,
+    /// What the suite tests, for readers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Environments this suite can run in (`lab`, `kubeconfig`, `kind`, `openstack`); empty means any.
@@ -41,6 +42,7 @@ pub struct Suite {
     /// Variables available as `${NAME}` in every scenario.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,
+    /// The scenarios; they run concurrently (up to `--parallel` at once).
     pub scenarios: Vec<Scenario>,
 }
 
@@ -58,6 +60,7 @@ pub struct Defaults {
 }
 
 impl Defaults {
+    /// Whether neither `timeout` nor `attempts` is set.
     pub fn is_empty(&self) -> bool {
         self.timeout.is_none() && self.attempts.is_none()
     }
@@ -70,6 +73,7 @@ pub struct Scenario {
     /// Unique in the suite; may use `${VAR}` of the matrix.
     #[schemars(with = "String")]
     pub name: Spanned<String>,
+    /// What the scenario tests, for readers (also in `list --json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Namespace for the scenario's objects; default: generated, created and deleted by the harness.
@@ -79,8 +83,10 @@ pub struct Scenario {
     /// Expands the scenario once per combination of values; `${KEY}` is substituted everywhere.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Vec<MatrixValue>>,
+    /// Step defaults for this scenario; they win over the suite's.
     #[serde(default, skip_serializing_if = "Defaults::is_empty")]
     pub defaults: Defaults,
+    /// The steps, run in order; once one does not pass, the rest are skipped.
     #[schemars(with = "Vec<Step>")]
     pub steps: Vec<Spanned<Step>>,
     /// Collectors run after the steps, whatever happened.
@@ -138,9 +144,12 @@ impl<'de> Deserialize<'de> for MatrixValue {
 pub struct Step {
     /// Shown in reports; default: the operation's own summary.
     pub name: Option<String>,
+    /// How long each attempt may take: a duration or an interval name; unset, the scenario's,
+    /// suite's or config's default applies.
     pub timeout: Option<Spanned<Timeout>>,
     /// Tries before the step fails (for known flaky steps); every attempt is recorded.
     pub attempts: Option<u32>,
+    /// The step's one operation (`apply`, `wait`, `createCluster`, ...).
     pub op: Op,
 }
 
@@ -257,6 +266,7 @@ pub fn suite_schema() -> Schema {
     schemars::schema_for!(Suite)
 }
 
+/// The built-in step timeout: 5 minutes.
 pub fn default_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(300))
 }

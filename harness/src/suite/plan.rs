@@ -17,31 +17,46 @@ use crate::format::duration::Timeout;
 use crate::format::subst::{substitute_known, substitute_value};
 use crate::steps::Op;
 
+/// What a run executes: the suites it read and their expanded, filtered scenarios.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The suites, as loaded (reports record their content).
     pub suites: Vec<LoadedSuite>,
+    /// The scenarios to run, after matrix expansion, filters and sharding.
     pub scenarios: Vec<PlannedScenario>,
 }
 
+/// One scenario after expansion: one matrix combination, variables substituted, timeouts resolved.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedScenario {
+    /// The suite's name.
     pub suite: String,
+    /// The suite file as shown in reports.
     pub suite_file: String,
+    /// The suite file's directory: relative paths in steps resolve against it.
     #[serde(skip)]
     pub suite_dir: PathBuf,
+    /// The scenario's name, with matrix values (`name[a,b]` when the name has no `${KEY}`).
     pub name: String,
+    /// The scenario's `description`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// This expansion's matrix values, by key; empty without a matrix.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, String>,
+    /// The scenario's own namespace (substituted); None: the harness makes one and deletes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The suite's `vars` plus the matrix values, for `${NAME}` at run time.
     #[serde(skip)]
     pub vars: BTreeMap<String, String>,
+    /// The steps, in order.
     pub steps: Vec<PlannedStep>,
+    /// Collectors run after the steps, whatever happened.
     #[serde(skip)]
     pub finally: Vec<Collector>,
+    /// Collectors run only when a step failed.
     #[serde(skip)]
     pub on_failure: Vec<Collector>,
 }
@@ -80,16 +95,22 @@ impl PlannedScenario {
     }
 }
 
+/// One step of a planned scenario, with its name, timeout and attempts resolved.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedStep {
+    /// The step's `name`, or the operation's summary (`apply crd.yaml`).
     pub name: String,
+    /// The operation's suite key, like `apply`.
     pub operation: &'static str,
+    /// How long each attempt may take (seconds in JSON).
     #[serde(serialize_with = "secs")]
     pub timeout: Duration,
     /// Where the timeout came from: `step`, `scenario`, `suite`, `config`, plus the interval name.
     pub timeout_from: String,
+    /// Tries before the step fails (1 = no retry).
     pub attempts: u32,
+    /// The operation, variables substituted.
     #[serde(skip)]
     pub op: Op,
 }
@@ -101,13 +122,16 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Which scenarios to run.
 #[derive(Clone, Debug, Default)]
 pub struct Filters {
+    /// Keep only scenarios whose `suite.scenario` matches (`--focus`).
     pub focus: Option<Regex>,
+    /// Leave out scenarios whose `suite.scenario` matches (`--skip`).
     pub skip: Option<Regex>,
     /// (index from 1, count)
     pub shard: Option<(usize, usize)>,
 }
 
 impl Filters {
+    /// From the `--focus`, `--skip` and `--shard` values; a bad regex or shard is a usage error.
     pub fn parse(focus: Option<&str>, skip: Option<&str>, shard: Option<&str>) -> Result<Filters, InputError> {
         let re = |flag: &str, v: Option<&str>| -> Result<Option<Regex>, InputError> {
             v.map(|s| {
@@ -178,6 +202,7 @@ pub fn build_plan(suites: Vec<LoadedSuite>, settings: &Settings, filters: &Filte
     Ok(Plan { suites, scenarios: kept })
 }
 
+/// Expands one suite's scenarios (matrix, substitution, timeouts) and validates their steps.
 pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<PlannedScenario>, InputError> {
     let s = &ls.suite;
     let mut out = Vec::new();

@@ -5,7 +5,9 @@ use super::*;
 /// One line of `k8s-eol-data.yml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BranchEol {
+    /// The release branch, like 1.33.
     pub branch: Branch,
+    /// Its end-of-life date: supported until this day begins (UTC).
     pub end_of_life: NaiveDate,
 }
 
@@ -19,13 +21,16 @@ impl BranchEol {
 /// A published, final Kubernetes release.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
+    /// The release's version.
     pub version: Version,
+    /// When it was published on GitHub.
     pub published_at: DateTime<Utc>,
 }
 
 /// What the policy needs of one CVE record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CveRecord {
+    /// The CVE id, like `CVE-2024-1234`.
     pub id: String,
     /// Highest CVSS v3.0/v3.1/v4.0 base score the CNA gives, if any.
     pub base_score: Option<f64>,
@@ -34,10 +39,12 @@ pub struct CveRecord {
 }
 
 impl CveRecord {
+    /// Whether its base score reaches [`CRITICAL_SCORE`].
     pub fn is_critical(&self) -> bool {
         self.base_score.is_some_and(|s| s >= CRITICAL_SCORE)
     }
 
+    /// Whether `v` is in one of its affected ranges.
     pub fn affects(&self, v: Version) -> bool {
         self.ranges.iter().any(|r| r.contains(v))
     }
@@ -46,8 +53,11 @@ impl CveRecord {
 /// Everything [`evaluate`] decides from, besides the cluster version and the time.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Inputs {
+    /// End-of-life dates per branch (`k8s-eol-data.yml`).
     pub eol: Vec<BranchEol>,
+    /// Final Kubernetes releases (no drafts or pre-releases).
     pub releases: Vec<Release>,
+    /// Records of the CVEs in the Kubernetes CVE feed, sorted by id.
     pub cves: Vec<CveRecord>,
 }
 

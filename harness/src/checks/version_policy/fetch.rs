@@ -3,10 +3,14 @@
 
 use super::*;
 
+/// Default EOL data: `k8s-eol-data.yml` in the SCS standards repository.
 pub const EOL_DATA_URL: &str =
     "https://raw.githubusercontent.com/SovereignCloudStack/standards/main/Tests/kaas/scs_0210_version_policy/k8s-eol-data.yml";
+/// Default releases: the GitHub releases API of kubernetes/kubernetes (paginated).
 pub const RELEASES_URL: &str = "https://api.github.com/repos/kubernetes/kubernetes/releases";
+/// Default CVE feed: the official Kubernetes CVE feed (JSON Feed).
 pub const CVE_FEED_URL: &str = "https://kubernetes.io/docs/reference/issues-security/official-cve-feed/index.json";
+/// Default CVE records: the CVE services API, `<this><CVE-ID>`.
 pub const CVE_RECORD_BASE_URL: &str = "https://cveawg.mitre.org/api/cve/";
 
 pub(super) const GITHUB_API: &str = "https://api.github.com/";
@@ -17,7 +21,9 @@ pub(super) const MAX_RELEASE_PAGES: usize = 100;
 /// Where one input comes from: a local file (offline, air-gapped) or a URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
+    /// A local file (for CVE records: a directory).
     File(PathBuf),
+    /// An `http(s)://` URL.
     Url(String),
 }
 
@@ -78,6 +84,8 @@ impl Sources {
     }
 }
 
+/// How inputs are loaded: caching and concurrency.
+/// Default: no cache, a 6-hour TTL, 8 CVE records at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Where URL sources are cached; no caching without one.

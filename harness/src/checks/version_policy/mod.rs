@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Level, Outcome, Verdict};
 
+/// The testcase id this check implements.
 pub const TESTCASE: &str = "version-policy-check";
 
 /// A newer patch of the cluster's branch older than this makes the cluster outdated.

@@ -5,18 +5,24 @@ use super::*;
 /// A Kubernetes version `major.minor.patch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
+    /// Major version.
     pub major: u32,
+    /// Minor version: with the major one, the release branch.
     pub minor: u32,
+    /// Patch release within the branch.
     pub patch: u32,
 }
 
 impl Version {
+    /// `0.0.0`, below every release ("from the beginning" in CVE ranges).
     pub const MIN: Version = Version::new(0, 0, 0);
 
+    /// The version `major.minor.patch`.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         Version { major, minor, patch }
     }
 
+    /// Its release branch `major.minor`.
     pub fn branch(self) -> Branch {
         Branch {
             major: self.major,
@@ -34,7 +40,9 @@ impl fmt::Display for Version {
 /// A release branch `major.minor`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Branch {
+    /// Major version.
     pub major: u32,
+    /// Minor version.
     pub minor: u32,
 }
 
@@ -57,6 +65,7 @@ impl FromStr for Branch {
     }
 }
 
+/// Text that is not a version we recognize (it holds the text).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unrecognized version format: {0:?}")]
 pub struct VersionError(pub String);
@@ -108,11 +117,14 @@ pub enum Upper {
 /// Versions a CVE affects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VersionRange {
+    /// The first affected version (`0.0.0` when the record means "from the beginning").
     pub lower: Version,
+    /// Where the range ends.
     pub upper: Upper,
 }
 
 impl VersionRange {
+    /// Whether `v` is in the range.
     pub fn contains(&self, v: Version) -> bool {
         match self.upper {
             Upper::Exact => v == self.lower,

@@ -30,6 +30,7 @@ const KEY_LABEL: &str = "io.scs-e2e.key";
 /// Where `--env kind` gets its images (a setting of the config file).
 pub use crate::config::ImagesMode as Mode;
 
+/// Where an image ends up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
     /// Parts of the kind node image.
@@ -38,6 +39,7 @@ pub enum Group {
     Management,
 }
 
+/// What a recipe produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     /// `$OUT/rootfs.tar` + `$OUT/changes`, imported and tagged by us.
@@ -46,11 +48,14 @@ pub enum Output {
     KindNode,
 }
 
+/// One image and how it is built: `fixtures/images/<name>.sh` and what its key covers.
 #[derive(Debug)]
 pub struct Recipe {
+    /// The image's short name (also its recipe's file name).
     pub name: &'static str,
     /// The first tag is the image's own; the others are aliases.
     pub tags: &'static [&'static str],
+    /// Whether the image goes into the node image or the management cluster.
     pub group: Group,
     /// Images whose archives the recipe reads from `$IMAGES` (built first; keys chained).
     pub needs: &'static [&'static str],
@@ -58,6 +63,7 @@ pub struct Recipe {
     pub inputs: &'static [&'static str],
     /// Reuses binaries from the lab's build (so the lab's pins are part of the key).
     pub lab_bin: bool,
+    /// What the recipe leaves: a root filesystem to import, or the node image itself.
     pub output: Output,
 }
 
@@ -110,6 +116,7 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("haproxy", Management, ["docker.io/kindest/haproxy:v20230606-42a2262b"], needs [], inputs ["images/mgmt/"], lab false),
 ];
 
+/// The recipe of that name (`etcd`, `kind-node`, `cso`, ...).
 pub fn recipe(name: &str) -> Option<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name)
 }
@@ -119,25 +126,43 @@ pub fn management() -> impl Iterator<Item = &'static Recipe> {
     RECIPES.iter().filter(|r| r.group == Group::Management)
 }
 
+/// Why images could not be listed, loaded or built.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesError {
+    /// No `docker` on PATH (or in the tool directories).
     #[error(
         "building images needs a container engine: `docker` is not on PATH; install Docker (Debian: `apt-get install docker.io`; on a VM without CAP_SYS_RESOURCE start it with `eval \"$(fixtures/engine/dockerd.sh up)\"`)"
     )]
     NoEngine,
+    /// A container engine command failed.
     #[error("`{engine} {args}` failed: {tail}")]
-    Docker { engine: String, args: String, tail: String },
+    Docker {
+        /// The engine executable.
+        engine: String,
+        /// The command's arguments, space-separated.
+        args: String,
+        /// The last lines of its output.
+        tail: String,
+    },
+    /// An image name that no recipe has.
     #[error("unknown image `{0}`: known images are {known}", known = RECIPES.iter().map(|r| r.name).collect::<Vec<_>>().join(", "))]
     Unknown(String),
+    /// An image's recipe failed.
     #[error("building image {name} failed ({how}); its last output:\n{tail}\nfull log: {log}")]
     Recipe {
+        /// The image (recipe name).
         name: String,
+        /// `exit <code>` or `killed by a signal`.
         how: String,
+        /// The last lines of the build's output.
         tail: String,
+        /// The path of the full build log.
         log: String,
     },
+    /// Building the lab's binaries, which some recipes reuse, failed.
     #[error(transparent)]
     Lab(#[from] lab_build::BuildError),
+    /// A file or process operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -145,6 +170,7 @@ pub enum ImagesError {
 /// Where image recipes, their scratch space and the archives live.
 #[derive(Clone, Debug)]
 pub struct Cache {
+    /// The cache directory (`<cache>/images` by default); holds `archives/`, `work/` and `src/`.
     pub root: PathBuf,
 }
 
@@ -156,6 +182,7 @@ impl Cache {
         }
     }
 
+    /// The `docker save` archive of `r` built with `key`: `<root>/archives/<name>-<key>.tar`.
     pub fn archive(&self, r: &Recipe, key: &str) -> PathBuf {
         self.root.join("archives").join(format!("{}-{key}.tar", r.name))
     }
@@ -207,6 +234,7 @@ pub enum State {
 }
 
 impl State {
+    /// How `images` listings show the state (`in the engine`, `to build`, ...).
     pub fn describe(self) -> &'static str {
         match self {
             State::Ready => "in the engine",
@@ -219,15 +247,18 @@ impl State {
 /// The container engine CLI (DOCKER_HOST and the rest of its environment are inherited).
 #[derive(Clone, Debug)]
 pub struct Engine {
+    /// The `docker` executable.
     pub docker: PathBuf,
 }
 
 impl Engine {
+    /// `docker` from `dirs` or PATH; [`ImagesError::NoEngine`] without one.
     pub fn find(dirs: &[PathBuf]) -> Result<Engine, ImagesError> {
         let docker = crate::process::which("docker", dirs).ok_or(ImagesError::NoEngine)?;
         Ok(Engine { docker })
     }
 
+    /// Runs `docker <args>`; its output (stderr included), trimmed, or the error with its last lines.
     pub fn run(&self, args: &[&str]) -> Result<String, ImagesError> {
         let out = duct::cmd(&self.docker, args)
             .stderr_to_stdout()
@@ -252,6 +283,7 @@ impl Engine {
         self.run(&["image", "inspect", "--format", &fmt, tag]).ok()
     }
 
+    /// Whether the engine has an image tagged `tag`.
     pub fn has(&self, tag: &str) -> bool {
         self.run(&["image", "inspect", "--format", "{{.Id}}", tag]).is_ok()
     }
@@ -262,6 +294,7 @@ fn node_marker(key: &str) -> String {
     format!("scs-e2e.local/kind-node:key-{key}")
 }
 
+/// Whether `r`'s image, with its current key, is in the engine, only archived in the cache, or missing.
 pub fn state(engine: &Engine, cache: &Cache, r: &Recipe) -> State {
     let k = key(r);
     let ready = match r.output {

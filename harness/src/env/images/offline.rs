@@ -17,11 +17,14 @@ use serde_json::Value;
 
 use crate::env::mgmt::{LocalProvider, ProviderKind};
 
+/// The Cluster API release the offline providers are rendered as (the lab's pin).
 pub const CAPI_VERSION: &str = crate::env::lab::build::CLUSTER_API_VERSION;
+/// The CSO release the offline chart is rendered as (the lab's pin).
 pub const CSO_VERSION: &str = crate::env::lab::build::CSO_VERSION;
 /// The cert-manager `clusterctl init` installs by default (clusterctl v1.10.10's
 /// `CertManagerDefaultVersion`).
 pub const CERT_MANAGER_VERSION: &str = "v1.19.1";
+/// The namespace cert-manager is rendered into.
 pub const CERT_MANAGER_NAMESPACE: &str = "cert-manager";
 /// CAPD's default load balancer (`test/infrastructure/docker/internal/loadbalancer`). CAPD starts
 /// it through the engine's socket, so it belongs in the engine, not in the kind node.
@@ -31,12 +34,16 @@ pub const HAPROXY_IMAGE: &str = "kindest/haproxy:v20230606-42a2262b";
 /// element) its sources use for it before the release rewrites them.
 #[derive(Clone, Copy, Debug)]
 pub struct ReleaseImage {
+    /// The release's repository (`registry.k8s.io/cluster-api/cluster-api-controller`).
     pub repository: &'static str,
+    /// The release's tag (the pinned version).
     pub tag: &'static str,
+    /// Repository names (last path element) the sources' manifests use for this image.
     pub source_names: &'static [&'static str],
 }
 
 impl ReleaseImage {
+    /// `<repository>:<tag>`.
     pub fn reference(&self) -> String {
         format!("{}:{}", self.repository, self.tag)
     }
@@ -82,12 +89,23 @@ const CSO_GO_SUM: &str = include_str!("../../../../fixtures/lab/cso/go.sum");
 const CERT_MANAGER_GO_MOD: &str = include_str!("../../../../fixtures/images/cert-manager/go.mod");
 const CERT_MANAGER_GO_SUM: &str = include_str!("../../../../fixtures/images/cert-manager/go.sum");
 
+/// Why the offline manifests could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
+    /// A tool (`go`, `kubectl`, `helm`) failed or did not give what was asked.
     #[error("`{tool} {args}` failed: {detail}")]
-    Tool { tool: String, args: String, detail: String },
+    Tool {
+        /// The program.
+        tool: String,
+        /// Its arguments, space-separated.
+        args: String,
+        /// The last lines of its stderr, or what was missing.
+        detail: String,
+    },
+    /// A tool's output or a module's sources were not what rendering expects.
     #[error("{0}")]
     Render(String),
+    /// A file or process operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -99,7 +117,9 @@ pub struct Modules {
     pub capi: PathBuf,
     /// `sigs.k8s.io/cluster-api/test` (CAPD in `infrastructure/docker`).
     pub capi_test: PathBuf,
+    /// `github.com/SovereignCloudStack/cluster-stack-operator` (CSO's `config/`).
     pub cso: PathBuf,
+    /// `github.com/cert-manager/cert-manager` (its Helm chart).
     pub cert_manager: PathBuf,
 }
 
@@ -185,7 +205,9 @@ fn download(go: &Path, dir: &Path, go_mod: &str, go_sum: &str, modules: &[&str])
 /// The programs rendering takes.
 #[derive(Clone, Debug)]
 pub struct Tools {
+    /// `kubectl` (its `kustomize` renders the providers' and CSO's `config/default`).
     pub kubectl: PathBuf,
+    /// `helm` (`helm template` renders cert-manager and the CSO chart).
     pub helm: PathBuf,
 }
 
@@ -194,6 +216,7 @@ pub struct Tools {
 pub struct Offline {
     /// `clusterctl init --config` this: the four providers and cert-manager from local files.
     pub clusterctl_config: PathBuf,
+    /// cert-manager's manifest, rendered from its chart, in the local repository.
     pub cert_manager_manifest: PathBuf,
     /// `helm upgrade -i cso -n cso-system <this>`.
     pub cso_chart: PathBuf,

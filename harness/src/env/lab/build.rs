@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+/// The Kubernetes release of the lab's control plane and kubectl (pinned in `fixtures/lab/control-plane`).
 pub const KUBERNETES_VERSION: &str = "v1.33.13";
+/// The etcd release the lab builds (the one that Kubernetes release requires).
 pub const ETCD_VERSION: &str = "3.5.21";
 
 /// A Go module written into the cache before building.
@@ -54,6 +56,7 @@ static CONTROL_PLANE: Module = Module {
 
 static SONOBUOY: Module = go_module!("sonobuoy");
 
+/// The Sonobuoy CLI release the lab builds (pinned in `fixtures/lab/sonobuoy`).
 pub const SONOBUOY_VERSION: &str = "v0.57.3";
 
 static CAPI: Module = go_module!("capi");
@@ -64,9 +67,13 @@ static HELM: Module = go_module!("helm");
 
 static KIND: Module = go_module!("kind");
 
+/// The Cluster API release the lab builds (pinned in `fixtures/lab/capi`).
 pub const CLUSTER_API_VERSION: &str = "v1.10.10";
+/// The Cluster Stack Operator release the lab builds (pinned in `fixtures/lab/cso`).
 pub const CSO_VERSION: &str = "v0.1.0-alpha.7";
+/// The helm release the lab builds (pinned in `fixtures/lab/helm`).
 pub const HELM_VERSION: &str = "v3.18.6";
+/// The kind release the lab builds (pinned in `fixtures/lab/kind`).
 pub const KIND_VERSION: &str = "v0.29.0";
 
 /// Manifests a controller ships in its Go module: CRDs and webhook configurations, copied into
@@ -76,15 +83,19 @@ pub struct Manifests {
     pub module: &'static str,
     /// Relative to the module: the CRD directory and the webhook manifest.
     pub crds: &'static str,
+    /// The webhook manifest, relative to the module.
     pub webhooks: &'static str,
 }
 
+/// One binary the lab builds: its Go package in a pinned wrapper module.
 pub struct Component {
+    /// The binary's name (`etcd`, `kube-apiserver`, `cso`, ...).
     pub name: &'static str,
     module: &'static Module,
     package: &'static str,
     /// Kubernetes binaries report their version from these variables (`/version`, `--version`).
     kube_version: bool,
+    /// CRDs and webhooks to copy out of its module (controllers only; None for the rest).
     pub manifests: Option<Manifests>,
 }
 
@@ -215,21 +226,46 @@ pub const CLUSTER_API: &[&str] = &["cluster-api", "kubeadm-bootstrap", "kubeadm-
 /// The binaries `lab up` starts (kubectl is a convenience for command steps).
 pub const REQUIRED: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager"];
 
+/// Why the lab's binaries are not there or could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// No `go` on PATH, and the binaries have to be built.
     #[error(
         "the Go toolchain (`go`) is not on PATH, and the lab builds its binaries from Go modules: install Go 1.24 or newer (https://go.dev/dl/), or set SCS_E2E_LAB_BIN_DIR to a directory holding {} (the KUBEBUILDER_ASSETS layout)",
         REQUIRED.join(", ")
     )]
     NoGo,
+    /// `go build` failed fetching modules (the proxy is unreachable or refused).
     #[error(
         "downloading Go modules for {component} failed (GOPROXY={proxy}): {detail}\nfix: check that the Go module proxy is reachable (or set GOPROXY to a mirror), then run `scs-e2e lab install` again"
     )]
-    Download { component: String, proxy: String, detail: String },
+    Download {
+        /// The component being built.
+        component: String,
+        /// The GOPROXY in effect.
+        proxy: String,
+        /// The last lines of `go build`'s output.
+        detail: String,
+    },
+    /// `go build` failed, or a component's manifests could not be found in its module.
     #[error("`go build` of {component} failed: {detail}\nfull output: {log}")]
-    Build { component: String, detail: String, log: String },
+    Build {
+        /// The component being built.
+        component: String,
+        /// The last lines of `go build`'s output, or what was missing.
+        detail: String,
+        /// The full build log (or the module directory, when copying manifests failed).
+        log: String,
+    },
+    /// A given (not managed) bin directory lacks binaries the lab needs.
     #[error("{dir} lacks {missing}: SCS_E2E_LAB_BIN_DIR (or lab.binDir) must hold {} (the KUBEBUILDER_ASSETS layout)", REQUIRED.join(", "))]
-    Incomplete { dir: String, missing: String },
+    Incomplete {
+        /// The bin directory.
+        dir: String,
+        /// The absent binaries (or manifests), comma-separated.
+        missing: String,
+    },
+    /// A file or process operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -237,6 +273,7 @@ pub enum BuildError {
 /// Where binaries live: a user-provided directory, or the cache for these pinned versions.
 #[derive(Clone, Debug)]
 pub struct Assets {
+    /// The `KUBEBUILDER_ASSETS`-style directory holding the binaries (and `manifests/`).
     pub bin_dir: PathBuf,
     /// Built by us (so we may build what is missing), or given by the user (use as is).
     pub managed: bool,
@@ -261,6 +298,7 @@ impl Assets {
         }
     }
 
+    /// The binary `name` in the bin directory (present or not).
     pub fn path(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
     }
@@ -305,6 +343,7 @@ impl Assets {
     }
 }
 
+/// `<cache>/lab` (SCS_E2E_CACHE_DIR, XDG_CACHE_HOME or ~/.cache): the default lab build cache.
 pub fn default_cache_dir() -> PathBuf {
     crate::base::cache_root().join("lab")
 }
@@ -336,12 +375,17 @@ pub fn source_hash() -> String {
 
 /// Reports build progress (a bar on a terminal, lines otherwise); builds may run at once.
 pub trait Progress: Sync {
+    /// The build begins with `total` items.
     fn start(&self, total: usize);
+    /// Item `index` (from 0) of the total, `name`, is being built.
     fn building(&self, index: usize, name: &str);
+    /// `name` is done (built, or for images also loaded from its archive), after `secs` seconds.
     fn done(&self, name: &str, secs: f64);
+    /// Every item is done (or the build stopped).
     fn finish(&self);
 }
 
+/// Progress on stderr: a bar on a terminal, a line per step otherwise.
 pub struct ConsoleProgress {
     bar: Option<indicatif::ProgressBar>,
     /// What is being made: `lab install` builds binaries with go build, `images build` images.
@@ -351,10 +395,12 @@ pub struct ConsoleProgress {
 }
 
 impl ConsoleProgress {
+    /// Progress of `lab install`'s go builds.
     pub fn new() -> Self {
         Self::named("lab install", "binaries with go build", "go build")
     }
 
+    /// Progress shown as `label`, counting `unit` (`building 12 <unit>`), each step `<verb> <name>`.
     pub fn named(label: &'static str, unit: &'static str, verb: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(0);
@@ -410,6 +456,7 @@ impl Progress for ConsoleProgress {
     }
 }
 
+/// Shows nothing.
 pub struct Quiet;
 impl Progress for Quiet {
     fn start(&self, _: usize) {}

@@ -29,6 +29,7 @@ const PROVIDERS: &[&str] = &["kubeadm-bootstrap", "kubeadm-control-plane", "capd
 
 /// Ports the controllers hard-code (see the module comment).
 pub const CSO_WEBHOOK_PORT: u16 = 9443;
+/// CAPD's in-memory debug server port (fixed by CAPD).
 pub const CAPD_DEBUG_PORT: u16 = 19000;
 
 /// Where CSO finds release assets in local mode: `<dir>/cluster-stacks/<tag>/`.
@@ -39,11 +40,15 @@ const FEATURE_GATES: &str = "ClusterTopology=true,RuntimeSDK=true";
 /// The ExtensionConfig registering CSO's runtime hooks.
 pub const EXTENSION_CONFIG: &str = "cso-hooks";
 
+/// The loopback ports of one Cluster API layer controller.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ControllerPorts {
+    /// Its webhook server (CSO's is always [`CSO_WEBHOOK_PORT`]).
     pub webhook: u16,
+    /// Its health probe (`/healthz`, `/readyz`) server.
     pub health: u16,
+    /// Its metrics (diagnostics) server.
     pub metrics: u16,
     /// CSO's runtime-extension (hook) server; 0 for the others.
     #[serde(default)]

@@ -25,6 +25,7 @@ pub fn create(req: &crate::env::EnvRequest) -> anyhow::Result<Box<dyn crate::env
 }
 
 impl LabEnv {
+    /// A lab environment started with `opts`; `install_progress` shows the binaries' build on the console.
     pub fn new(opts: LabOptions, install_progress: bool) -> Self {
         LabEnv {
             opts,
@@ -33,6 +34,7 @@ impl LabEnv {
         }
     }
 
+    /// The running lab (None before `up` or after `down`).
     pub fn lab(&self) -> Option<&Lab> {
         self.lab.as_ref()
     }

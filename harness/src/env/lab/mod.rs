@@ -41,42 +41,78 @@ use super::Environment;
 use crate::kube::{Target, Verdict, wait_until};
 use crate::process::{alive, kill_group, signal};
 
+/// Why a lab could not be started, found or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
+    /// The directory holds a lab whose processes still run.
     #[error(
         "a lab is already running in {dir} (pids {pids}): use it (export KUBECONFIG={dir}/kubeconfig), or stop it with `scs-e2e lab down --dir {dir}`"
     )]
-    Running { dir: String, pids: String },
+    Running {
+        /// The lab's directory.
+        dir: String,
+        /// Its live processes' pids, comma-separated.
+        pids: String,
+    },
+    /// The directory holds an earlier lab's state, but its processes are gone.
     #[error(
         "{dir} holds a stale lab from an earlier run (its processes are gone): remove it with `scs-e2e lab down --dir {dir}`, or choose another --dir"
     )]
-    Stale { dir: String },
+    Stale {
+        /// The lab's directory.
+        dir: String,
+    },
+    /// The fixed API server port (`--apiserver-port`) is taken.
     #[error("port {port} on 127.0.0.1 is in use: pick another --apiserver-port, or leave it out to use a free port")]
-    PortInUse { port: u16 },
+    PortInUse {
+        /// The port asked for.
+        port: u16,
+    },
+    /// A process exited while the lab was starting.
     #[error("{name} exited during start-up ({status}); last lines of {log}:\n{tail}")]
     Exited {
+        /// The process (`etcd`, `kube-apiserver`, ...).
         name: String,
+        /// Its exit status.
         status: String,
+        /// The path of its log.
         log: String,
+        /// The log's last lines (with a note when a port was taken meanwhile).
         tail: String,
     },
+    /// A process did not become ready within the ready timeout.
     #[error("{what} was not ready within {secs}s; last lines of {log}:\n{tail}")]
     NotReady {
+        /// What was waited for (`kube-apiserver /readyz`, ...).
         what: String,
+        /// The ready timeout, in seconds.
         secs: u64,
+        /// The path of the log of the process concerned.
         log: String,
+        /// That log's last lines.
         tail: String,
     },
+    /// A fixed port of the Cluster API layer (9443, 19000) is taken.
     #[error(
         "port {port} is in use, and the Cluster API layer needs it (CSO's webhook server listens on 9443 and CAPD's in-memory debug server on 19000, neither configurable): stop the other lab (`scs-e2e lab down`) or whatever holds the port (`ss -ltnp | grep {port}`)"
     )]
-    FixedPortInUse { port: u16 },
+    FixedPortInUse {
+        /// The taken port.
+        port: u16,
+    },
+    /// Reading or applying the Cluster API layer's manifests (CRDs, webhooks) failed.
     #[error("installing the Cluster API layer: {0}")]
     Manifests(String),
+    /// `lab down`/`lab status` found no lab in the directory.
     #[error("no lab in {dir}: start one with `scs-e2e lab up --dir {dir}`")]
-    NoLab { dir: String },
+    NoLab {
+        /// The directory looked in.
+        dir: String,
+    },
+    /// The lab's binaries are missing or could not be built.
     #[error(transparent)]
     Build(#[from] build::BuildError),
+    /// Anything else (file operations, the API client).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -112,19 +148,26 @@ impl From<std::io::Error> for LabError {
     }
 }
 
+/// How a lab is started.
 #[derive(Clone, Debug)]
 pub struct LabOptions {
+    /// The lab's directory; must not hold another lab.
     pub dir: PathBuf,
+    /// Where its binaries are.
     pub assets: Assets,
     /// A fixed API server port (default: a free one).
     pub apiserver_port: Option<u16>,
+    /// Let the processes outlive this one (`lab up`, kept runs); false: they die with it.
     pub detached: bool,
+    /// How long each start-up stage may take to become ready (default 60 s).
     pub ready_timeout: Duration,
     /// Also run Cluster API, its kubeadm and in-memory providers, and CSO.
     pub cluster_api: bool,
 }
 
 impl LabOptions {
+    /// Options for a lab in `dir` with `assets`' binaries: owned, free ports, 60 s ready timeout,
+    /// no Cluster API layer.
     pub fn new(dir: PathBuf, assets: Assets) -> Self {
         LabOptions {
             dir,
@@ -158,6 +201,7 @@ fn choose_ports(apiserver: Option<u16>, cluster_api: bool) -> Result<(Ports, BTr
 
 /// A running lab.
 pub struct Lab {
+    /// The lab's directory (state, PKI, etcd data, logs, kubeconfigs).
     pub dir: PathBuf,
     opts: LabOptions,
     state: Mutex<LabState>,
@@ -170,14 +214,17 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// The admin kubeconfig: `<dir>/kubeconfig`.
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
 
+    /// A snapshot of the state `lab.json` holds (pids, ports, versions).
     pub fn state(&self) -> LabState {
         self.state.lock().unwrap().clone()
     }
 
+    /// Where process `name` logs: `<dir>/logs/<name>.log`.
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.dir.join("logs").join(format!("{name}.log"))
     }
@@ -404,6 +451,7 @@ impl Lab {
         crate::base::write_atomic(&self.dir.join(STATE_FILE), s.as_bytes())
     }
 
+    /// The pid of the lab's process `name` (`etcd`, `kube-apiserver`, ...) as last started.
     pub fn pid(&self, name: &str) -> Option<u32> {
         self.state.lock().unwrap().pids.get(name).copied()
     }
@@ -439,10 +487,12 @@ impl Lab {
         self.wait_apiserver_ready(&client).await
     }
 
+    /// Fault hook: SIGSTOP; false when the process is unknown or the signal failed.
     pub fn pause(&self, name: &str) -> bool {
         self.signal(name, libc::SIGSTOP)
     }
 
+    /// Fault hook: SIGCONT (after [`Lab::pause`]); false when the process is unknown or the signal failed.
     pub fn resume(&self, name: &str) -> bool {
         self.signal(name, libc::SIGCONT)
     }

@@ -5,31 +5,44 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
+/// A lab's generated certificates and keys: the files in `dir`, and the PEMs kubeconfigs embed.
 pub struct Pki {
+    /// Where the files are (`<lab>/pki`).
     pub dir: PathBuf,
+    /// The lab CA's certificate (PEM).
     pub ca_pem: String,
+    /// The admin's client certificate (PEM; `scs-e2e-admin` in `system:masters`).
     pub admin_cert_pem: String,
+    /// The admin's private key (PEM).
     pub admin_key_pem: String,
+    /// The kube-controller-manager's client certificate (PEM).
     pub kcm_cert_pem: String,
+    /// The kube-controller-manager's private key (PEM).
     pub kcm_key_pem: String,
 }
 
 impl Pki {
+    /// The CA certificate: `<dir>/ca.crt`.
     pub fn ca_crt(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }
+    /// The CA's private key: `<dir>/ca.key`.
     pub fn ca_key(&self) -> PathBuf {
         self.dir.join("ca.key")
     }
+    /// The API server's serving certificate: `<dir>/apiserver.crt`.
     pub fn apiserver_crt(&self) -> PathBuf {
         self.dir.join("apiserver.crt")
     }
+    /// The API server's serving key: `<dir>/apiserver.key`.
     pub fn apiserver_key(&self) -> PathBuf {
         self.dir.join("apiserver.key")
     }
+    /// The service-account signing key: `<dir>/sa.key`.
     pub fn sa_key(&self) -> PathBuf {
         self.dir.join("sa.key")
     }
+    /// The service-account verification (public) key: `<dir>/sa.pub`.
     pub fn sa_pub(&self) -> PathBuf {
         self.dir.join("sa.pub")
     }

@@ -3,14 +3,20 @@
 
 use super::*;
 
+/// The state file in a lab's directory.
 pub const STATE_FILE: &str = "lab.json";
 
+/// The control plane's ports on 127.0.0.1.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Ports {
+    /// etcd's client port.
     pub etcd_client: u16,
+    /// etcd's peer port.
     pub etcd_peer: u16,
+    /// The API server's secure port.
     pub apiserver: u16,
+    /// The controller manager's secure port.
     pub controller_manager: u16,
 }
 
@@ -18,11 +24,17 @@ pub struct Ports {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LabState {
+    /// Each started process's pid, by name (`etcd`, `kube-apiserver`, ...).
     pub pids: BTreeMap<String, u32>,
+    /// The control plane's ports.
     pub ports: Ports,
+    /// Where the processes' binaries are (a pid only counts as the lab's if it runs one of them).
     pub bin_dir: PathBuf,
+    /// The admin kubeconfig.
     pub kubeconfig: PathBuf,
+    /// The control plane's Kubernetes version (`v1.33.13`).
     pub kubernetes_version: String,
+    /// The processes outlive the process that started them (stopped with `lab down`).
     pub detached: bool,
     /// Ports of the Cluster API layer's controllers (empty without it).
     #[serde(default)]
@@ -48,6 +60,7 @@ pub(super) fn check_dir(dir: &Path) -> Result<(), LabError> {
     }
 }
 
+/// The state of the lab in `dir` (None: no `lab.json`, or unreadable).
 pub fn read_state(dir: &Path) -> Option<LabState> {
     let text = std::fs::read_to_string(dir.join(STATE_FILE)).ok()?;
     serde_json::from_str(&text).ok()

@@ -18,20 +18,32 @@ use crate::report::{Status, StepResult};
 /// Kinds in deletion order: dependents before what they depend on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
+    /// An Octavia load balancer (deleted with cascade: listeners, pools, members).
     LoadBalancer,
+    /// A Nova server (a machine of the cluster, or its bastion).
     Server,
+    /// A Neutron floating IP.
     FloatingIp,
+    /// A Neutron port.
     Port,
+    /// A Neutron router (its interfaces and gateway are removed first).
     Router,
+    /// A Neutron subnet.
     Subnet,
+    /// A Neutron network.
     Network,
+    /// A Neutron security group.
     SecurityGroup,
+    /// A Nova server group.
     ServerGroup,
+    /// A Cinder volume.
     Volume,
+    /// A Glance image.
     Image,
 }
 
 impl Kind {
+    /// The kind as reports and `scs-e2e cleanup` print it: `load-balancer`, `floating-ip`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::LoadBalancer => "load-balancer",
@@ -58,9 +70,13 @@ impl fmt::Display for Kind {
 /// A resource that belongs to the cluster, and the rule that said so.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leftover {
+    /// What kind of resource it is.
     pub kind: Kind,
+    /// The resource's OpenStack id.
     pub id: String,
+    /// The resource's name (a floating IP's address); empty when it has none.
     pub name: String,
+    /// Why it is the cluster's: the ownership rule that matched.
     pub why: String,
 }
 
@@ -74,7 +90,10 @@ impl fmt::Display for Leftover {
 /// The cluster's resources, plus the services the cloud does not offer (nothing to check).
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
+    /// The cluster's resources, sorted by kind (deletion order), name and id.
     pub owned: Vec<Leftover>,
+    /// Labels (e.g. `load-balancer (octavia)`) of the optional services the catalog lacks:
+    /// load-balancer, block-storage, image.
     pub absent_services: Vec<&'static str>,
 }
 
@@ -267,6 +286,8 @@ pub fn leak_testcase(cluster: &ClusterRef, result: &Result<Vec<Leftover>, ApiErr
 
 // --- cleanup ---------------------------------------------------------------------------------
 
+/// How [`cleanup`] goes about it; the default is a dry run that would wait 10 minutes, polling
+/// every 2 seconds.
 #[derive(Clone, Debug)]
 pub struct CleanupOptions {
     /// Delete; otherwise only list what would be deleted.
@@ -292,6 +313,7 @@ impl Default for CleanupOptions {
 pub struct CleanupOutcome {
     /// What the first look found (a dry run's list).
     pub found: Vec<Leftover>,
+    /// What was deleted, or was already gone when its delete was sent (empty on a dry run).
     pub deleted: Vec<Leftover>,
     /// What failed, with the reason.
     pub failed: Vec<(Leftover, String)>,
@@ -501,6 +523,8 @@ async fn wait_gone(os: &OpenStack<'_>, items: &[Leftover], opts: &CleanupOptions
 
 // --- the `cleanup` command -------------------------------------------------------------------
 
+/// The flags of `scs-e2e cleanup`: which clusters (`--cluster`/`--namespace`, or `--from` a
+/// run), which cloud, and whether to delete.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CleanupArgs {
     /// The workload cluster's name (its Cluster object's metadata.name).
@@ -528,6 +552,7 @@ fn parse_wait(s: &str) -> Result<Duration, crate::error::Invalid> {
     crate::format::duration::HumanDuration::parse(s).map(|d| d.0)
 }
 
+/// The exit codes of `scs-e2e cleanup`, shown after its `--help`.
 pub const CLEANUP_HELP: &str = "Exit codes:
   0  nothing of the cluster is left (dry run: nothing was found)
   1  something could not be deleted (dry run: something was found)

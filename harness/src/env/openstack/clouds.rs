@@ -12,31 +12,69 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Why no usable cloud came out of clouds.yaml / secure.yaml: bad input, for the user to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudsError {
+    /// No clouds.yaml at any of the places looked at.
     #[error("no clouds.yaml found (looked at {searched}): create one, or set OS_CLIENT_CONFIG_FILE to its path")]
-    NoFile { searched: String },
+    NoFile {
+        /// The paths looked at, comma-separated.
+        searched: String,
+    },
+    /// A file is unreadable, not YAML, has no `clouds:` map, or the cloud's entry is malformed
+    /// (e.g. no `auth.auth_url`).
     #[error("{file}: {detail}")]
-    Invalid { file: String, detail: String },
+    Invalid {
+        /// The file, with `:line:column` for a YAML syntax error.
+        file: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file has several clouds and neither `--cloud` nor `OS_CLOUD` picks one.
     #[error("{file} has several clouds ({names}) and none was chosen: pass --cloud NAME or set OS_CLOUD")]
-    NoneChosen { file: String, names: String },
+    NoneChosen {
+        /// The clouds.yaml read.
+        file: String,
+        /// The clouds it has, comma-separated.
+        names: String,
+    },
+    /// The cloud asked for is not in the file.
     #[error("{file} has no cloud `{cloud}` (it has {names}): fix --cloud / OS_CLOUD")]
-    UnknownCloud { file: String, cloud: String, names: String },
+    UnknownCloud {
+        /// The clouds.yaml read.
+        file: String,
+        /// The cloud asked for (`--cloud` or `OS_CLOUD`).
+        cloud: String,
+        /// The clouds it has, comma-separated.
+        names: String,
+    },
+    /// The cloud's password or application credential secret is in neither clouds.yaml nor
+    /// secure.yaml.
     #[error(
         "{file}: cloud `{cloud}` has no {what}, and {secure} has no entry for it: add `clouds: {{{cloud}: {{auth: {{{key}: ...}}}}}}` to {secure} (or put it in {file})"
     )]
     MissingSecret {
+        /// The clouds.yaml read.
         file: String,
+        /// The cloud's name.
         cloud: String,
+        /// What is missing, in words: `password` or `application credential secret`.
         what: String,
+        /// The `auth` key to add: `password` or `application_credential_secret`.
         key: String,
+        /// The secure.yaml found, or else the first place one was looked for.
         secure: String,
     },
+    /// The region asked for is not among the regions the cloud's entry lists.
     #[error("{file}: cloud `{cloud}` has no region `{region}` (its regions: {names}): fix --region / OS_REGION_NAME")]
     UnknownRegion {
+        /// The clouds.yaml read.
         file: String,
+        /// The cloud's name.
         cloud: String,
+        /// The region asked for (`OS_REGION_NAME`).
         region: String,
+        /// The entry's regions (`regions` and `region_name`), comma-separated.
         names: String,
     },
 }
@@ -44,16 +82,25 @@ pub enum CloudsError {
 /// Where to look; `from_env` reads the process environment, tests build their own.
 #[derive(Clone, Debug, Default)]
 pub struct Lookup {
+    /// The cloud to use (`--cloud`, else `OS_CLOUD`); `None`: the file's only cloud.
     pub cloud: Option<String>,
+    /// The region (`OS_REGION_NAME`), over the entry's `region_name`; `None`: the entry's.
     pub region: Option<String>,
+    /// `OS_CLIENT_CONFIG_FILE`: the one clouds.yaml to read instead of searching.
     pub config_file: Option<PathBuf>,
+    /// `OS_CLIENT_SECURE_FILE`: the one secure.yaml to read instead of searching.
     pub secure_file: Option<PathBuf>,
+    /// The working directory, searched first.
     pub cwd: PathBuf,
+    /// The home directory (`HOME`), whose `.config/openstack` is searched second; `None`: skipped.
     pub home: Option<PathBuf>,
+    /// The system directory searched last: `/etc/openstack`.
     pub etc: PathBuf,
 }
 
 impl Lookup {
+    /// Reads `OS_CLOUD` (unless `cloud` is given), `OS_REGION_NAME`, `OS_CLIENT_CONFIG_FILE`,
+    /// `OS_CLIENT_SECURE_FILE`, `HOME` and the working directory; empty variables count as unset.
     pub fn from_env(cloud: Option<String>) -> Lookup {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
         Lookup {
@@ -85,21 +132,36 @@ impl Lookup {
     }
 }
 
+/// A cloud's `auth:` map in clouds.yaml (secure.yaml merged in); `Debug` hides the secrets.
+/// Keys that are absent are `None`.
 #[derive(Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Auth {
+    /// Keystone's URL, with or without `/v3`; required.
     pub auth_url: String,
+    /// The user's name (password login; or, with an application credential name, its owner).
     pub username: Option<String>,
+    /// The user's password (password login).
     pub password: Option<String>,
+    /// The user's id, used instead of `username` and its domain.
     pub user_id: Option<String>,
+    /// The project to scope a password login to (in `project_domain_*`).
     pub project_name: Option<String>,
+    /// The project's id, used instead of `project_name`.
     pub project_id: Option<String>,
+    /// The domain of `username`; with neither name nor id, Keystone's `default` domain.
     pub user_domain_name: Option<String>,
+    /// The id of `username`'s domain, used instead of `user_domain_name`.
     pub user_domain_id: Option<String>,
+    /// The domain of `project_name`; with neither name nor id, Keystone's `default` domain.
     pub project_domain_name: Option<String>,
+    /// The id of `project_name`'s domain, used instead of `project_domain_name`.
     pub project_domain_id: Option<String>,
+    /// The application credential's id.
     pub application_credential_id: Option<String>,
+    /// The application credential's name, used with its owner when there is no id.
     pub application_credential_name: Option<String>,
+    /// The application credential's secret.
     pub application_credential_secret: Option<String>,
 }
 
@@ -121,19 +183,29 @@ impl fmt::Debug for Auth {
 /// How the cloud authenticates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthKind {
+    /// Keystone's `password` method: a user and password, scoped to a project if one is named.
     Password,
+    /// Keystone's `application_credential` method (`auth_type: v3applicationcredential`, or an
+    /// application credential id or name in `auth`); the credential carries its project scope.
     ApplicationCredential,
 }
 
 /// One cloud, merged from clouds.yaml and secure.yaml.
 #[derive(Clone, Debug)]
 pub struct Cloud {
+    /// The cloud's key under `clouds:`.
     pub name: String,
+    /// The clouds.yaml it was read from.
     pub file: PathBuf,
+    /// How it logs in to Keystone.
     pub kind: AuthKind,
+    /// The `auth:` map, secrets included.
     pub auth: Auth,
+    /// The region whose endpoints to use (`OS_REGION_NAME`, else `region_name`); `None`: any.
     pub region: Option<String>,
+    /// The catalog interface to use (`interface`); `None`: `public`.
     pub interface: Option<String>,
+    /// `identity_api_version` as written (e.g. `3`); the login is Keystone v3 regardless.
     pub identity_api_version: Option<String>,
     /// A CA bundle path (relative paths are relative to clouds.yaml).
     pub cacert: Option<PathBuf>,

@@ -18,9 +18,14 @@ use super::secrets::{MANAGED_SECRET_LABEL, Naming};
 use crate::env::{ClusterCloud, ClusterRequest};
 use crate::report::StepResult;
 
+/// The [`ClusterCloud`] of `--env openstack`: puts the credentials into scenario namespaces,
+/// labels and fills in variables of workload clusters, preflights them and leak-checks them.
 pub struct OpenStackClusters {
+    /// The Keystone session the preflight and the leak check query the cloud with.
     pub session: Arc<Session>,
+    /// The cloud (clouds.yaml entry) the clusters are created on.
     pub cloud: Cloud,
+    /// Names of the credentials Secret and the `managed-secret` label value the stack expects.
     pub naming: Naming,
     /// The management cluster the credentials go into.
     pub kubeconfig: PathBuf,
@@ -37,8 +42,11 @@ pub struct OpenStackClusters {
 /// Quota a cluster takes: its machines, and their cores and RAM when its flavors are known.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Demand {
+    /// Servers: the control-plane and worker machines.
     pub instances: u64,
+    /// vCPUs of those servers; 0 when the flavors are not known.
     pub cores: u64,
+    /// RAM of those servers in MiB (as Nova counts it); 0 when the flavors are not known.
     pub ram: u64,
 }
 

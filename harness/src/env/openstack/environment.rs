@@ -37,6 +37,8 @@ pub struct Options {
     pub image: Option<String>,
 }
 
+/// The `--env openstack` [`Environment`]: the cloud's credentials, the management cluster, and
+/// (after `up`) the [`OpenStackClusters`] that creates workload clusters on the cloud.
 pub struct OpenStackEnv {
     cloud: Cloud,
     naming: Naming,
@@ -83,6 +85,8 @@ pub fn create(req: &crate::env::EnvRequest) -> anyhow::Result<Box<dyn Environmen
 }
 
 impl OpenStackEnv {
+    /// Builds the environment without touching anything; `management` is an existing cluster's
+    /// kubeconfig, or `None` to create the `kind` cluster at `up`.
     pub fn new(
         cloud: Cloud,
         naming: Naming,

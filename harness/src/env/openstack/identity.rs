@@ -18,47 +18,93 @@ use super::clouds::{AuthKind, Cloud};
 /// Re-authenticate this long before the token expires.
 const REFRESH_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
+/// Why talking to a cloud's Keystone (or, with its token, to a service) failed. Messages name
+/// the cloud and never carry a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The HTTP request got no answer (connection, TLS handshake, timeout): Keystone's, or a
+    /// service's when a token was being used.
     #[error("cloud `{cloud}`: cannot reach Keystone at {url}: {detail}")]
-    Unreachable { cloud: String, url: String, detail: String },
+    Unreachable {
+        /// The cloud's name in clouds.yaml.
+        cloud: String,
+        /// The URL that was requested.
+        url: String,
+        /// The HTTP client's error text.
+        detail: String,
+    },
+    /// Keystone answered the login with an error status (wrong password, expired credential, ...).
     #[error("cloud `{cloud}`: Keystone refused the {kind} login ({status}): {message}")]
     Refused {
+        /// The cloud's name in clouds.yaml.
         cloud: String,
+        /// The login method: `password` or `application credential`.
         kind: String,
+        /// The HTTP status code Keystone answered with.
         status: u16,
+        /// Keystone's `error.message`; empty when it gave none.
         message: String,
     },
+    /// Keystone accepted the login but the answer lacks the `X-Subject-Token` header or a
+    /// readable token body.
     #[error("cloud `{cloud}`: Keystone answered without a token ({detail})")]
-    Malformed { cloud: String, detail: String },
+    Malformed {
+        /// The cloud's name in clouds.yaml.
+        cloud: String,
+        /// What was missing, or why the token body did not parse.
+        detail: String,
+    },
+    /// The token's service catalog has no endpoint of that service type for the cloud's
+    /// interface and region.
     #[error("cloud `{cloud}`: the catalog has no {service} endpoint (interface {interface}{region}); it has: {available}")]
     NoEndpoint {
+        /// The cloud's name in clouds.yaml.
         cloud: String,
+        /// The service type asked for (e.g. `compute`, `network`, `load-balancer`).
         service: String,
+        /// The endpoint interface looked for (clouds.yaml `interface`, default `public`).
         interface: String,
+        /// `, region <name>` when the cloud names a region; empty otherwise.
         region: String,
+        /// The service types the catalog does have, comma-separated.
         available: String,
     },
+    /// The HTTP client could not be built: the `cacert` file is unreadable or not PEM, or the
+    /// TLS setup failed.
     #[error("cloud `{cloud}`: {detail}")]
-    Tls { cloud: String, detail: String },
+    Tls {
+        /// The cloud's name in clouds.yaml.
+        cloud: String,
+        /// What went wrong, naming the `cacert` path when it is the cause.
+        detail: String,
+    },
 }
 
+/// One service in the Keystone token's catalog.
 #[derive(Clone, Debug, Deserialize)]
 pub struct CatalogEntry {
+    /// The service type (Keystone `type`), e.g. `compute`, `network`, `identity`.
     #[serde(rename = "type")]
     pub service_type: String,
+    /// The service's name (e.g. `nova`); empty when Keystone gives none.
     #[serde(default)]
     pub name: String,
+    /// The service's endpoints, one per interface and region.
     pub endpoints: Vec<Endpoint>,
 }
 
+/// One endpoint of a catalog service.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Endpoint {
+    /// `public`, `internal` or `admin`.
     pub interface: String,
+    /// The region's name; `None` when Keystone gives none.
     #[serde(default)]
     pub region: Option<String>,
+    /// The region's id; `None` when Keystone gives none.
     #[serde(default)]
     pub region_id: Option<String>,
+    /// The service's base URL.
     pub url: String,
 }
 
@@ -88,6 +134,7 @@ pub struct Session {
     cloud: Cloud,
     http: reqwest::Client,
     token: Mutex<Token>,
+    /// The service catalog that came with the first token (kept across re-authentication).
     pub catalog: Vec<CatalogEntry>,
     /// The project the token is scoped to, if any.
     pub project_id: Option<String>,
@@ -165,6 +212,8 @@ pub fn http_client(cloud: &Cloud) -> Result<reqwest::Client, IdentityError> {
 }
 
 impl Session {
+    /// Authenticates with the cloud's Keystone (POST /v3/auth/tokens, password or application
+    /// credential) and keeps the token, the catalog, the project and the user.
     pub async fn login(cloud: &Cloud) -> Result<Session, IdentityError> {
         let http = http_client(cloud)?;
         let (token, info) = Self::authenticate(cloud, &http).await?;
@@ -235,6 +284,8 @@ impl Session {
         self.token.lock().await.expires_at = DateTime::<Utc>::MIN_UTC;
     }
 
+    /// How many times this session has authenticated: 1 after [`Session::login`], one more per
+    /// re-authentication.
     pub fn logins(&self) -> usize {
         self.logins.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -40,11 +40,14 @@ pub const IMAGE_TAG_PREFIX: &str = "scs-e2e-cluster:";
 /// A workload cluster, as Cluster API names it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClusterRef {
+    /// The Cluster object's namespace in the management cluster.
     pub namespace: String,
+    /// The Cluster object's `metadata.name`.
     pub name: String,
 }
 
 impl ClusterRef {
+    /// The cluster `namespace/name`.
     pub fn new(namespace: &str, name: &str) -> Self {
         ClusterRef {
             namespace: namespace.into(),
@@ -87,6 +90,8 @@ impl ClusterRef {
         format!("{}-", self.name)
     }
 
+    /// The Glance tag the harness puts on images it makes for this cluster:
+    /// `scs-e2e-cluster:<NS>/<NAME>` (see [`IMAGE_TAG_PREFIX`]).
     pub fn image_tag(&self) -> String {
         format!("{IMAGE_TAG_PREFIX}{}/{}", self.namespace, self.name)
     }
@@ -102,14 +107,18 @@ impl std::fmt::Display for ClusterRef {
 /// our server, a subnet of our network, a floating IP on our port).
 #[derive(Clone, Debug, Default)]
 pub struct Related {
+    /// Ids of the cluster's networks.
     pub networks: HashSet<String>,
+    /// Ids of the cluster's servers.
     pub servers: HashSet<String>,
+    /// Names of the cluster's servers (CAPO names ports and volumes after them).
     pub server_names: HashSet<String>,
     /// Names of the servers that are not the cluster's (a leftover volume named after one of
     /// them is theirs, even when the name has our prefix).
     pub other_server_names: HashSet<String>,
     /// Ids of the servers that are not the cluster's.
     pub other_servers: HashSet<String>,
+    /// Ids of the cluster's ports, and of its load balancers' VIP ports.
     pub ports: HashSet<String>,
     /// Every network's name by id (to tell another cluster's network from ours).
     pub network_names: HashMap<String, String>,
@@ -123,10 +132,12 @@ fn is_other_capo_secgroup(c: &ClusterRef, name: &str) -> bool {
     name.starts_with("k8s-cluster-") && name.contains("-secgroup-") && !c.capo_security_groups().iter().any(|g| g == name)
 }
 
+/// Networks: CAPO's cluster network, by name.
 pub fn network(c: &ClusterRef, n: &Network) -> Option<String> {
     (n.name == c.capo_network_name()).then(|| "CAPO cluster network name".into())
 }
 
+/// Subnets: CAPO's cluster subnet by name, or any subnet of the cluster's networks.
 pub fn subnet(c: &ClusterRef, s: &Subnet, rel: &Related) -> Option<String> {
     if s.name == c.capo_network_name() {
         Some("CAPO cluster subnet name".into())
@@ -137,16 +148,20 @@ pub fn subnet(c: &ClusterRef, s: &Subnet, rel: &Related) -> Option<String> {
     }
 }
 
+/// Routers: CAPO's cluster router, by name.
 pub fn router(c: &ClusterRef, r: &Router) -> Option<String> {
     (r.name == c.capo_network_name()).then(|| "CAPO cluster router name".into())
 }
 
+/// Security groups: CAPO's managed control plane, worker and bastion groups, by name.
 pub fn security_group(c: &ClusterRef, g: &SecurityGroup) -> Option<String> {
     c.capo_security_groups()
         .contains(&g.name)
         .then(|| "CAPO managed security group name".into())
 }
 
+/// Load balancers (Octavia): CAPO's API server load balancer, or one the cloud controller
+/// manager made for a `LoadBalancer` Service of this cluster (`kube_service_<NAME>_...`).
 pub fn load_balancer(c: &ClusterRef, lb: &LoadBalancer) -> Option<String> {
     if lb.name == c.capo_api_lb_name() {
         Some("CAPO API server load balancer name".into())
@@ -197,6 +212,8 @@ pub fn port(c: &ClusterRef, p: &Port, rel: &Related) -> Option<String> {
     }
 }
 
+/// Floating IPs: CAPO's by description, the cloud controller manager's for this cluster's
+/// Services by description, or any bound to one of the cluster's ports.
 pub fn floating_ip(c: &ClusterRef, f: &FloatingIp, rel: &Related) -> Option<String> {
     if f.description == c.capo_description() {
         return Some("CAPO floating IP description".into());
@@ -212,6 +229,8 @@ pub fn floating_ip(c: &ClusterRef, f: &FloatingIp, rel: &Related) -> Option<Stri
     }
 }
 
+/// Server groups: holding one of the cluster's servers, or named `<NAME>-...` and holding
+/// none of another cluster's servers.
 pub fn server_group(c: &ClusterRef, g: &ServerGroup, rel: &Related) -> Option<String> {
     if let Some(m) = g.members.iter().find(|m| rel.servers.contains(*m)) {
         return Some(format!("holds the cluster's server {m}"));
@@ -223,6 +242,9 @@ pub fn server_group(c: &ClusterRef, g: &ServerGroup, rel: &Related) -> Option<St
         .then(|| format!("server group named {}*", c.machine_prefix()))
 }
 
+/// Volumes (Cinder): Cinder CSI's with this cluster's ID in their metadata, attached to a
+/// server of the cluster, or a CAPO root/additional volume whose description names one of its
+/// servers or machines.
 pub fn volume(c: &ClusterRef, v: &Volume, rel: &Related) -> Option<String> {
     if v.metadata.get(CINDER_CSI_CLUSTER_KEY) == Some(&c.name) {
         return Some(format!("Cinder CSI volume ({CINDER_CSI_CLUSTER_KEY}={})", c.name));
@@ -240,6 +262,7 @@ pub fn volume(c: &ClusterRef, v: &Volume, rel: &Related) -> Option<String> {
         .then(|| format!("CAPO volume of server {server}"))
 }
 
+/// Images (Glance): those tagged with the cluster's [`ClusterRef::image_tag`].
 pub fn image(c: &ClusterRef, i: &Image) -> Option<String> {
     let tag = c.image_tag();
     i.tags.contains(&tag).then(|| format!("tagged {tag}"))

@@ -17,10 +17,15 @@ const MAX_PAGES: usize = 10_000;
 /// The services, by the catalog types they are published under (first match wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Service {
+    /// Nova (`compute`): servers, server groups, flavors, limits.
     Compute,
+    /// Neutron (`network`): networks, subnets, routers, ports, floating IPs, security groups.
     Network,
+    /// Octavia (`load-balancer`): load balancers.
     LoadBalancer,
+    /// Cinder (`block-storage` or `volumev3`): volumes.
     BlockStorage,
+    /// Glance (`image`): images.
     Image,
 }
 
@@ -36,6 +41,7 @@ impl Service {
         }
     }
 
+    /// The service as messages name it: its type and OpenStack project, e.g. `network (neutron)`.
     pub fn label(self) -> &'static str {
         match self {
             Service::Compute => "compute (nova)",
@@ -47,21 +53,33 @@ impl Service {
     }
 }
 
+/// Why a resource API call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// No token (Keystone unreachable or refusing), no catalog endpoint for the service, or the
+    /// service could not be reached.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The service answered with an error status.
     #[error("{service}: {call} answered {status}: {message}")]
     Http {
+        /// The service's [`Service::label`].
         service: &'static str,
+        /// Method and path of the call, e.g. `GET /v2.0/ports` (no host).
         call: String,
+        /// The HTTP status code.
         status: u16,
+        /// OpenStack's message from the error body (see [`error_message`]).
         message: String,
     },
+    /// The service answered success with a body that is not what the API documents.
     #[error("{service}: {call}: unexpected answer: {detail}")]
     Malformed {
+        /// The service's [`Service::label`].
         service: &'static str,
+        /// Method and path of the call, e.g. `GET /servers/detail` (no host).
         call: String,
+        /// What was wrong: the parse error, a missing key, too many pages.
         detail: String,
     },
 }
@@ -83,6 +101,7 @@ impl ApiError {
         matches!(self, ApiError::Identity(IdentityError::NoEndpoint { .. }))
     }
 
+    /// The HTTP status of an [`ApiError::Http`]; `None` for the other errors.
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Http { status, .. } => Some(*status),
@@ -165,26 +184,35 @@ fn versioned(endpoint: &str, version: &str) -> String {
 
 // --- typed resources -------------------------------------------------------------------------
 
+/// A reference by name, as Nova lists a server's security groups.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct NamedRef {
+    /// The referenced object's name.
     #[serde(default)]
     pub name: String,
 }
 
+/// A Nova server (`GET /servers/detail`).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Server {
+    /// The server's id.
     pub id: String,
+    /// The server's name (CAPO names it after the machine).
     #[serde(default)]
     pub name: String,
+    /// Nova's status, e.g. `ACTIVE`, `BUILD`, `ERROR`, `DELETED`.
     #[serde(default)]
     pub status: String,
     /// Network name → addresses: where the server is attached.
     #[serde(default)]
     pub addresses: BTreeMap<String, Value>,
+    /// The security groups the server is in, by name.
     #[serde(default)]
     pub security_groups: Vec<NamedRef>,
+    /// The server's metadata key/value pairs.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Nova `OS-EXT-STS:task_state`, e.g. `deleting`; `None` when no task is running.
     #[serde(default, rename = "OS-EXT-STS:task_state")]
     pub task_state: Option<String>,
     /// `{id}` before compute microversion 2.47, the flavor's own `vcpus`, `ram`, … from it on.
@@ -192,24 +220,34 @@ pub struct Server {
     pub flavor: Value,
 }
 
+/// A Nova server group (affinity or anti-affinity policy for servers).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ServerGroup {
+    /// The server group's id.
     pub id: String,
+    /// The server group's name.
     #[serde(default)]
     pub name: String,
+    /// Ids of the servers in the group.
     #[serde(default)]
     pub members: Vec<String>,
 }
 
+/// A Nova flavor: the size of a server.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Flavor {
+    /// The flavor's id.
     pub id: String,
+    /// The flavor's name, e.g. `SCS-2V-4`.
     #[serde(default)]
     pub name: String,
+    /// Virtual CPUs.
     #[serde(default)]
     pub vcpus: u64,
+    /// RAM in MiB.
     #[serde(default)]
     pub ram: u64,
+    /// Root disk in GiB; 0 when the flavor has no root disk (boot from volume).
     #[serde(default)]
     pub disk: u64,
 }
@@ -217,33 +255,46 @@ pub struct Flavor {
 /// Nova's absolute limits (quota and usage), like `maxTotalInstances` / `totalInstancesUsed`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Limits {
+    /// Nova `limits.absolute`: name → value; a maximum of -1 means unlimited.
     #[serde(default)]
     pub absolute: BTreeMap<String, i64>,
 }
 
+/// One of a port's fixed IPs (Neutron `fixed_ips[]`).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct FixedIp {
+    /// The subnet the address is from.
     #[serde(default)]
     pub subnet_id: String,
+    /// The IP address.
     #[serde(default)]
     pub ip_address: String,
 }
 
+/// A Neutron port.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Port {
+    /// The port's id.
     pub id: String,
+    /// The port's name; CAPO names its ports `<server>-<index|suffix>`.
     #[serde(default)]
     pub name: String,
+    /// The port's description.
     #[serde(default)]
     pub description: String,
+    /// The network the port is on.
     #[serde(default)]
     pub network_id: String,
+    /// The id of what uses the port (a server, a router, ...); empty when unbound.
     #[serde(default)]
     pub device_id: String,
+    /// Who uses the port, e.g. `compute:nova`, `network:router_interface`, `network:dhcp`.
     #[serde(default)]
     pub device_owner: String,
+    /// The port's addresses and their subnets.
     #[serde(default)]
     pub fixed_ips: Vec<FixedIp>,
+    /// Ids of the security groups applied to the port.
     #[serde(default)]
     pub security_groups: Vec<String>,
 }
@@ -257,36 +308,51 @@ impl Port {
             || self.device_owner == "neutron:LOADBALANCERV2"
     }
 
+    /// A router's interface on a subnet (`network:router_interface*`, or an HA router's
+    /// replicated interface): removed through the router, not deleted.
     pub fn is_router_interface(&self) -> bool {
         self.device_owner.starts_with("network:router_interface") || self.device_owner == "network:ha_router_replicated_interface"
     }
 }
 
+/// A Neutron floating IP.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct FloatingIp {
+    /// The floating IP's id.
     pub id: String,
+    /// The floating IP's description (how CAPO and the cloud controller manager mark theirs).
     #[serde(default)]
     pub description: String,
+    /// The public IP address.
     #[serde(default)]
     pub floating_ip_address: String,
+    /// The port it is associated with; `None` when unassociated.
     #[serde(default)]
     pub port_id: Option<String>,
 }
 
+/// A Neutron security group.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct SecurityGroup {
+    /// The security group's id.
     pub id: String,
+    /// The security group's name.
     #[serde(default)]
     pub name: String,
+    /// The security group's description.
     #[serde(default)]
     pub description: String,
 }
 
+/// A Neutron network.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Network {
+    /// The network's id.
     pub id: String,
+    /// The network's name.
     #[serde(default)]
     pub name: String,
+    /// The network's description.
     #[serde(default)]
     pub description: String,
     /// A provider network routers can use as their gateway (floating IPs come from it).
@@ -294,29 +360,41 @@ pub struct Network {
     pub external: bool,
 }
 
+/// A Neutron subnet.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Subnet {
+    /// The subnet's id.
     pub id: String,
+    /// The subnet's name.
     #[serde(default)]
     pub name: String,
+    /// The subnet's description.
     #[serde(default)]
     pub description: String,
+    /// The network the subnet belongs to.
     #[serde(default)]
     pub network_id: String,
 }
 
+/// A Neutron router.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Router {
+    /// The router's id.
     pub id: String,
+    /// The router's name.
     #[serde(default)]
     pub name: String,
+    /// The router's description.
     #[serde(default)]
     pub description: String,
+    /// Neutron `external_gateway_info` (external network, fixed IPs); `None` or `{}` when the
+    /// router has no gateway.
     #[serde(default)]
     pub external_gateway_info: Option<Value>,
 }
 
 impl Router {
+    /// Whether the router has an external gateway set (a non-empty `external_gateway_info`).
     pub fn has_gateway(&self) -> bool {
         self.external_gateway_info
             .as_ref()
@@ -324,47 +402,67 @@ impl Router {
     }
 }
 
+/// An Octavia load balancer.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct LoadBalancer {
+    /// The load balancer's id.
     pub id: String,
+    /// The load balancer's name.
     #[serde(default)]
     pub name: String,
+    /// The load balancer's description.
     #[serde(default)]
     pub description: String,
+    /// Octavia's provisioning status, e.g. `ACTIVE`, `PENDING_DELETE`, `ERROR`.
     #[serde(default)]
     pub provisioning_status: String,
+    /// The Neutron port of its virtual IP (where a floating IP attaches); `None` if not given.
     #[serde(default)]
     pub vip_port_id: Option<String>,
 }
 
+/// One attachment of a Cinder volume.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct VolumeAttachment {
+    /// The server the volume is attached to.
     #[serde(default)]
     pub server_id: String,
 }
 
+/// A Cinder volume (`GET /volumes/detail`).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Volume {
+    /// The volume's id.
     pub id: String,
+    /// The volume's name; `None` when it has none (Cinder gives `null`).
     #[serde(default)]
     pub name: Option<String>,
+    /// The volume's description; `None` when it has none.
     #[serde(default)]
     pub description: Option<String>,
+    /// Cinder's status, e.g. `available`, `in-use`, `deleting`, `error`.
     #[serde(default)]
     pub status: String,
+    /// The volume's metadata (Cinder CSI puts the cluster ID here).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The servers it is attached to.
     #[serde(default)]
     pub attachments: Vec<VolumeAttachment>,
 }
 
+/// A Glance image.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Image {
+    /// The image's id.
     pub id: String,
+    /// The image's name; `None` when it has none.
     #[serde(default)]
     pub name: Option<String>,
+    /// Glance's status, e.g. `queued`, `active`, `deactivated`.
     #[serde(default)]
     pub status: String,
+    /// The image's tags (the harness tags images it makes for a cluster).
     #[serde(default)]
     pub tags: Vec<String>,
     /// Glance puts custom properties at the top level of the image.
@@ -376,10 +474,12 @@ pub struct Image {
 
 /// Typed calls over a session. Endpoints come from the token's catalog.
 pub struct OpenStack<'a> {
+    /// The authenticated session the calls go through.
     pub session: &'a Session,
 }
 
 impl<'a> OpenStack<'a> {
+    /// The typed calls over `session`.
     pub fn new(session: &'a Session) -> Self {
         OpenStack { session }
     }
@@ -546,6 +646,7 @@ impl<'a> OpenStack<'a> {
 
     // compute
 
+    /// Every server of the project, with details.
     pub async fn servers(&self) -> Result<Vec<Server>, ApiError> {
         self.list(Service::Compute, "/servers/detail", "servers").await
     }
@@ -553,24 +654,30 @@ impl<'a> OpenStack<'a> {
     pub async fn server(&self, id: &str) -> Result<Option<Server>, ApiError> {
         self.get_one(Service::Compute, &format!("/servers/{id}"), "server").await
     }
+    /// Deletes a server; Nova deletes asynchronously, so it may still show up for a while.
     pub async fn delete_server(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Compute, &format!("/servers/{id}")).await
     }
+    /// Every server group of the project.
     pub async fn server_groups(&self) -> Result<Vec<ServerGroup>, ApiError> {
         self.list(Service::Compute, "/os-server-groups", "server_groups").await
     }
+    /// Deletes a server group.
     pub async fn delete_server_group(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Compute, &format!("/os-server-groups/{id}")).await
     }
+    /// Every flavor the project may use, with vCPUs, RAM and disk.
     pub async fn flavors(&self) -> Result<Vec<Flavor>, ApiError> {
         self.list(Service::Compute, "/flavors/detail", "flavors").await
     }
+    /// The project's compute quota and usage; empty if Nova answers 404.
     pub async fn limits(&self) -> Result<Limits, ApiError> {
         Ok(self.get_one(Service::Compute, "/limits", "limits").await?.unwrap_or_default())
     }
 
     // network
 
+    /// Every port the project sees.
     pub async fn ports(&self) -> Result<Vec<Port>, ApiError> {
         self.list(Service::Network, "/ports", "ports").await
     }
@@ -582,33 +689,43 @@ impl<'a> OpenStack<'a> {
         // The filter is a server-side courtesy; check it.
         Ok(all.into_iter().filter(|p| p.device_id == device_id).collect())
     }
+    /// Deletes a port.
     pub async fn delete_port(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Network, &format!("/ports/{id}")).await
     }
+    /// Every floating IP of the project.
     pub async fn floating_ips(&self) -> Result<Vec<FloatingIp>, ApiError> {
         self.list(Service::Network, "/floatingips", "floatingips").await
     }
+    /// Releases a floating IP.
     pub async fn delete_floating_ip(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Network, &format!("/floatingips/{id}")).await
     }
+    /// Every security group the project sees.
     pub async fn security_groups(&self) -> Result<Vec<SecurityGroup>, ApiError> {
         self.list(Service::Network, "/security-groups", "security_groups").await
     }
+    /// Deletes a security group.
     pub async fn delete_security_group(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Network, &format!("/security-groups/{id}")).await
     }
+    /// Every network the project sees (its own, shared and external ones).
     pub async fn networks(&self) -> Result<Vec<Network>, ApiError> {
         self.list(Service::Network, "/networks", "networks").await
     }
+    /// Deletes a network.
     pub async fn delete_network(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Network, &format!("/networks/{id}")).await
     }
+    /// Every subnet the project sees.
     pub async fn subnets(&self) -> Result<Vec<Subnet>, ApiError> {
         self.list(Service::Network, "/subnets", "subnets").await
     }
+    /// Deletes a subnet.
     pub async fn delete_subnet(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Network, &format!("/subnets/{id}")).await
     }
+    /// Every router the project sees.
     pub async fn routers(&self) -> Result<Vec<Router>, ApiError> {
         self.list(Service::Network, "/routers", "routers").await
     }
@@ -631,15 +748,18 @@ impl<'a> OpenStack<'a> {
         )
         .await
     }
+    /// Deletes a router (fails while it still has interfaces).
     pub async fn delete_router(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Network, &format!("/routers/{id}")).await
     }
 
     // load-balancer
 
+    /// Every load balancer the project sees.
     pub async fn load_balancers(&self) -> Result<Vec<LoadBalancer>, ApiError> {
         self.list(Service::LoadBalancer, "/lbaas/loadbalancers", "loadbalancers").await
     }
+    /// One load balancer; `None` once it is gone.
     pub async fn load_balancer(&self, id: &str) -> Result<Option<LoadBalancer>, ApiError> {
         self.get_one(Service::LoadBalancer, &format!("/lbaas/loadbalancers/{id}"), "loadbalancer")
             .await
@@ -652,18 +772,22 @@ impl<'a> OpenStack<'a> {
 
     // block-storage
 
+    /// Every volume of the project, with details.
     pub async fn volumes(&self) -> Result<Vec<Volume>, ApiError> {
         self.list(Service::BlockStorage, "/volumes/detail", "volumes").await
     }
+    /// Deletes a volume.
     pub async fn delete_volume(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::BlockStorage, &format!("/volumes/{id}")).await
     }
 
     // image
 
+    /// Every image the project sees (its own, public and shared ones).
     pub async fn images(&self) -> Result<Vec<Image>, ApiError> {
         self.list(Service::Image, "/images", "images").await
     }
+    /// Deletes an image.
     pub async fn delete_image(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Image, &format!("/images/{id}")).await
     }

@@ -17,7 +17,9 @@ pub const MANAGED_SECRET_LABEL: &str = "managed-secret";
 /// `cloud-config`; `scs2` uses Secret `openstack` and `clouds-yaml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Naming {
+    /// Name of the management-cluster credentials Secret (holds `clouds.yaml`, `cloudName`, `cacert`).
     pub secret: String,
+    /// Value of the `managed-secret` label that makes a workload cluster match the ClusterResourceSet.
     pub label_value: String,
     /// scs2 hands workload clusters `kube-system/clouds-yaml` (key `clouds.yaml`) through the
     /// ClusterResourceSet `clouds-yaml`; scs hands them `kube-system/cloud-config` (`cloud.conf`)
@@ -26,6 +28,7 @@ pub struct Naming {
 }
 
 impl Naming {
+    /// The `openstack/scs` naming: Secret named after the cloud, label value `cloud-config`.
     pub fn scs(cloud: &str) -> Naming {
         Naming {
             secret: cloud.to_string(),
@@ -33,6 +36,7 @@ impl Naming {
             scs2: false,
         }
     }
+    /// The `scs2` naming: Secret `openstack`, label value `clouds-yaml`.
     pub fn scs2() -> Naming {
         Naming {
             secret: "openstack".into(),
