@@ -14,8 +14,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::kube::{Target, Verdict, WaitError};
 
+// The management cluster's version pins, in one place. Cluster API and CSO follow the lab's Go
+// module pins (fixtures/lab/), so the lab, kind and the offline images run the same releases.
+
 /// Cluster API release `clusterctl init` installs (the one the lab runs, and clusterctl's own).
 pub const CAPI_VERSION: &str = crate::env::lab::build::CLUSTER_API_VERSION;
+/// The CSO release the lab runs and the offline chart and image are built as.
+pub const CSO_VERSION: &str = crate::env::lab::build::CSO_VERSION;
+/// The cert-manager `clusterctl init` installs by default (clusterctl v1.10.10's
+/// `CertManagerDefaultVersion`); the offline images are built at it.
+pub const CERT_MANAGER_VERSION: &str = "v1.19.1";
+/// The legacy OpenStack provider CSPO, when a config asks for it.
+pub const CSPO_VERSION: &str = crate::env::cspo::VERSION;
 /// CAPO release paired with Cluster API v1.10 (CAPO v0.12 implements contract v1beta1 for CAPI
 /// v1.9/v1.10).
 pub const CAPO_VERSION: &str = "v0.12.1";

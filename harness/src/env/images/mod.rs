@@ -78,7 +78,7 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("etcd", Node, ["registry.k8s.io/etcd:3.5.24-0"], needs [], inputs [], lab false),
     recipe!("coredns", Node, ["registry.k8s.io/coredns/coredns:v1.12.0"], needs [], inputs [], lab false),
     recipe!("pause", Node, ["registry.k8s.io/pause:3.10"], needs [], inputs [], lab false),
-    recipe!("kindnetd", Node, ["docker.io/kindest/kindnetd:v20250512-df8de77b"], needs [], inputs [], lab false),
+    recipe!("kindnetd", Node, ["docker.io/kindest/kindnetd:v20250512-df8de77b"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("local-path-provisioner", Node, ["docker.io/kindest/local-path-provisioner:v20250214-acbabc1a"], needs [], inputs [], lab false),
     recipe!("local-path-helper", Node, ["docker.io/kindest/local-path-helper:v20241212-8ac705d0"], needs [], inputs [], lab false),
     recipe!("kube-apiserver", Node, ["registry.k8s.io/kube-apiserver:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),

@@ -17,13 +17,8 @@ use serde_json::Value;
 
 use crate::env::mgmt::{LocalProvider, ProviderKind};
 
-/// The Cluster API release the offline providers are rendered as (the lab's pin).
-pub const CAPI_VERSION: &str = crate::env::lab::build::CLUSTER_API_VERSION;
-/// The CSO release the offline chart is rendered as (the lab's pin).
-pub const CSO_VERSION: &str = crate::env::lab::build::CSO_VERSION;
-/// The cert-manager `clusterctl init` installs by default (clusterctl v1.10.10's
-/// `CertManagerDefaultVersion`).
-pub const CERT_MANAGER_VERSION: &str = "v1.19.1";
+// The versions offline images are built and rendered as: the management cluster's pins.
+use crate::env::mgmt::{CAPI_VERSION, CERT_MANAGER_VERSION, CSO_VERSION};
 /// The namespace cert-manager is rendered into.
 pub const CERT_MANAGER_NAMESPACE: &str = "cert-manager";
 /// CAPD's default load balancer (`test/infrastructure/docker/internal/loadbalancer`). CAPD starts

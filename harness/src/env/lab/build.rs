@@ -51,6 +51,11 @@ static CONTROL_PLANE: Module = Module {
         ("go.mod", include_str!("../../../../fixtures/lab/control-plane/go.mod")),
         ("go.sum", include_str!("../../../../fixtures/lab/control-plane/go.sum")),
         ("etcd/main.go", include_str!("../../../../fixtures/lab/control-plane/etcd/main.go")),
+        // Not a lab binary: the kind node image's CNI daemon, here for the compiled client-go.
+        (
+            "kindnetd/main.go",
+            include_str!("../../../../fixtures/lab/control-plane/kindnetd/main.go"),
+        ),
     ],
 };
 
