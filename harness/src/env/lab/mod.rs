@@ -138,7 +138,7 @@ impl LabError {
 
     /// A process exited because a port chosen for it was taken meanwhile: worth a new attempt.
     fn lost_port_race(&self) -> bool {
-        matches!(self, LabError::Exited { tail, .. } if tail.ends_with(PORT_RACE_NOTE))
+        matches!(self, LabError::Exited { tail, .. } if tail.contains(PORT_TAKEN))
     }
 }
 
