@@ -75,27 +75,31 @@ macro_rules! recipe {
 
 /// Every image, in build order (an image comes after those it needs).
 pub static RECIPES: &[Recipe] = &[
+    // kind-base first: it needs nothing, and most of it (a Debian bootstrap) is downloading and
+    // unpacking, which overlaps with the other lane's compiles.
+    recipe!("kind-base", Node, ["scs-e2e.local/kind-base:v0.29.0"], needs [], inputs ["lab/kind/"], lab false),
     recipe!("etcd", Node, ["registry.k8s.io/etcd:3.5.24-0"], needs [], inputs [], lab false),
     recipe!("coredns", Node, ["registry.k8s.io/coredns/coredns:v1.12.0"], needs [], inputs [], lab false),
     recipe!("pause", Node, ["registry.k8s.io/pause:3.10"], needs [], inputs [], lab false),
     recipe!("kindnetd", Node, ["docker.io/kindest/kindnetd:v20250512-df8de77b"], needs [], inputs ["lab/control-plane/"], lab false),
-    recipe!("local-path-provisioner", Node, ["docker.io/kindest/local-path-provisioner:v20250214-acbabc1a"], needs [], inputs [], lab false),
+    recipe!("local-path-provisioner", Node, ["docker.io/kindest/local-path-provisioner:v20250214-acbabc1a"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("local-path-helper", Node, ["docker.io/kindest/local-path-helper:v20241212-8ac705d0"], needs [], inputs [], lab false),
     recipe!("kube-apiserver", Node, ["registry.k8s.io/kube-apiserver:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("kube-controller-manager", Node, ["registry.k8s.io/kube-controller-manager:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("kube-scheduler", Node, ["registry.k8s.io/kube-scheduler:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("kube-proxy", Node, ["registry.k8s.io/kube-proxy:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
-    recipe!(
-        "kind-base", Node, ["scs-e2e.local/kind-base:v0.29.0"],
-        needs ["etcd", "coredns", "pause", "kindnetd", "local-path-provisioner", "local-path-helper"],
-        inputs ["lab/kind/"], lab false
-    ),
     Recipe {
         name: "kind-node",
         tags: &[NODE_IMAGE],
         group: Group::Node,
         needs: &[
             "kind-base",
+            "etcd",
+            "coredns",
+            "pause",
+            "kindnetd",
+            "local-path-provisioner",
+            "local-path-helper",
             "kube-apiserver",
             "kube-controller-manager",
             "kube-scheduler",
@@ -105,12 +109,13 @@ pub static RECIPES: &[Recipe] = &[
         lab_bin: true,
         output: Output::KindNode,
     },
+    // cert-manager's controller is the longest compile of all: it starts as soon as a lane is free.
+    recipe!("cert-manager-controller", Management, ["quay.io/jetstack/cert-manager-controller:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
     recipe!("cluster-api-controller", Management, ["registry.k8s.io/cluster-api/cluster-api-controller:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
     recipe!("kubeadm-bootstrap-controller", Management, ["registry.k8s.io/cluster-api/kubeadm-bootstrap-controller:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
     recipe!("kubeadm-control-plane-controller", Management, ["registry.k8s.io/cluster-api/kubeadm-control-plane-controller:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
     recipe!("capd", Management, ["gcr.io/k8s-staging-cluster-api/capd-manager:v1.10.10"], needs [], inputs ["images/mgmt/"], lab true),
     recipe!("cso", Management, ["ghcr.io/sovereigncloudstack/cso:v0.1.0-alpha.7"], needs [], inputs ["images/mgmt/"], lab true),
-    recipe!("cert-manager-controller", Management, ["quay.io/jetstack/cert-manager-controller:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
     recipe!("cert-manager-webhook", Management, ["quay.io/jetstack/cert-manager-webhook:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
     recipe!("cert-manager-cainjector", Management, ["quay.io/jetstack/cert-manager-cainjector:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
     recipe!("haproxy", Management, ["docker.io/kindest/haproxy:v20230606-42a2262b"], needs [], inputs ["images/mgmt/"], lab false),
@@ -705,7 +710,7 @@ mod tests {
             }
         }
         assert_eq!(built.len(), RECIPES.len() - 1, "what was only loaded is not counted as built");
-        assert_eq!(built[0], "etcd", "in build order");
+        assert_eq!(built[0], "kind-base", "in build order");
     }
 
     #[test]
@@ -722,8 +727,8 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("pause broke"), "{e}");
         let ran = ran.into_inner().unwrap();
-        assert!(!ran.contains(&"kind-base"), "kind-base needs pause: {ran:?}");
-        assert!(!ran.contains(&"kind-node"), "{ran:?}");
+        assert!(!ran.contains(&"kind-node"), "kind-node needs pause: {ran:?}");
+        assert!(!ran.contains(&"haproxy"), "nothing new starts after the failure: {ran:?}");
     }
 
     #[test]
@@ -744,16 +749,27 @@ mod tests {
     #[test]
     fn the_closure_adds_what_is_needed_in_build_order_and_names_unknown_images() {
         let c: Vec<&str> = closure(&["kind-base".into()]).unwrap().iter().map(|r| r.name).collect();
+        assert_eq!(c, ["kind-base"], "the base needs no other image");
+        let c: Vec<&str> = closure(&["kind-node".into(), "pause".into()])
+            .unwrap()
+            .iter()
+            .map(|r| r.name)
+            .collect();
         assert_eq!(
             c,
             [
+                "kind-base",
                 "etcd",
                 "coredns",
                 "pause",
                 "kindnetd",
                 "local-path-provisioner",
                 "local-path-helper",
-                "kind-base"
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kube-proxy",
+                "kind-node"
             ]
         );
         let e = closure(&["kind-nod".into()]).unwrap_err().to_string();
