@@ -95,7 +95,11 @@ impl KindRun {
         let art = self.art.to_str().unwrap();
         args.push(art);
         args.extend(extra);
-        scs_e2e(&args)
+        let mut c = scs_e2e(&args);
+        // The run's state directory (kubeconfig, clusterctl repositories) goes with the test's
+        // temporary directory, also when the test deletes the cluster with `kind delete`.
+        c.env("XDG_STATE_HOME", self._tmp.path().join("state"));
+        c
     }
 }
 
