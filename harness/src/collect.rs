@@ -151,7 +151,7 @@ impl Collector {
                         ));
                     }
                 }
-                std::fs::write(dir.join("events.txt"), lines.join("\n") + "\n")?;
+                crate::redact::write(&dir.join("events.txt"), &(lines.join("\n") + "\n"))?;
                 Ok(format!("{} events", lines.len()))
             }
             Collector::PodLogs(p) => {
@@ -174,7 +174,7 @@ impl Collector {
                             ..Default::default()
                         };
                         let text = api.logs(&name, &params).await.unwrap_or_else(|e| format!("(no logs: {e})\n"));
-                        std::fs::write(dir.join(format!("{name}_{}.log", c.name)), text)?;
+                        crate::redact::write(&dir.join(format!("{name}_{}.log", c.name)), &text)?;
                         n += 1;
                     }
                 }
@@ -182,11 +182,13 @@ impl Collector {
             }
             Collector::EnvironmentLogs(_) => {
                 let files = env.collect_logs(dir).await?;
+                // Copied as the environment wrote them: masked here, before anyone reads them.
+                crate::redact::mask_tree(dir)?;
                 Ok(format!("{files} log files"))
             }
             Collector::Command(c) => {
                 let res = c.run(ctx).await;
-                std::fs::write(dir.join("output.log"), ctx.log.lines().join("\n") + "\n")?;
+                crate::redact::write(&dir.join("output.log"), &(ctx.log.lines().join("\n") + "\n"))?;
                 match res {
                     Ok(()) => Ok("command succeeded".into()),
                     Err(f) => anyhow::bail!(f.message),
@@ -206,8 +208,7 @@ async fn dump_kind(ctx: &StepCtx, api_version: &str, kind: &str, ns: &str, dir: 
             o.metadata.namespace.as_deref().map(|n| format!("{n}_")).unwrap_or_default(),
             o.metadata.name.as_deref().unwrap_or("unnamed")
         ));
-        std::fs::create_dir_all(file.parent().unwrap())?;
-        std::fs::write(&file, serde_saphyr::to_string(&sanitize(&o))?)?;
+        crate::redact::write(&file, &serde_saphyr::to_string(&sanitize(&o, kind))?)?;
         n += 1;
     }
     Ok(n)
@@ -229,13 +230,14 @@ pub fn split_kind(s: &str) -> Result<(&str, &str), crate::error::Invalid> {
     }
 }
 
-/// Object as written to artifacts: no managedFields, and no Secret values.
-pub fn sanitize(o: &DynamicObject) -> Value {
+/// Object as written to artifacts: no managedFields, and no Secret values. `kind` is the kind
+/// the collector asked for: objects of a list come without their own kind.
+pub fn sanitize(o: &DynamicObject, kind: &str) -> Value {
     let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
     }
-    if o.types.as_ref().is_some_and(|t| t.kind == "Secret") {
+    if kind == "Secret" || o.types.as_ref().is_some_and(|t| t.kind == "Secret") {
         for key in ["data", "stringData"] {
             if let Some(Value::Object(d)) = v.get_mut(key) {
                 for val in d.values_mut() {

@@ -233,6 +233,9 @@ pub fn builtin_intervals() -> BTreeMap<String, Duration> {
         ("wait-cluster", 1800),
         ("wait-upgrade", 2700),
         ("wait-delete", 1200),
+        // The environment's phases: `up` may build the lab and the offline images on first use.
+        ("environment-up", 5400),
+        ("environment-down", 1800),
     ]
     .into_iter()
     .map(|(k, s)| (k.to_string(), Duration::from_secs(s)))

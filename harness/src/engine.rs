@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub properties: BTreeMap<String, String>,
     /// How long the clusters a scenario left get to go when its namespace is deleted in a cloud.
     pub teardown_timeout: Duration,
+    /// Bounds of the environment's `up` and `down` (intervals `environment-up`, `environment-down`).
+    pub env_timeouts: (Duration, Duration),
 }
 
 impl RunOptions {
@@ -60,6 +62,10 @@ impl RunOptions {
             run_id: crate::base::new_run_id(),
             properties: BTreeMap::new(),
             teardown_timeout: crate::config::builtin_intervals()["wait-delete"],
+            env_timeouts: (
+                crate::config::builtin_intervals()["environment-up"],
+                crate::config::builtin_intervals()["environment-down"],
+            ),
         }
     }
 }
@@ -114,7 +120,7 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
         obs.on(Event::Note(&format!("could not write {}: {e}", report::CLUSTER_PLAN_FILE)));
     }
 
-    let up = phase("up", obs, &cancel, env.up()).await;
+    let up = phase("up", obs, &cancel, opts.env_timeouts.0, env.up()).await;
     let up_ok = up.status == Status::Passed;
     base.phases.push(up);
     base.properties.extend(env.properties());
@@ -170,7 +176,11 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
     let all_passed = up_ok && !cancel.is_cancelled() && scenarios.iter().all(|s| !s.status.is_bad());
     if !all_passed {
         let dir = opts.artifacts.join("environment").join("logs");
-        match env.collect_logs(&dir).await {
+        match env
+            .collect_logs(&dir)
+            .await
+            .and_then(|n| Ok(crate::redact::mask_tree(&dir).map(|()| n)?))
+        {
             Ok(n) if n > 0 => obs.on(Event::Note(&format!("environment logs: {}", dir.display()))),
             Ok(_) => {}
             Err(e) => obs.on(Event::Note(&format!("could not collect environment logs: {e}"))),
@@ -178,7 +188,7 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
     }
     if opts.delete.should_delete(all_passed) {
         // Tear-down runs even after Ctrl-C: a fresh token, so only a second Ctrl-C stops it.
-        let down = phase("down", obs, &CancellationToken::new(), env.down()).await;
+        let down = phase("down", obs, &CancellationToken::new(), opts.env_timeouts.1, env.down()).await;
         base.phases.push(down);
     } else {
         let hint = env.keep_hint().unwrap_or_default();
@@ -220,16 +230,24 @@ async fn phase(
     name: &str,
     obs: &dyn Observer,
     cancel: &CancellationToken,
+    limit: Duration,
     fut: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> StepResult {
     obs.on(Event::PhaseStarted { name });
     let started_at = Utc::now();
     let t0 = Instant::now();
     let res = tokio::select! {
-        r = fut => r.map_err(|e| format!("{e:#}")),
+        r = tokio::time::timeout(limit, fut) => match r {
+            Ok(r) => r.map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!(
+                "the environment's {name} did not finish within {} (interval `environment-{name}`; raise it in the config file's `intervals` if this environment needs longer)",
+                crate::format::duration::HumanDuration(limit)
+            )),
+        },
         _ = cancel.cancelled() => Err("interrupted".to_string()),
     };
     let mut r = instant_result(name, name, if res.is_ok() { Status::Passed } else { Status::Error });
+    r.timeout_secs = limit.as_secs_f64();
     r.started_at = started_at;
     r.duration_secs = report::secs(t0.elapsed());
     if let Err(e) = res {
@@ -557,7 +575,9 @@ fn write_partial(sh: &Shared<'_>, r: &ScenarioResult) {
     let mut rep = sh.base.clone();
     rep.scenarios = done.clone();
     rep.interrupted = true;
-    let _ = crate::base::write_atomic(&sh.opts.json, report::json::render(&rep).as_bytes());
+    if let Ok(rep) = crate::redact::masked(&rep) {
+        let _ = crate::redact::write_atomic(&sh.opts.json, &report::json::render(&rep));
+    }
 }
 
 async fn create_namespace(sh: &Shared<'_>, name: &str, id: &str) -> Result<(), kube::Error> {
@@ -648,8 +668,7 @@ async fn run_step(
     }
     let file = format!("{:02}-{}.log", index + 1, crate::base::slug(&step.name));
     let log_path = dir.join("steps").join(&file);
-    let _ = std::fs::create_dir_all(log_path.parent().unwrap());
-    let _ = std::fs::write(&log_path, &log_text);
+    let _ = crate::redact::write(&log_path, &log_text);
     let last = attempts.last().expect("at least one attempt");
     StepResult {
         name: step.name.clone(),

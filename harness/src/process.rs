@@ -193,6 +193,28 @@ impl FileLock {
         let f = Self::open(path)?;
         Ok(Self::flock(&f, libc::LOCK_EX | libc::LOCK_NB).then_some(FileLock(f)))
     }
+
+    /// The lock within `wait`, saying in the lock file who holds it now (`holder`); else, once
+    /// `wait` has passed, `Err` with what the holder wrote there. Polled, so that giving up
+    /// leaves no thread behind that would take the lock later.
+    pub fn acquire_within(path: &std::path::Path, wait: std::time::Duration, holder: &str) -> std::io::Result<Result<FileLock, String>> {
+        use std::io::{Seek, Write};
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Some(mut l) = Self::try_acquire(path)? {
+                l.0.set_len(0)?;
+                l.0.seek(std::io::SeekFrom::Start(0))?;
+                l.0.write_all(holder.as_bytes())?;
+                return Ok(Ok(l));
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                let who = std::fs::read_to_string(path).unwrap_or_default();
+                return Ok(Err(who.trim().to_string()));
+            }
+            std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(200)));
+        }
+    }
 }
 
 impl Drop for FileLock {

@@ -38,6 +38,8 @@ pub struct Request {
     pub storage_timeout: Duration,
     /// Bound for `sonobuoy run --wait` (conformance takes hours on real clusters).
     pub sonobuoy_timeout: Duration,
+    /// Interrupts long checks (sonobuoy): Ctrl-C on `scs-e2e check`, the run's own for a step.
+    pub cancel: tokio_util::sync::CancellationToken,
     /// Where `version-policy-check` reads EOL data, releases and CVEs, and how it caches them.
     pub version_policy: VersionPolicyInputs,
     /// The run this check belongs to (`--run-id`): names it creates in the cluster derive from it.

@@ -103,7 +103,7 @@ async fn run_sonobuoy(req: &Request, script: &super::spec::Script, id: &str) -> 
     let beside = req.spec_dir.join(&si.config);
     let ok_text = std::fs::read_to_string(&beside).unwrap_or_else(|_| OK_TO_FAIL.to_string());
     let bin = sonobuoy::find_binary(&req.tool_dirs);
-    let (outcome, tests) = sonobuoy::run(&si, &ok_text, &req.spec_dir, bin, req.sonobuoy_timeout).await;
+    let (outcome, tests) = sonobuoy::run(&si, &ok_text, &req.spec_dir, bin, req.sonobuoy_timeout, &req.cancel).await;
     inv.cmd = format!("sonobuoy {}", si.run_argv().join(" "));
     inv.record(&si.check, &outcome);
     inv.e2e = tests
@@ -233,6 +233,7 @@ mod tests {
             argv: vec!["scs-e2e".into(), "check".into()],
             storage_timeout: Duration::from_secs(1),
             sonobuoy_timeout: Duration::from_secs(1),
+            cancel: Default::default(),
             version_policy: VersionPolicyInputs::default(),
             run_id: "test".into(),
             tool_dirs: Vec::new(),

@@ -228,9 +228,17 @@ pub fn find_binary(extra: &[PathBuf]) -> Option<PathBuf> {
     })
 }
 
-/// Runs the whole check. `deadline` bounds `run --wait`; clean-up always follows.
+/// Runs the whole check. `timeout` bounds `run --wait`, `cancel` interrupts it (Ctrl-C, the
+/// run's end); clean-up always follows, bounded but not interruptible.
 /// Returns the outcome and every e2e test (for JUnit).
-pub async fn run(inv: &Invocation, ok_text: &str, work_dir: &Path, bin: Option<PathBuf>, timeout: Duration) -> (Outcome, Vec<TestResult>) {
+pub async fn run(
+    inv: &Invocation,
+    ok_text: &str,
+    work_dir: &Path,
+    bin: Option<PathBuf>,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> (Outcome, Vec<TestResult>) {
     let Some(bin) = bin else {
         let fix = "sonobuoy is not on PATH: `scs-e2e lab install` builds it into the lab's bin directory (or install it from https://sonobuoy.io), then put it on PATH";
         return (Outcome::new(Verdict::Abort).with(Level::Critical, fix), Vec::new());
@@ -239,29 +247,29 @@ pub async fn run(inv: &Invocation, ok_text: &str, work_dir: &Path, bin: Option<P
         Ok(o) => o,
         Err(e) => return (Outcome::new(Verdict::Abort).with(Level::Critical, e), Vec::new()),
     };
-    let step = |argv: Vec<String>, limit: Duration| {
+    let step = |argv: Vec<String>, limit: Duration, cancel: CancellationToken| {
         let bin = bin.clone();
         async move {
-            let out = run_streaming(duct::cmd(&bin, &argv), |_| {}, Instant::now() + limit, &CancellationToken::new()).await;
+            let out = run_streaming(duct::cmd(&bin, &argv), |_| {}, Instant::now() + limit, &cancel).await;
             (argv, out)
         }
     };
     let result = async {
-        let (argv, out) = step(inv.delete_argv(), Duration::from_secs(600)).await;
+        let (argv, out) = step(inv.delete_argv(), Duration::from_secs(600), cancel.clone()).await;
         check(&argv, out)?;
-        let (argv, out) = step(inv.run_argv(), timeout).await;
+        let (argv, out) = step(inv.run_argv(), timeout, cancel.clone()).await;
         check(&argv, out)?;
         let dir = work_dir.join(&inv.result_dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let (argv, out) = step(inv.retrieve_argv(&dir), Duration::from_secs(600)).await;
+        let (argv, out) = step(inv.retrieve_argv(&dir), Duration::from_secs(600), cancel.clone()).await;
         check(&argv, out)?;
         let path = dir.join("plugins/e2e/sonobuoy_results.yaml");
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         parse_results(&text, &ok)
     }
     .await;
-    // Always clean up, as upstream does.
-    let (argv, out) = step(inv.delete_argv(), Duration::from_secs(600)).await;
+    // Always clean up, as upstream does; after an interruption too (a fresh token).
+    let (argv, out) = step(inv.delete_argv(), Duration::from_secs(600), CancellationToken::new()).await;
     let cleanup = check(&argv, out).err();
     let (mut outcome, tests) = match result {
         Ok(tests) => (verdict(&tests), tests),
@@ -420,7 +428,7 @@ mod tests {
     #[tokio::test]
     async fn no_binary_is_an_abort_with_the_fix() {
         let inv = Invocation::from_script_args(&spec_args("cncf-k8s-conformance", "serial")).unwrap();
-        let (o, tests) = run(&inv, OK, Path::new("/tmp"), None, Duration::from_secs(1)).await;
+        let (o, tests) = run(&inv, OK, Path::new("/tmp"), None, Duration::from_secs(1), &CancellationToken::new()).await;
         assert_eq!(o.verdict, Verdict::Abort);
         assert!(o.messages[0].1.contains("`scs-e2e lab install` builds it"), "{:?}", o.messages);
         assert!(tests.is_empty());

@@ -105,6 +105,18 @@ pub(super) async fn check(args: CheckArgs) -> Result<i32, Fatal> {
         argv: std::env::args().collect(),
         storage_timeout: args.storage_timeout,
         sonobuoy_timeout: args.sonobuoy_timeout,
+        cancel: {
+            // Ctrl-C interrupts a long sonobuoy run, which then still cleans up.
+            let c = tokio_util::sync::CancellationToken::new();
+            let on_int = c.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted: stopping the running check (sonobuoy cleans up first)");
+                    on_int.cancel();
+                }
+            });
+            c
+        },
         version_policy: {
             let mut vp = request::VersionPolicyInputs::cached();
             vp.sources = args.version_policy.resolve(Path::new("."));
@@ -120,8 +132,8 @@ pub(super) async fn check(args: CheckArgs) -> Result<i32, Fatal> {
         .clone()
         .unwrap_or_else(|| out_dir.join(format!("{}-compliance.yaml", crate::base::slug(&args.subject))));
     let junit_path = args.junit.clone().unwrap_or_else(|| out_dir.join("junit_scs-compliance.xml"));
-    crate::base::write_atomic(&yaml_path, render::yaml(&report).as_bytes())?;
-    crate::base::write_atomic(&junit_path, render::junit(&req, &report).as_bytes())?;
+    crate::redact::write_atomic(&yaml_path, &render::yaml(&report))?;
+    crate::redact::write_atomic(&junit_path, &render::junit(&req, &report))?;
     print!("{}", render::summary(&req, &report));
     eprintln!("reports: {} {}", yaml_path.display(), junit_path.display());
     Ok(crate::checks::compliance::exit_code(&report))

@@ -132,7 +132,7 @@ pub fn main() -> i32 {
     match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("{}", crate::redact::apply(&format!("error: {:#}", f.error)));
             f.exit as i32
         }
     }
@@ -143,7 +143,7 @@ fn init_tracing(verbose: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCS_E2E_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::redact::Stderr)
         .try_init();
 }
 

@@ -12,6 +12,10 @@ pub struct ReproduceArgs {
     /// failed or errored scenario.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
+    /// Run commands the report recorded although the local suite file no longer has them
+    /// (without it, such commands are listed and nothing runs).
+    #[arg(long)]
+    pub yes: bool,
     /// The usual `run` options (environment, parallelism, reports, ...).
     #[command(flatten)]
     pub run: RunArgs,
@@ -237,6 +241,7 @@ pub(super) async fn reproduce(args: ReproduceArgs, v: Verbosity) -> Result<Exit,
         return Ok(Exit::Passed);
     }
     let mut suites = Vec::new();
+    let mut unknown_commands = Vec::new();
     for rec in report
         .suites
         .iter()
@@ -256,8 +261,23 @@ pub(super) async fn reproduce(args: ReproduceArgs, v: Verbosity) -> Result<Exit,
                 rec.file,
                 if now.is_some() { "changed" } else { "is gone" }
             );
+            // A results.json can come from anywhere: what it would run that the local suite
+            // does not have is shown first, and runs only with --yes.
+            let local = std::fs::read_to_string(&path).map(|t| recorded_commands(&t)).unwrap_or_default();
+            for c in recorded_commands(&rec.content) {
+                if !local.contains(&c) {
+                    unknown_commands.push(format!("{}: {c}", rec.name));
+                }
+            }
         }
         suites.push(loader::load_suite_str(&rec.content, &rec.file, dir).map_err(Fatal::usage)?);
+    }
+    if !unknown_commands.is_empty() && !args.yes {
+        return Err(Fatal::usage(anyhow::anyhow!(
+            "{} records commands the local suite files do not have; read them, then run again with --yes to run them:\n  {}",
+            args.results.display(),
+            unknown_commands.join("\n  ")
+        )));
     }
     let settings = Settings::from_file(args.run.select.config.as_deref()).map_err(Fatal::usage)?;
     let focus = format!("^({})$", ids.iter().map(|i| regex::escape(i)).collect::<Vec<_>>().join("|"));
@@ -278,6 +298,36 @@ pub(super) async fn reproduce(args: ReproduceArgs, v: Verbosity) -> Result<Exit,
         run.artifacts = Some(args.results.parent().unwrap_or(Path::new(".")).join("reproduce"));
     }
     run_plan(run, settings, plan, v).await
+}
+
+/// The commands a suite's text would run: every `script`, and every `argv` (joined by spaces).
+fn recorded_commands(text: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("script", Value::String(s)) => out.push(s.trim().to_string()),
+                        ("argv", Value::Array(a)) => out.push(
+                            a.iter()
+                                .map(|s| s.as_str().map(str::to_string).unwrap_or_else(|| s.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ),
+                        _ => walk(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(text) {
+        walk(&v, &mut out);
+    }
+    out
 }
 
 pub(super) async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: Verbosity) -> Result<Exit, Fatal> {
@@ -323,6 +373,14 @@ pub(super) async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: V
     }
     if let Some(t) = settings.intervals.get("wait-delete") {
         opts.teardown_timeout = *t;
+    }
+    for (name, slot) in [
+        ("environment-up", &mut opts.env_timeouts.0),
+        ("environment-down", &mut opts.env_timeouts.1),
+    ] {
+        if let Some(t) = settings.intervals.get(name) {
+            *slot = *t;
+        }
     }
     if let Some(j) = &args.junit {
         opts.junit = j.clone();

@@ -101,6 +101,7 @@ impl Console {
     }
 
     fn line(&self, s: &str) {
+        let s = &*crate::redact::apply(s);
         match &self.live {
             Some(mp) => {
                 let _ = mp.println(s);

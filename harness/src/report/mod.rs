@@ -298,23 +298,14 @@ impl ReportPaths {
 }
 
 /// Writes the JSON, JUnit and HTML reports of `r`, each atomically, the one writer of `run`
-/// and `report merge`. Whatever text reached the model (phase errors, collector summaries,
-/// reports being merged) is masked once more first.
+/// and `report merge`. Every string of the model (messages, details, log tails, the recorded
+/// suite content, properties, reports being merged) is masked before any renderer sees it, and
+/// the rendered text once more.
 pub fn write_all(r: &RunReport, paths: &ReportPaths) -> std::io::Result<()> {
-    let mut r = r.clone();
-    let steps = r.phases.iter_mut().chain(r.scenarios.iter_mut().flat_map(|s| s.steps.iter_mut()));
-    for st in steps {
-        crate::redact::apply_opt(&mut st.message);
-        crate::redact::apply_opt(&mut st.details);
-        crate::redact::apply_opt(&mut st.log_tail);
-        for a in &mut st.attempts {
-            crate::redact::apply_opt(&mut a.message);
-            crate::redact::apply_opt(&mut a.details);
-        }
-    }
-    crate::base::write_atomic(&paths.json, json::render(&r).as_bytes())?;
-    crate::base::write_atomic(&paths.html, html::render(&r).as_bytes())?;
-    crate::base::write_atomic(&paths.junit, junit::render(&r).as_bytes())
+    let r = crate::redact::masked(r)?;
+    crate::redact::write_atomic(&paths.json, &json::render(&r))?;
+    crate::redact::write_atomic(&paths.html, &html::render(&r))?;
+    crate::redact::write_atomic(&paths.junit, &junit::render(&r))
 }
 
 /// Seconds of a duration, rounded to milliseconds, as the reports give them.

@@ -86,6 +86,7 @@ impl Operation for RunChecks {
             kubeconfig: Some(ctx.kubeconfig.clone()),
             argv: vec!["scs-e2e".into(), "runChecks".into()],
             sonobuoy_timeout: remaining,
+            cancel: ctx.cancel.clone(),
             storage_timeout: remaining
                 .saturating_sub(std::time::Duration::from_secs(5))
                 .max(std::time::Duration::from_secs(1)),
@@ -119,7 +120,7 @@ impl Operation for RunChecks {
         }
         let path = ctx.artifacts.join(format!("{}-compliance.yaml", crate::base::slug(&subject)));
         let yaml = render::yaml(&report);
-        crate::base::write_atomic(&path, yaml.as_bytes()).map_err(|e| StepFailure::error(e.to_string()))?;
+        crate::redact::write_atomic(&path, &yaml).map_err(|e| StepFailure::error(e.to_string()))?;
         let results = compliance::results(&report);
         let selected: Vec<String> = req.select().into_iter().filter(|s| !s.manual).map(|s| s.id).collect();
         let bad: Vec<String> = selected

@@ -19,7 +19,9 @@ pub struct Command {
     /// Program and arguments, run without a shell (`${VAR}`s substituted). Set this or `script`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
-    /// A bash script, run with `-euo pipefail` (`${VAR}`s substituted). Set this or `argv`.
+    /// A bash script, run with `-euo pipefail`. Its `${VAR}`s reach it as environment variables
+    /// that bash expands, never spliced into the code: quote them as any shell variable
+    /// (`"${VAR}"`). Set this or `argv`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
     /// Extra environment variables (values `${VAR}`-substituted).
@@ -38,6 +40,48 @@ pub struct Command {
 
 fn is_zero(n: &i32) -> bool {
     *n == 0
+}
+
+/// A script and the variables it gets: each known `${NAME}` stays in the text for bash to expand
+/// from the environment (a value is data, never code, whatever quotes or `;` it holds). A name
+/// bash cannot take (`${a.b}`) is renamed in the text to `${SCS_E2E_VAR_<n>}`.
+fn script_with_vars(script: &str, vars: &BTreeMap<String, String>) -> (String, Vec<(String, String)>) {
+    let shell_name = |n: &str| {
+        let mut c = n.chars();
+        c.next().is_some_and(|f| f == '_' || f.is_ascii_alphabetic()) && c.all(|x| x == '_' || x.is_ascii_alphanumeric())
+    };
+    // (name in the suite, name in the environment, value), in order of first use.
+    let mut used: Vec<(String, String, String)> = Vec::new();
+    let mut out = String::with_capacity(script.len());
+    let mut rest = script;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}').map(|j| (j, &after[..j])) {
+            Some((j, name)) if vars.contains_key(name) => {
+                let exported = match used.iter().find(|(n, _, _)| n == name) {
+                    Some((_, e, _)) => e.clone(),
+                    None => {
+                        let e = if shell_name(name) {
+                            name.to_string()
+                        } else {
+                            format!("SCS_E2E_VAR_{}", used.len())
+                        };
+                        used.push((name.to_string(), e.clone(), vars[name].clone()));
+                        e
+                    }
+                };
+                out.push_str(&format!("${{{exported}}}"));
+                rest = &after[j + 1..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    (out, used.into_iter().map(|(_, e, v)| (e, v)).collect())
 }
 
 #[async_trait]
@@ -68,7 +112,11 @@ impl Operation for Command {
                 let argv: Vec<String> = argv.iter().map(|a| ctx.substitute(a)).collect();
                 duct::cmd(&argv[0], &argv[1..])
             }
-            (None, Some(script)) => duct::cmd("bash", ["-euo", "pipefail", "-c", &ctx.substitute(script)]),
+            (None, Some(script)) => {
+                let (text, vars) = script_with_vars(script, &ctx.vars);
+                vars.into_iter()
+                    .fold(duct::cmd("bash", ["-euo", "pipefail", "-c", &text]), |e, (k, v)| e.env(k, v))
+            }
             _ => return Err(StepFailure::error("command needs argv or script")),
         };
         let mut expr = expr
@@ -132,4 +180,35 @@ impl Operation for Command {
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_reach_a_script_as_variables_and_never_run_as_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let evil = format!("x\"; touch {} #$(touch {})", marker.display(), marker.display());
+        let vars = BTreeMap::from([
+            ("value".to_string(), evil.clone()),
+            ("a.b".to_string(), "it's \"quoted\"".to_string()),
+        ]);
+        let script = "printf '%s|' \"${value}\" \"${a.b}\" \"${a.b}\" \"${NOT_KNOWN:-unset}\"";
+        let (text, env) = script_with_vars(script, &vars);
+        assert_eq!(
+            text,
+            "printf '%s|' \"${value}\" \"${SCS_E2E_VAR_1}\" \"${SCS_E2E_VAR_1}\" \"${NOT_KNOWN:-unset}\""
+        );
+        assert_eq!(env.len(), 2, "{env:?}");
+        let out = env
+            .into_iter()
+            .fold(duct::cmd("bash", ["-euo", "pipefail", "-c", &text]), |e, (k, v)| e.env(k, v))
+            .env_remove("NOT_KNOWN")
+            .read()
+            .unwrap();
+        assert_eq!(out, format!("{evil}|it's \"quoted\"|it's \"quoted\"|unset|"));
+        assert!(!marker.exists(), "a value ran as code");
+    }
 }

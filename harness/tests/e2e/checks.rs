@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use scs_e2e::checks::{Verdict, node_distribution, storage_class};
+use tokio_util::sync::CancellationToken;
 
 async fn make_node(nodes: &Api<Node>, name: &str, labels: &[(&str, &str)]) {
     let node = Node {
@@ -208,6 +209,7 @@ async fn real_sonobuoy_against_the_lab_aborts_clearly_and_cleans_up() {
         work.path(),
         Some(bin.clone()),
         Duration::from_secs(60),
+        &CancellationToken::new(),
     )
     .await;
     assert_eq!(o.verdict, Verdict::Abort, "{o:?}");
@@ -217,7 +219,15 @@ async fn real_sonobuoy_against_the_lab_aborts_clearly_and_cleans_up() {
         "{m}"
     );
 
-    let (o, tests) = sonobuoy::run(&inv("--skip-preflight"), ok, work.path(), Some(bin), Duration::from_secs(8)).await;
+    let (o, tests) = sonobuoy::run(
+        &inv("--skip-preflight"),
+        ok,
+        work.path(),
+        Some(bin.clone()),
+        Duration::from_secs(8),
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(o.verdict, Verdict::Abort, "{o:?}");
     assert!(
         o.messages[0]
@@ -227,12 +237,55 @@ async fn real_sonobuoy_against_the_lab_aborts_clearly_and_cleans_up() {
         o.messages
     );
     assert!(tests.is_empty());
-    let left = Api::<Namespace>::all(client).get_opt("sonobuoy").await.unwrap();
+    let left = Api::<Namespace>::all(client.clone()).get_opt("sonobuoy").await.unwrap();
     assert!(
         left.is_none(),
         "`delete --wait` removed the sonobuoy namespace: {:?}",
         left.map(|n| n.status)
     );
+
+    // Interrupted once sonobuoy has made its namespace, with an hour still to go: the run
+    // stops at once, says so, and cleans up all the same.
+    let cancel = CancellationToken::new();
+    let watcher = {
+        let (cancel, api) = (cancel.clone(), Api::<Namespace>::all(client.clone()));
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while std::time::Instant::now() < deadline {
+                if api.get_opt("sonobuoy").await.ok().flatten().is_some() {
+                    cancel.cancel();
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        })
+    };
+    let t0 = std::time::Instant::now();
+    let (o, tests) = sonobuoy::run(
+        &inv("--skip-preflight"),
+        ok,
+        work.path(),
+        Some(bin),
+        Duration::from_secs(3600),
+        &cancel,
+    )
+    .await;
+    assert!(watcher.await.unwrap(), "sonobuoy never made its namespace");
+    assert_eq!(o.verdict, Verdict::Abort, "{o:?}");
+    assert!(
+        o.messages[0].1.starts_with("sonobuoy run --wait --skip-preflight was interrupted"),
+        "{:?}",
+        o.messages
+    );
+    assert!(tests.is_empty());
+    assert!(
+        t0.elapsed() < Duration::from_secs(600),
+        "interrupted, not timed out: {:?}",
+        t0.elapsed()
+    );
+    let left = Api::<Namespace>::all(client).get_opt("sonobuoy").await.unwrap();
+    assert!(left.is_none(), "cleaned up after the interruption: {:?}", left.map(|n| n.status));
 }
 
 /// A version-policy mirror directory for the lab's version: releases of its branch published

@@ -447,6 +447,46 @@ fn an_environment_that_does_not_come_up_exits_3_with_a_full_report() {
     assert!(!err.contains("canary-token-123"));
 }
 
+/// An API server that accepts connections and never answers holds `up` only as long as the
+/// `environment-up` interval allows (the client's own read timeout is minutes).
+#[test]
+fn an_environment_up_that_hangs_ends_at_its_interval_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // The kernel completes the handshake for a listener nobody accepts on; TLS then waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: t0123456}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: scs-e2e/v1alpha1\nkind: Config\nintervals: {environment-up: 2s}\n",
+    )
+    .unwrap();
+    let art = dir.path().join("out");
+    let mut c = scs(&["run", "--env", "kubeconfig", "--kubeconfig"]);
+    c.arg(&kc).arg("--config").arg(&cfg).arg("--artifacts").arg(&art);
+    let t0 = std::time::Instant::now();
+    let (code, _, err) = run_out(&mut c);
+    let took = t0.elapsed();
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "ended by the interval, not the client: {took:?}"
+    );
+    let r = results(&art);
+    let m = r.phases[0].message.as_deref().unwrap();
+    assert!(m.contains("up did not finish within 2s") && m.contains("environment-up"), "{m}");
+    assert_eq!(r.phases[0].timeout_secs, 2.0);
+    drop(silent);
+}
+
 #[test]
 fn dry_run_prints_the_plan_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -705,13 +745,26 @@ fn reproduce_reruns_only_the_failed_scenarios_from_the_recorded_suite() {
     std::fs::write(&suite, "not a suite any more").unwrap();
 
     let again = dir.path().join("again");
-    let mut c = scs(&["reproduce"]);
-    c.arg(first.join("results.json"))
-        .arg("--artifacts")
-        .arg(&again)
-        .env("KUBECONFIG", lab().kubeconfig())
-        .env("FLAKY_MARKER", &marker);
-    let (code, _, err) = run_out(&mut c);
+    let reproduce = |extra: &[&str]| {
+        let mut c = scs(&["reproduce"]);
+        c.arg(first.join("results.json"))
+            .args(extra)
+            .arg("--artifacts")
+            .arg(&again)
+            .env("KUBECONFIG", lab().kubeconfig())
+            .env("FLAKY_MARKER", &marker);
+        run_out(&mut c)
+    };
+    // The recorded commands are no longer the local suite's: listed, and nothing runs.
+    let (code, _, err) = reproduce(&[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("flaky: if [ -e \"$FLAKY_MARKER\" ]; then exit 0") && err.contains("flaky: true"),
+        "{err}"
+    );
+    assert!(err.contains("--yes"), "{err}");
+    assert!(!again.exists(), "nothing ran");
+    let (code, _, err) = reproduce(&["--yes"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("reproducing 1 scenario(s)") && err.contains("flaky.once-a"), "{err}");
     assert!(
@@ -732,8 +785,10 @@ fn reproduce_reruns_only_the_failed_scenarios_from_the_recorded_suite() {
 }
 
 /// Canary secrets — GITHUB_TOKEN, an OS_PASSWORD, and the real ServiceAccount token the run
-/// authenticates with — printed by failing and passing steps appear in no file the run writes
-/// and not on the console.
+/// authenticates with — printed by failing and passing steps, and kept in a Secret that a
+/// failing scenario's collector dumps (with a value that no variable and no suite text holds: the
+/// script computes it), appear in no file the run
+/// writes and not on the console at `-v`, neither plain nor base64-encoded.
 #[test]
 fn planted_secrets_appear_in_no_report_log_or_artifact() {
     let dir = tempfile::tempdir().unwrap();
@@ -768,10 +823,10 @@ fn planted_secrets_appear_in_no_report_log_or_artifact() {
     let suite = write_suite(
         dir.path(),
         "leaky",
-        "  - name: prints-and-passes\n    steps:\n      - command: {script: 'echo \"gh=$GITHUB_TOKEN os=$OS_PASSWORD\"; kubectl config view --raw --minify | grep token'}\n  - name: prints-and-fails\n    steps:\n      - command: {script: 'echo \"gh=$GITHUB_TOKEN\"; echo \"os=$OS_PASSWORD\" >&2; exit 3'}\n    onFailure:\n      - command: {script: 'echo collected $GITHUB_TOKEN'}\n",
+        "  - name: prints-and-passes\n    steps:\n      - command: {script: 'echo \"gh=$GITHUB_TOKEN os=$OS_PASSWORD\"; kubectl config view --raw --minify | grep token'}\n  - name: prints-and-fails\n    steps:\n      - command: {script: 'kubectl -n \"$NAMESPACE\" create secret generic leaky --from-literal=token=\"$GITHUB_TOKEN\" --from-literal=other=canary-unregistered-$((6*7))x'}\n      - command: {script: 'echo \"gh=$GITHUB_TOKEN\"; echo \"os=$OS_PASSWORD\" >&2; exit 3'}\n    onFailure:\n      - command: {script: 'echo collected $GITHUB_TOKEN'}\n      - resources: {kinds: [v1/Secret]}\n      - events: {}\n",
     );
     let art = dir.path().join("out");
-    let mut c = scs(&["run", "--env", "kubeconfig", "--kubeconfig"]);
+    let mut c = scs(&["run", "-v", "--env", "kubeconfig", "--kubeconfig"]);
     c.arg(&kc)
         .arg("--suite")
         .arg(&suite)
@@ -782,8 +837,18 @@ fn planted_secrets_appear_in_no_report_log_or_artifact() {
         .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]));
     let (code, out, err) = run_out(&mut c);
     assert_eq!(code, 1, "{err}");
-    let canaries = ["ghp_canaryGithubToken0123456789", "canary-os-password-4d2c", token.as_str()];
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let plain = [
+        "ghp_canaryGithubToken0123456789",
+        "canary-os-password-4d2c",
+        token.as_str(),
+        "canary-unregistered-42x",
+    ];
+    let encoded: Vec<String> = plain.iter().map(|c| b64(c)).collect();
+    let canaries: Vec<&str> = plain.iter().copied().chain(encoded.iter().map(String::as_str)).collect();
     let mut files = 0;
+    let mut dumped = None;
     let mut stack = vec![art.clone()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
@@ -794,15 +859,22 @@ fn planted_secrets_appear_in_no_report_log_or_artifact() {
             }
             files += 1;
             let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-            for c in canaries {
+            for c in &canaries {
                 assert!(!text.contains(c), "{} holds a secret", p.display());
+            }
+            if p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("_leaky.yaml")) {
+                dumped = Some(text);
             }
         }
     }
     assert!(files >= 6, "reports and step logs were written ({files} files)");
-    for c in canaries {
+    for c in &canaries {
         assert!(!out.contains(c) && !err.contains(c), "the console shows a secret");
     }
+    // `-v` did log (the debug lines are there), and the Secret was dumped, its values masked.
+    assert!(err.contains("DEBUG"), "no debug output at -v:\n{err}");
+    let dumped = dumped.expect("the failing scenario dumped v1/Secret leaky");
+    assert!(dumped.contains("token: REDACTED") && dumped.contains("other: REDACTED"), "{dumped}");
     // The steps did print them: masked, not dropped.
     let steps = art.join("leaky/prints-and-passes/steps");
     let first = std::fs::read_dir(&steps).unwrap().flatten().next().unwrap().path();

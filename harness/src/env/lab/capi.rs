@@ -5,7 +5,8 @@
 //! Like envtest, the CRDs' conversion webhooks and the webhook configurations are rewritten to
 //! loopback URLs that trust the lab CA, and each controller gets its own ports. Two ports are
 //! fixed by the controllers themselves (CSO's webhook server 9443, CAPD's in-memory debug server
-//! 19000), so one Cluster API lab runs per machine at a time: others wait on a machine-wide lock.
+//! 19000), so one Cluster API lab runs per machine at a time: others wait on a machine-wide lock,
+//! for a bounded time, and are told who holds it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,29 +131,79 @@ pub fn process_specs(
 /// A machine-wide lock: the fixed ports allow one Cluster API lab at a time.
 pub struct MachineLock(#[allow(dead_code)] crate::process::FileLock);
 
+/// The machine-wide lock file. In /tmp, not the cache: the ports are the machine's, whatever
+/// cache a run uses.
+pub const MACHINE_LOCK: &str = "/tmp/scs-e2e-cluster-api.lock";
+
+/// How long a lab waits for another one's Cluster API layer: `SCS_E2E_LAB_LOCK_WAIT` seconds,
+/// else 30 minutes (test suites queue many labs behind each other).
+pub fn lock_wait() -> Duration {
+    std::env::var("SCS_E2E_LAB_LOCK_WAIT")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800))
+}
+
 impl MachineLock {
-    /// Waits for the lock, then checks the fixed ports are free (a detached lab holds them
-    /// without holding the lock).
+    /// Waits for the lock (at most [`lock_wait`]), then checks the fixed ports are free (a
+    /// detached lab holds them without holding the lock).
     pub async fn acquire() -> Result<MachineLock, LabError> {
-        use crate::process::FileLock;
-        // In /tmp, not the cache: the ports are the machine's, whatever cache a run uses.
-        let path = PathBuf::from("/tmp/scs-e2e-cluster-api.lock");
-        let f = tokio::task::spawn_blocking(move || -> std::io::Result<FileLock> {
-            if let Some(l) = FileLock::try_acquire(&path)? {
-                return Ok(l);
-            }
-            tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed)");
-            FileLock::acquire(&path)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let lock = Self::acquire_at(Path::new(MACHINE_LOCK), lock_wait(), &holder()).await?;
         for port in [CSO_WEBHOOK_PORT, CAPD_DEBUG_PORT] {
             if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
                 return Err(LabError::FixedPortInUse { port });
             }
         }
-        Ok(MachineLock(f))
+        Ok(lock)
     }
+
+    /// The lock at `path` within `wait`, noting `holder` in it; else [`LabError::LockWait`]
+    /// naming whoever holds it.
+    pub async fn acquire_at(path: &Path, wait: Duration, holder: &str) -> Result<MachineLock, LabError> {
+        use crate::process::FileLock;
+        let (p, h) = (path.to_path_buf(), holder.to_string());
+        let now = tokio::task::spawn_blocking(move || FileLock::acquire_within(&p, Duration::ZERO, &h))
+            .await
+            .map_err(std::io::Error::other)
+            .map_err(anyhow::Error::from)?
+            .map_err(anyhow::Error::from)?;
+        let got = match now {
+            Ok(l) => Ok(l),
+            Err(who) => {
+                tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed): {who}");
+                let (p, h) = (path.to_path_buf(), holder.to_string());
+                tokio::task::spawn_blocking(move || FileLock::acquire_within(&p, wait, &h))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .map_err(anyhow::Error::from)?
+                    .map_err(anyhow::Error::from)?
+            }
+        };
+        match got {
+            Ok(f) => Ok(MachineLock(f)),
+            Err(who) => Err(LabError::LockWait {
+                path: path.display().to_string(),
+                secs: wait.as_secs(),
+                holder: if who.is_empty() {
+                    "a process that did not say who it is".into()
+                } else {
+                    who
+                },
+            }),
+        }
+    }
+}
+
+/// Who takes the machine lock: pid, command line (masked) and the time, for whoever waits.
+fn holder() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    format!(
+        "pid {} (`{}`) since {}",
+        std::process::id(),
+        crate::redact::apply(&args.join(" ")),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ")
+    )
 }
 
 /// Prepares CSO's certificate directory and release directory.
@@ -337,6 +388,42 @@ async fn wait_healthy(lab: &Lab, http: &reqwest::Client, name: &str, port: u16, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_lock_held_too_long_is_an_error_naming_the_holder_and_a_free_one_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("machine.lock");
+        let first = MachineLock::acquire_at(&path, Duration::ZERO, "pid 1 (`scs-e2e lab up`) since then")
+            .await
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let e = MachineLock::acquire_at(&path, Duration::from_millis(300), "pid 2")
+            .await
+            .err()
+            .unwrap();
+        let waited = t0.elapsed();
+        let msg = e.to_string();
+        assert!(msg.contains("pid 1 (`scs-e2e lab up`) since then"), "{msg}");
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("SCS_E2E_LAB_LOCK_WAIT"),
+            "{msg}"
+        );
+        // It waited its bound, and not much longer.
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        drop(first);
+        let second = MachineLock::acquire_at(&path, Duration::from_millis(300), "pid 2 (`next`)")
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "pid 2 (`next`)",
+            "the holder says who it is, and only that"
+        );
+        drop(second);
+    }
 
     #[test]
     fn ports_are_distinct_and_cso_keeps_its_fixed_webhook_port() {

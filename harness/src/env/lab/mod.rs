@@ -100,6 +100,18 @@ pub enum LabError {
         /// The taken port.
         port: u16,
     },
+    /// Another lab's Cluster API layer held the machine-wide lock longer than the wait allows.
+    #[error(
+        "another lab's Cluster API layer has held {path} for more than {secs}s: {holder}. Stop that lab (`scs-e2e lab down --dir <its dir>`) or let it finish; to wait longer, set SCS_E2E_LAB_LOCK_WAIT=<seconds>"
+    )]
+    LockWait {
+        /// The lock file.
+        path: String,
+        /// How long was waited, in seconds.
+        secs: u64,
+        /// What the holder wrote into the lock file (pid, command line, since when).
+        holder: String,
+    },
     /// Reading or applying the Cluster API layer's manifests (CRDs, webhooks) failed.
     #[error("installing the Cluster API layer: {0}")]
     Manifests(String),
