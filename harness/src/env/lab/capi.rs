@@ -162,22 +162,22 @@ impl MachineLock {
     /// naming whoever holds it.
     pub async fn acquire_at(path: &Path, wait: Duration, holder: &str) -> Result<MachineLock, LabError> {
         use crate::process::FileLock;
-        let (p, h) = (path.to_path_buf(), holder.to_string());
-        let now = tokio::task::spawn_blocking(move || FileLock::acquire_within(&p, Duration::ZERO, &h))
-            .await
-            .map_err(std::io::Error::other)
-            .map_err(anyhow::Error::from)?
-            .map_err(anyhow::Error::from)?;
-        let got = match now {
-            Ok(l) => Ok(l),
-            Err(who) => {
-                tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed): {who}");
-                let (p, h) = (path.to_path_buf(), holder.to_string());
+        // Once without waiting (to say that we wait, and for whom), then within the bound.
+        let within = |wait: Duration| {
+            let (p, h) = (path.to_path_buf(), holder.to_string());
+            async move {
                 tokio::task::spawn_blocking(move || FileLock::acquire_within(&p, wait, &h))
                     .await
                     .map_err(std::io::Error::other)
-                    .map_err(anyhow::Error::from)?
-                    .map_err(anyhow::Error::from)?
+                    .and_then(|r| r)
+                    .map_err(anyhow::Error::from)
+            }
+        };
+        let got = match within(Duration::ZERO).await? {
+            Ok(l) => Ok(l),
+            Err(who) => {
+                tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed): {who}");
+                within(wait).await?
             }
         };
         match got {
