@@ -222,3 +222,24 @@ impl Drop for FileLock {
         Self::flock(&self.0, libc::LOCK_UN);
     }
 }
+
+/// A bound in seconds from the environment variable `name`, else `default` (also when the value
+/// is not a whole number).
+pub fn secs_from_env(name: &str, default: std::time::Duration) -> std::time::Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(default)
+}
+
+/// Who takes a lock: pid, command line (masked) and the time, for whoever waits on it.
+pub fn lock_holder() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    format!(
+        "pid {} (`{}`) since {}",
+        std::process::id(),
+        crate::redact::apply(&args.join(" ")),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ")
+    )
+}

@@ -12,7 +12,7 @@ pub mod offline;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -167,6 +167,18 @@ pub enum ImagesError {
     /// Building the lab's binaries, which some recipes reuse, failed.
     #[error(transparent)]
     Lab(#[from] lab_build::BuildError),
+    /// Another build held the cache for longer than the bound.
+    #[error(
+        "another images build has held {path} for more than {secs}s: {holder}. Let it finish or stop it; to wait longer, set SCS_E2E_IMAGES_LOCK_WAIT=<seconds>"
+    )]
+    LockWait {
+        /// The lock file.
+        path: String,
+        /// The bound waited.
+        secs: u64,
+        /// What the holder wrote into the lock file.
+        holder: String,
+    },
     /// A file or process operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -333,6 +345,34 @@ pub fn closure(names: &[String]) -> Result<Vec<&'static Recipe>, ImagesError> {
     Ok(RECIPES.iter().filter(|r| want.contains(r.name)).collect())
 }
 
+/// How long a build waits for another one on the same cache: `SCS_E2E_IMAGES_LOCK_WAIT`
+/// seconds, else two hours (a fully cold build takes about a quarter of that here).
+pub fn lock_wait() -> Duration {
+    crate::process::secs_from_env("SCS_E2E_IMAGES_LOCK_WAIT", Duration::from_secs(7200))
+}
+
+/// The cache's build lock within `wait`, saying first that it waits and for whom.
+fn build_lock(path: &Path, wait: Duration) -> Result<crate::process::FileLock, ImagesError> {
+    use crate::process::{FileLock, lock_holder};
+    let me = lock_holder();
+    let got = match FileLock::acquire_within(path, Duration::ZERO, &me)? {
+        Ok(l) => Ok(l),
+        Err(who) => {
+            eprintln!("images: waiting for another build on this cache to finish ({who})");
+            FileLock::acquire_within(path, wait, &me)?
+        }
+    };
+    got.map_err(|who| ImagesError::LockWait {
+        path: path.display().to_string(),
+        secs: wait.as_secs(),
+        holder: if who.is_empty() {
+            "a process that did not say who it is".into()
+        } else {
+            who
+        },
+    })
+}
+
 /// Makes every image in `recipes` ready in the engine: loads cached archives, builds the rest
 /// (first the lab's binaries, which some recipes reuse: `lab_progress` shows that build).
 /// Returns the names built (not loaded).
@@ -344,9 +384,9 @@ pub fn ensure(
     progress: &dyn Progress,
     lab_progress: &dyn Progress,
 ) -> Result<Vec<&'static str>, ImagesError> {
-    // One builder per cache at a time; others wait, then find the images.
+    // One builder per cache at a time; others wait (bounded), then find the images.
     std::fs::create_dir_all(&cache.root)?;
-    let _lock = crate::process::FileLock::acquire(&cache.root.join(".build.lock"))?;
+    let _lock = build_lock(&cache.root.join(".build.lock"), lock_wait())?;
     let states: Vec<State> = recipes.iter().map(|r| state(engine, cache, r)).collect();
     let todo: Vec<(&Recipe, State)> = recipes
         .iter()
@@ -657,10 +697,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_build_waits_for_another_on_the_same_cache_within_its_bound_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".build.lock");
+        let held = crate::process::FileLock::acquire_within(&path, Duration::ZERO, "pid 7 (`scs-e2e images build`)")
+            .unwrap()
+            .unwrap();
+        let err = build_lock(&path, Duration::from_millis(300)).err().expect("held by another");
+        let msg = err.to_string();
+        assert!(msg.contains("pid 7 (`scs-e2e images build`)"), "{msg}");
+        assert!(msg.contains("SCS_E2E_IMAGES_LOCK_WAIT"), "{msg}");
+        // Released: the next build takes it at once and says who it is.
+        drop(held);
+        let _mine = build_lock(&path, Duration::ZERO).expect("free");
+        let who = std::fs::read_to_string(&path).unwrap();
+        assert!(who.contains(&format!("pid {}", std::process::id())), "{who}");
+    }
+
+    #[test]
     fn lanes_respect_needs_and_module_groups_and_run_two_at_once() {
         use std::sync::Mutex;
         use std::sync::mpsc;
-        use std::time::Duration;
         let todo: Vec<(&'static Recipe, State)> = RECIPES.iter().map(|r| (r, State::Missing)).collect();
         let events = Mutex::new(Vec::<(bool, &str)>::new());
         // etcd and coredns are the first two free recipes: each tells the other it started and

@@ -138,18 +138,14 @@ pub const MACHINE_LOCK: &str = "/tmp/scs-e2e-cluster-api.lock";
 /// How long a lab waits for another one's Cluster API layer: `SCS_E2E_LAB_LOCK_WAIT` seconds,
 /// else 30 minutes (test suites queue many labs behind each other).
 pub fn lock_wait() -> Duration {
-    std::env::var("SCS_E2E_LAB_LOCK_WAIT")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800))
+    crate::process::secs_from_env("SCS_E2E_LAB_LOCK_WAIT", Duration::from_secs(1800))
 }
 
 impl MachineLock {
     /// Waits for the lock (at most [`lock_wait`]), then checks the fixed ports are free (a
     /// detached lab holds them without holding the lock).
     pub async fn acquire() -> Result<MachineLock, LabError> {
-        let lock = Self::acquire_at(Path::new(MACHINE_LOCK), lock_wait(), &holder()).await?;
+        let lock = Self::acquire_at(Path::new(MACHINE_LOCK), lock_wait(), &crate::process::lock_holder()).await?;
         for port in [CSO_WEBHOOK_PORT, CAPD_DEBUG_PORT] {
             if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
                 return Err(LabError::FixedPortInUse { port });
@@ -193,17 +189,6 @@ impl MachineLock {
             }),
         }
     }
-}
-
-/// Who takes the machine lock: pid, command line (masked) and the time, for whoever waits.
-fn holder() -> String {
-    let args: Vec<String> = std::env::args().collect();
-    format!(
-        "pid {} (`{}`) since {}",
-        std::process::id(),
-        crate::redact::apply(&args.join(" ")),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ")
-    )
 }
 
 /// Prepares CSO's certificate directory and release directory.

@@ -201,7 +201,7 @@ fn every_unit_has_a_layer() {
         .collect();
     assert!(
         missing.is_empty(),
-        "modules without a layer: {missing:?}; add them to LAYERS in harness/tests/e2e/architecture.rs and to the README's architecture section"
+        "modules without a layer: {missing:?}; add them to LAYERS in harness/tests/system/architecture.rs and to the README's architecture section"
     );
 }
 
