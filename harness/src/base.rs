@@ -29,12 +29,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        fault_before_rename(path);
         std::fs::rename(&tmp, path)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Test hook: `SCS_E2E_TEST_FAULT=kill-before-rename:<file name>:<n>` SIGKILLs this process at
+/// the n-th atomic write of a file so named, its temp file written and synced and not yet renamed:
+/// the moment a CI job's timeout can hit. The tests make that moment exact with it.
+fn fault_before_rename(path: &Path) {
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let Ok(spec) = std::env::var("SCS_E2E_TEST_FAULT") else {
+        return;
+    };
+    let Some((name, n)) = spec.strip_prefix("kill-before-rename:").and_then(|r| r.rsplit_once(':')) else {
+        return;
+    };
+    if path.file_name().is_some_and(|f| f == name) && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == n.parse().unwrap_or(0) {
+        // SAFETY: kill only sends a signal (to ourselves).
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
 }
 
 /// Writes a file readable by this user only (mode 0600, also when it existed with another mode).

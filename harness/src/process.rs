@@ -47,6 +47,7 @@ pub async fn run_streaming(
     let pids = reader.pids();
     // If this future is dropped (a caller's timeout or Ctrl-C won the race), the process group
     // must still die: its open pipe would otherwise keep the reader thread, and the runtime, alive.
+    live_groups().extend(&pids);
     let mut guard = GroupGuard {
         pids: pids.clone(),
         armed: true,
@@ -106,7 +107,25 @@ impl Drop for GroupGuard {
                 kill_group(*pid, libc::SIGKILL);
             }
         }
+        live_groups().retain(|p| !self.pids.contains(p));
     }
+}
+
+/// The process groups [`run_streaming`] started that may still run. They are groups of their
+/// own, so a signal to us does not reach them: an exit that skips unwinding must kill them.
+fn live_groups() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Exits at once (a second Ctrl-C) without unwinding, killing every running script's process
+/// group first: they would outlive us otherwise. The lab's processes die with us by themselves
+/// (PR_SET_PDEATHSIG).
+pub fn exit_now(code: i32) -> ! {
+    for pid in live_groups().iter() {
+        kill_group(*pid, libc::SIGKILL);
+    }
+    std::process::exit(code)
 }
 
 fn exit_of(status: Option<std::process::ExitStatus>) -> Ended {

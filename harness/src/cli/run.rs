@@ -459,6 +459,6 @@ pub(super) fn spawn_signal_handler(cancel: CancellationToken) {
         cancel.cancel();
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         eprintln!("interrupted twice: exiting now");
-        std::process::exit(Exit::Interrupted as i32);
+        crate::process::exit_now(Exit::Interrupted as i32);
     });
 }

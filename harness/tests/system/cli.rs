@@ -181,10 +181,11 @@ fn scenarios_run_concurrently_up_to_parallel() {
     assert_eq!(r.scenarios.iter().filter(|s| s.status == Status::Failed).count(), 3);
 }
 
-#[test]
-fn sigint_stops_the_step_runs_finally_writes_reports_and_exits_130() {
+/// The first SIGINT or SIGTERM (a CI job cancelled) stops the running step, runs `finally`,
+/// writes the reports and exits 130.
+fn interrupting_stops_the_step_runs_finally_writes_reports_and_exits_130(sig: i32, salt: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let token = format!("{}.{}", std::process::id(), 7919);
+    let token = format!("{}.{}", std::process::id(), salt);
     let suite = write_suite(
         dir.path(),
         "interrupt",
@@ -212,7 +213,7 @@ fn sigint_stops_the_step_runs_finally_writes_reports_and_exits_130() {
         }
     }
     // The step has started; its `sleep` runs (or is about to).
-    scs_e2e::process::signal(child.id(), libc::SIGINT);
+    scs_e2e::process::signal(child.id(), sig);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
@@ -228,6 +229,44 @@ fn sigint_stops_the_step_runs_finally_writes_reports_and_exits_130() {
     );
     assert!(dir.path().join("junit_scs-e2e.xml").exists());
     assert_eq!(processes_mentioning(&token), Vec::<u32>::new(), "the step's process was killed");
+}
+
+#[test]
+fn sigint_stops_the_step_runs_finally_writes_reports_and_exits_130() {
+    interrupting_stops_the_step_runs_finally_writes_reports_and_exits_130(libc::SIGINT, 7919);
+}
+
+#[test]
+fn sigterm_stops_the_step_runs_finally_writes_reports_and_exits_130() {
+    interrupting_stops_the_step_runs_finally_writes_reports_and_exits_130(libc::SIGTERM, 7927);
+}
+
+/// `child`'s exit status within `bound`, else None (the child is then killed).
+fn exit_within(child: &mut std::process::Child, bound: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Until no process's command line mentions `needle`, at most `bound`; what is left then.
+fn processes_gone_within(needle: &str, bound: std::time::Duration) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let left = processes_mentioning(needle);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// A run killed outright (a CI job's timeout) writes nothing at the end, yet `clusters.json`,
@@ -320,13 +359,22 @@ fn a_killed_run_has_already_named_its_clusters_and_their_namespaces() {
     }
 }
 
+/// A second interrupt while `finally` runs exits at once — well within the 120 s each collector
+/// may take — and kills the script `finally` was running (its own process group, which no
+/// signal to scs-e2e reaches).
 #[test]
-fn a_second_sigint_exits_at_once() {
+fn a_second_sigint_exits_at_once_and_kills_the_running_script() {
     let dir = tempfile::tempdir().unwrap();
+    let (step, fin) = (
+        format!("{}.{}", std::process::id(), 8009),
+        format!("{}.{}", std::process::id(), 8011),
+    );
     let suite = write_suite(
         dir.path(),
         "twice",
-        "  - name: long\n    steps:\n      - command: {argv: [sleep, \"300\"]}\n    finally:\n      - command: {argv: [sleep, \"300\"]}\n",
+        &format!(
+            "  - name: long\n    steps:\n      - command: {{argv: [sleep, \"{step}\"]}}\n    finally:\n      - command: {{argv: [sleep, \"{fin}\"]}}\n"
+        ),
     );
     let mut c = on_lab(&suite, dir.path(), &["-v"]);
     c.stderr(Stdio::piped());
@@ -343,8 +391,140 @@ fn a_second_sigint_exits_at_once() {
             break;
         }
     }
+    // The second interrupt comes while `finally` runs its script.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while processes_mentioning(&fin).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "finally's script never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     scs_e2e::process::signal(child.id(), libc::SIGINT);
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    // Drain stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let status = exit_within(&mut child, std::time::Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(130),
+        "exits within 30 s of the second SIGINT (a collector may take 120 s)"
+    );
+    assert_eq!(
+        processes_gone_within(&fin, std::time::Duration::from_secs(10)),
+        Vec::<u32>::new(),
+        "finally's script was killed"
+    );
+}
+
+/// `--env lab` interrupted: once (SIGTERM) with `--delete always`, the lab is torn down and no
+/// process of it is left; twice (SIGINT while `finally` runs), scs-e2e exits at once and the
+/// lab's processes die with it.
+#[test]
+fn an_interrupted_lab_run_leaves_no_process_behind() {
+    for twice in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (step, fin) = (
+            format!("{}.{}", std::process::id(), 8017 + twice as u32),
+            format!("{}.{}", std::process::id(), 8027 + twice as u32),
+        );
+        // Once, `finally` is quick; twice, it is still running at the second interrupt.
+        let finally = if twice {
+            format!("sleep, \"{fin}\"")
+        } else {
+            "\"true\"".to_string()
+        };
+        let suite = write_suite(
+            dir.path(),
+            "stopped",
+            &format!(
+                "  - name: long\n    steps:\n      - command: {{argv: [sleep, \"{step}\"]}}\n    finally:\n      - command: {{argv: [{finally}]}}\n"
+            ),
+        );
+        let art = dir.path().join("out");
+        let mut c = scs(&["run", "--env", "lab", "--delete", "always", "-v", "--artifacts"]);
+        c.arg(&art)
+            .arg("--suite")
+            .arg(&suite)
+            .env("XDG_STATE_HOME", &state)
+            .env("SCS_E2E_LAB_BIN_DIR", assets().bin_dir)
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for l in lines.by_ref() {
+            if l.unwrap().contains("RUN  stopped.long") {
+                break;
+            }
+        }
+        let lab_dir = state.join("scs-e2e").display().to_string();
+        assert!(!processes_mentioning(&lab_dir).is_empty(), "the lab runs");
+        scs_e2e::process::signal(child.id(), if twice { libc::SIGINT } else { libc::SIGTERM });
+        if twice {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while processes_mentioning(&fin).is_empty() {
+                assert!(std::time::Instant::now() < deadline, "finally's script never started");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            scs_e2e::process::signal(child.id(), libc::SIGINT);
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        let status = exit_within(&mut child, std::time::Duration::from_secs(if twice { 30 } else { 300 }));
+        assert_eq!(status.and_then(|s| s.code()), Some(130), "twice: {twice}");
+        if !twice {
+            let r = results(&art);
+            assert!(r.interrupted);
+            assert_eq!(
+                r.phases.iter().map(|p| (p.name.as_str(), p.status)).collect::<Vec<_>>(),
+                [("up", Status::Passed), ("down", Status::Passed)],
+                "torn down after the interrupt"
+            );
+        }
+        for needle in [&lab_dir, &step, &fin] {
+            assert_eq!(
+                processes_gone_within(needle, std::time::Duration::from_secs(10)),
+                Vec::<u32>::new(),
+                "no process mentioning {needle} (twice: {twice})"
+            );
+        }
+    }
+}
+
+/// A run killed after writing a report's temp file and before renaming it over the report (the
+/// moment a CI job's timeout can hit, made exact by the `SCS_E2E_TEST_FAULT` hook) leaves the
+/// previous `results.json` whole.
+#[test]
+fn a_run_killed_between_write_and_rename_leaves_the_previous_report_whole() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "atomic",
+        "  - name: first\n    steps: [{command: {argv: [\"true\"]}}]\n  - name: second\n    steps: [{command: {argv: [\"true\"]}}]\n",
+    );
+    let art = dir.path().join("out");
+    let mut c = on_lab(&suite, &art, &["--parallel", "1"]);
+    // The first write of results.json follows `first`, the second `second`.
+    c.env("SCS_E2E_TEST_FAULT", "kill-before-rename:results.json:2");
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "killed at the second write: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = results(&art);
+    assert!(r.interrupted, "the partial report");
+    assert_eq!(r.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["first"]);
+    // The killed write had been made: its temp file holds both scenarios, never renamed.
+    let tmp: Vec<PathBuf> = std::fs::read_dir(&art)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(".results.json.") && n.ends_with(".tmp")
+        })
+        .collect();
+    assert_eq!(tmp.len(), 1, "{tmp:?}");
+    let t = scs_e2e::report::json::read(&tmp[0]).unwrap();
+    assert_eq!(t.scenarios.len(), 2);
 }
 
 #[test]
