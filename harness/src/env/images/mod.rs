@@ -84,8 +84,8 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("kindnetd", Node, ["docker.io/kindest/kindnetd:v20250512-df8de77b"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("local-path-provisioner", Node, ["docker.io/kindest/local-path-provisioner:v20250214-acbabc1a"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("local-path-helper", Node, ["docker.io/kindest/local-path-helper:v20241212-8ac705d0"], needs [], inputs [], lab false),
-    recipe!("kube-apiserver", Node, ["registry.k8s.io/kube-apiserver:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
-    recipe!("kube-controller-manager", Node, ["registry.k8s.io/kube-controller-manager:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
+    recipe!("kube-apiserver", Node, ["registry.k8s.io/kube-apiserver:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab true),
+    recipe!("kube-controller-manager", Node, ["registry.k8s.io/kube-controller-manager:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab true),
     recipe!("kube-scheduler", Node, ["registry.k8s.io/kube-scheduler:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
     recipe!("kube-proxy", Node, ["registry.k8s.io/kube-proxy:v1.33.13"], needs [], inputs ["lab/control-plane/"], lab false),
     Recipe {
@@ -582,6 +582,7 @@ fn build_one(engine: &Engine, cache: &Cache, r: &Recipe, key: &str, lab_bin: &Pa
         .env("IMAGES", &images)
         .env("LAB_BIN", lab_bin)
         .env("CGO_ENABLED", "0")
+        .env("GOGC", lab_build::go_gc())
         .env("PATH", crate::process::path_with(&[lab_bin.to_path_buf()]))
         .stderr_to_stdout()
         .stdout_path(&log)

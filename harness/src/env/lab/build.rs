@@ -566,6 +566,13 @@ fn lanes<'a>(todo: &[&'a Component], n: usize) -> Vec<Vec<&'a Component>> {
     lanes.into_iter().map(|(_, l)| l).filter(|l| !l.is_empty()).collect()
 }
 
+/// The Go compiler's GC target: `GOGC` if set, else 400. The compiler allocates a lot and the
+/// builds are CPU-bound: building kube-scheduler on empty caches took 0.85x the CPU with 400 as
+/// with Go's 100 (655 against 768 CPU-seconds, peak memory +6%, one run each, same hour).
+pub fn go_gc() -> String {
+    std::env::var("GOGC").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "400".into())
+}
+
 fn ldflags(c: &Component) -> String {
     let mut f = vec!["-s".to_string(), "-w".to_string()];
     if c.kube_version {
@@ -609,6 +616,7 @@ fn build_one(go: &Path, c: &Component, module_dir: &Path, bin_dir: &Path, src: &
     )
     .dir(module_dir)
     .env("CGO_ENABLED", "0")
+    .env("GOGC", go_gc())
     .stderr_to_stdout()
     .stdout_capture()
     .unchecked()
