@@ -213,6 +213,31 @@ impl FileLock {
         Ok(Self::flock(&f, libc::LOCK_EX | libc::LOCK_NB).then_some(FileLock(f)))
     }
 
+    /// [`FileLock::acquire_within`], first without waiting: if someone holds the lock,
+    /// `waiting(what they wrote)` is told before the wait. Once `wait` has passed, `Err` names the
+    /// holder (a placeholder when it wrote nothing).
+    pub fn acquire_announced(
+        path: &std::path::Path,
+        wait: std::time::Duration,
+        holder: &str,
+        waiting: impl FnOnce(&str),
+    ) -> std::io::Result<Result<FileLock, String>> {
+        let got = match Self::acquire_within(path, std::time::Duration::ZERO, holder)? {
+            Ok(l) => Ok(l),
+            Err(who) => {
+                waiting(&who);
+                Self::acquire_within(path, wait, holder)?
+            }
+        };
+        Ok(got.map_err(|who| {
+            if who.is_empty() {
+                "a process that did not say who it is".to_string()
+            } else {
+                who
+            }
+        }))
+    }
+
     /// The lock within `wait`, saying in the lock file who holds it now (`holder`); else, once
     /// `wait` has passed, `Err` with what the holder wrote there. Polled, so that giving up
     /// leaves no thread behind that would take the lock later.

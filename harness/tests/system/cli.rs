@@ -257,6 +257,15 @@ fn exit_within(child: &mut std::process::Child, bound: std::time::Duration) -> O
     }
 }
 
+/// Waits (at most a minute) until `finally`'s script, whose command line mentions `needle`, runs.
+fn finally_script_runs(needle: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while processes_mentioning(needle).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "finally's script never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Until no process's command line mentions `needle`, at most `bound`; what is left then.
 fn processes_gone_within(needle: &str, bound: std::time::Duration) -> Vec<u32> {
     let deadline = std::time::Instant::now() + bound;
@@ -392,11 +401,7 @@ fn a_second_sigint_exits_at_once_and_kills_the_running_script() {
         }
     }
     // The second interrupt comes while `finally` runs its script.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while processes_mentioning(&fin).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "finally's script never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    finally_script_runs(&fin);
     scs_e2e::process::signal(child.id(), libc::SIGINT);
     // Drain stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
@@ -457,11 +462,7 @@ fn an_interrupted_lab_run_leaves_no_process_behind() {
         assert!(!processes_mentioning(&lab_dir).is_empty(), "the lab runs");
         scs_e2e::process::signal(child.id(), if twice { libc::SIGINT } else { libc::SIGTERM });
         if twice {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while processes_mentioning(&fin).is_empty() {
-                assert!(std::time::Instant::now() < deadline, "finally's script never started");
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            finally_script_runs(&fin);
             scs_e2e::process::signal(child.id(), libc::SIGINT);
         }
         std::thread::spawn(move || lines.for_each(drop));

@@ -353,23 +353,14 @@ pub fn lock_wait() -> Duration {
 
 /// The cache's build lock within `wait`, saying first that it waits and for whom.
 fn build_lock(path: &Path, wait: Duration) -> Result<crate::process::FileLock, ImagesError> {
-    use crate::process::{FileLock, lock_holder};
-    let me = lock_holder();
-    let got = match FileLock::acquire_within(path, Duration::ZERO, &me)? {
-        Ok(l) => Ok(l),
-        Err(who) => {
-            eprintln!("images: waiting for another build on this cache to finish ({who})");
-            FileLock::acquire_within(path, wait, &me)?
-        }
-    };
-    got.map_err(|who| ImagesError::LockWait {
+    let me = crate::process::lock_holder();
+    crate::process::FileLock::acquire_announced(path, wait, &me, |who| {
+        eprintln!("images: waiting for another build on this cache to finish ({who})")
+    })?
+    .map_err(|holder| ImagesError::LockWait {
         path: path.display().to_string(),
         secs: wait.as_secs(),
-        holder: if who.is_empty() {
-            "a process that did not say who it is".into()
-        } else {
-            who
-        },
+        holder,
     })
 }
 

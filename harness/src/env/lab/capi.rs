@@ -157,37 +157,21 @@ impl MachineLock {
     /// The lock at `path` within `wait`, noting `holder` in it; else [`LabError::LockWait`]
     /// naming whoever holds it.
     pub async fn acquire_at(path: &Path, wait: Duration, holder: &str) -> Result<MachineLock, LabError> {
-        use crate::process::FileLock;
-        // Once without waiting (to say that we wait, and for whom), then within the bound.
-        let within = |wait: Duration| {
-            let (p, h) = (path.to_path_buf(), holder.to_string());
-            async move {
-                tokio::task::spawn_blocking(move || FileLock::acquire_within(&p, wait, &h))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r)
-                    .map_err(anyhow::Error::from)
-            }
-        };
-        let got = match within(Duration::ZERO).await? {
-            Ok(l) => Ok(l),
-            Err(who) => {
-                tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed): {who}");
-                within(wait).await?
-            }
-        };
-        match got {
-            Ok(f) => Ok(MachineLock(f)),
-            Err(who) => Err(LabError::LockWait {
-                path: path.display().to_string(),
-                secs: wait.as_secs(),
-                holder: if who.is_empty() {
-                    "a process that did not say who it is".into()
-                } else {
-                    who
-                },
-            }),
-        }
+        let (p, h) = (path.to_path_buf(), holder.to_string());
+        let got = tokio::task::spawn_blocking(move || {
+            crate::process::FileLock::acquire_announced(&p, wait, &h, |who| {
+                tracing::info!("waiting for another lab's Cluster API layer to stop (ports 9443 and 19000 are fixed): {who}")
+            })
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(anyhow::Error::from)?;
+        got.map(MachineLock).map_err(|holder| LabError::LockWait {
+            path: path.display().to_string(),
+            secs: wait.as_secs(),
+            holder,
+        })
     }
 }
 
