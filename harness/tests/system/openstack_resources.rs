@@ -10,7 +10,7 @@ use std::process::Output;
 
 use common::fake_openstack::{Coll, FakeOpenStack};
 use common::keystone::{self, ADMIN_PASSWORD, Keystone, admin_clouds};
-use scs_e2e::env::openstack::cleanup::{Kind, leak_testcase, leaks};
+use scs_e2e::env::openstack::cleanup::{Kind, inventory, leak_testcase, leaks};
 use scs_e2e::env::openstack::clouds::{Lookup, load};
 use scs_e2e::env::openstack::identity::Session;
 use scs_e2e::env::openstack::ownership::ClusterRef;
@@ -108,7 +108,9 @@ fn seed(f: &FakeOpenStack, ns: &str, name: &str) -> Seeded {
         own(Kind::SecurityGroup, g);
     }
     let mut servers = Vec::new();
-    for (i, m) in [format!("{name}-control-plane-7x2kq"), format!("{name}-md-0-5b8c9-zt4wp")]
+    // Machine names end in random characters: two clusters of one name do not share them.
+    let salt = &format!("{:08x}", ns.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)))[..4];
+    for (i, m) in [format!("{name}-control-plane-7x2{salt}"), format!("{name}-md-0-5b8c9-zt4{salt}")]
         .iter()
         .enumerate()
     {
@@ -140,7 +142,7 @@ fn seed(f: &FakeOpenStack, ns: &str, name: &str) -> Seeded {
     );
     let api_lb = f.add(
         Coll::LoadBalancers,
-        json!({"name": c.capo_api_lb_name(), "description": desc, "provisioning_status": "ACTIVE", "vip_port_id": api_vip, "listeners": [{"id": "l1"}]}),
+        json!({"name": c.capo_api_lb_name(), "description": desc, "provisioning_status": "ACTIVE", "vip_port_id": api_vip, "vip_network_id": net, "listeners": [{"id": "l1"}]}),
     );
     own(Kind::LoadBalancer, &api_lb);
     let svc_vip = f.add(
@@ -150,7 +152,7 @@ fn seed(f: &FakeOpenStack, ns: &str, name: &str) -> Seeded {
     let svc_lb = f.add(
         Coll::LoadBalancers,
         json!({"name": format!("kube_service_{name}_default_web"), "description": format!("Kubernetes external service default/web from cluster {name}"),
-               "provisioning_status": "ACTIVE", "vip_port_id": svc_vip, "listeners": [{"id": "l2"}]}),
+               "provisioning_status": "ACTIVE", "vip_port_id": svc_vip, "vip_network_id": net, "listeners": [{"id": "l2"}]}),
     );
     own(Kind::LoadBalancer, &svc_lb);
     for (d, port) in [
@@ -333,7 +335,7 @@ async fn leak_check_and_cleanup_find_and_remove_exactly_one_clusters_resources()
     );
 
     // As a report testcase: failed, one line per leftover.
-    let t = leak_testcase(&a, &Ok(got.clone()));
+    let t = leak_testcase(&a, &Ok(got.clone().into()));
     assert_eq!(t.status, scs_e2e::report::Status::Failed);
     assert_eq!(t.details.as_deref().unwrap().lines().count(), alpha.owned.len());
 
@@ -436,7 +438,7 @@ async fn leak_check_and_cleanup_find_and_remove_exactly_one_clusters_resources()
         found(&leaks(&session, &ClusterRef::new("default", "beta")).await.unwrap()),
         beta.owned
     );
-    assert_eq!(leak_testcase(&a, &Ok(vec![])).status, scs_e2e::report::Status::Passed);
+    assert_eq!(leak_testcase(&a, &Ok(vec![].into())).status, scs_e2e::report::Status::Passed);
 
     // Every call carried a token Keystone accepted; the password went nowhere.
     assert_eq!(f.unauthorized(), 0);
@@ -510,6 +512,99 @@ async fn a_stuck_server_fails_with_exit_1_and_bad_credentials_with_exit_3() {
     for t in [&stdout, &stderr, &o, &e, &o2, &e2] {
         assert!(!t.contains(wrong) && !t.contains(ADMIN_PASSWORD), "{t}");
     }
+}
+
+/// Two clusters named `alpha` in two namespaces (suites use fixed names): each one's leak check
+/// finds exactly what is provably its own; what only the name `alpha` ties to either (Cinder
+/// CSI's volumes, which know no namespace) is listed for both and deleted by neither; `cleanup
+/// --yes` on one leaves every resource of the other in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_of_one_name_in_two_namespaces_never_claim_each_others_resources() {
+    let cl = cloud().await;
+    let f = &cl.fake;
+    let ours = seed(f, "default", "alpha");
+    let theirs = seed(f, "team-b", "alpha");
+    let unrelated = seed_unrelated(f);
+    let session = cl.session().await;
+    let a = ClusterRef::new("default", "alpha");
+    let b = ClusterRef::new("team-b", "alpha");
+    // The Cinder CSI volume of each (metadata `cluster: alpha`, not attached): the name alone.
+    let pv = |s: &Seeded| -> (Kind, String) {
+        let vols: Vec<&(Kind, String)> = s.owned.iter().filter(|(k, _)| *k == Kind::Volume).collect();
+        vols.into_iter()
+            .find(|(_, id)| f.get(Coll::Volumes, id).unwrap()["name"] == "pvc-1f0e")
+            .unwrap()
+            .clone()
+    };
+    let name_only: BTreeSet<(Kind, String)> = [pv(&ours), pv(&theirs)].into();
+    for (c, seeded) in [(&a, &ours), (&b, &theirs)] {
+        let inv = inventory(&session, c).await.unwrap();
+        let other = if c == &a { &b } else { &a };
+        assert_eq!(inv.namesakes, vec![other.clone()], "{c}");
+        let proven: BTreeSet<_> = seeded.owned.difference(&name_only).cloned().collect();
+        assert_eq!(
+            found(&inv.owned),
+            proven,
+            "{c}: exactly its proven resources:\n{}",
+            inv.owned.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")
+        );
+        assert_eq!(found(&inv.ambiguous), name_only, "{c}: both CSI volumes are either's");
+        // The leak check counts only what is provably the cluster's, and says what it left out.
+        let t = leak_testcase(c, &Ok(inv));
+        assert_eq!(t.status, scs_e2e::report::Status::Failed);
+        let details = t.details.unwrap();
+        assert!(
+            details.contains(&format!("not counted: cluster {other} of the same name is in this cloud")),
+            "{details}"
+        );
+    }
+
+    // Dry run: the ambiguous volumes are named as left alone, not as to be deleted.
+    let out = cl.scs_e2e(None, &["cleanup", "--cluster", "alpha"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    for (k, id) in &name_only {
+        assert!(stdout.contains(&format!("not deleted: {k} {id}")), "{stdout}");
+        assert!(!stdout.contains(&format!("would delete {k} {id}")), "{stdout}");
+    }
+    assert!(
+        stdout.contains("cluster team-b/alpha of the same name is in this cloud"),
+        "{stdout}"
+    );
+
+    // For real, on default/alpha: its proven resources go, team-b/alpha's all stay, and the run
+    // ends 1 because the ambiguous volumes are left for a person to decide.
+    let before = everything(f);
+    let out = cl
+        .scs_e2e(
+            None,
+            &["cleanup", "--cluster", "alpha", "--namespace", "default", "--yes", "--wait", "30s"],
+        )
+        .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("2 not deleted as they could be a namesake's"), "{stderr}");
+    let mut expected = before.clone();
+    for (k, id) in ours.owned.difference(&name_only) {
+        assert!(expected.remove(&(coll_of(*k), id.clone())), "{k} {id}");
+    }
+    for p in &ours.service_ports {
+        expected.remove(&(Coll::Ports, p.clone()));
+    }
+    assert_eq!(everything(f), expected, "exactly default/alpha's proven resources are gone");
+    for (k, id) in theirs.owned.iter().chain(&name_only) {
+        assert!(f.get(coll_of(*k), id).is_some(), "{k} {id} stays");
+    }
+    for (c, id) in &unrelated {
+        assert!(f.get(*c, id).is_some(), "unrelated {c:?} {id} kept");
+    }
+    // And team-b/alpha, now alone with that name, is whole: every resource it was seeded with.
+    let inv = inventory(&session, &b).await.unwrap();
+    assert!(inv.namesakes.is_empty() && inv.ambiguous.is_empty(), "{:?}", inv.namesakes);
+    let mut theirs_now = theirs.owned.clone();
+    // default/alpha's CSI volume is now only a volume of some cluster named alpha: team-b's by name.
+    theirs_now.insert(pv(&ours));
+    assert_eq!(found(&inv.owned), theirs_now);
 }
 
 /// `cleanup --from` takes the clusters a (killed) run planned and removes exactly theirs: the

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::clouds::{Lookup, load};
 use super::identity::Session;
-use super::ownership::{self, ClusterRef, Related};
+use super::ownership::{self, Claim, ClusterRef, Evidence, Related};
 use super::resources::{ApiError, Deleted, OpenStack, Service};
 use crate::error::{Exit, Fatal};
 use crate::report::{Status, StepResult};
@@ -78,6 +78,8 @@ pub struct Leftover {
     pub name: String,
     /// Why it is the cluster's: the ownership rule that matched.
     pub why: String,
+    /// What that rule went by.
+    pub evidence: Evidence,
 }
 
 impl fmt::Display for Leftover {
@@ -87,11 +89,19 @@ impl fmt::Display for Leftover {
     }
 }
 
-/// The cluster's resources, plus the services the cloud does not offer (nothing to check).
+/// The cluster's resources, those that may be a namesake's, plus the services the cloud does not
+/// offer (nothing to check).
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
-    /// The cluster's resources, sorted by kind (deletion order), name and id.
+    /// The cluster's resources, sorted by kind (deletion order), name and id: all that matched
+    /// when no other cluster of its name is in the cloud, else only the proven ones.
     pub owned: Vec<Leftover>,
+    /// What only the cluster's name ties to it while clusters of the same name live in other
+    /// namespaces ([`Inventory::namesakes`]): could be theirs, so neither counted nor deleted.
+    pub ambiguous: Vec<Leftover>,
+    /// Other Cluster API clusters of the same name, as CAPO's namespaced names in the cloud show
+    /// them (`<OTHER-NS>/<NAME>`).
+    pub namesakes: Vec<ClusterRef>,
     /// Labels (e.g. `load-balancer (octavia)`) of the optional services the catalog lacks:
     /// load-balancer, block-storage, image.
     pub absent_services: Vec<&'static str>,
@@ -108,14 +118,36 @@ fn optional<T>(r: Result<Vec<T>, ApiError>, svc: Service, absent: &mut Vec<&'sta
     }
 }
 
-fn add(out: &mut Vec<Leftover>, kind: Kind, id: &str, name: &str, why: Option<String>) -> bool {
-    match why {
-        Some(why) => {
+impl From<Vec<Leftover>> for Inventory {
+    fn from(owned: Vec<Leftover>) -> Self {
+        Inventory {
+            owned,
+            ..Default::default()
+        }
+    }
+}
+
+impl Inventory {
+    /// The namesakes as `a/x, b/x`.
+    pub fn namesakes_text(&self) -> String {
+        self.namesakes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Records a claim; what is claimed by name only is remembered, so that what is related to it
+/// is no surer.
+fn add(out: &mut Vec<Leftover>, rel: &mut Related, kind: Kind, id: &str, name: &str, claim: Option<Claim>) -> bool {
+    match claim {
+        Some(Claim { why, evidence }) => {
+            if evidence == Evidence::NameOnly {
+                rel.name_only.insert(id.into());
+            }
             out.push(Leftover {
                 kind,
                 id: id.into(),
                 name: name.into(),
                 why,
+                evidence,
             });
             true
         }
@@ -142,57 +174,58 @@ pub async fn inventory(session: &Session, cluster: &ClusterRef) -> Result<Invent
 
     let mut rel = Related {
         network_names: networks.iter().map(|n| (n.id.clone(), n.name.clone())).collect(),
+        port_networks: ports.iter().map(|p| (p.id.clone(), p.network_id.clone())).collect(),
         ..Default::default()
     };
+    let r = &mut rel;
+    // Networks first: load balancers are told apart by where their VIP sits.
+    for n in &networks {
+        if add(&mut owned, r, Kind::Network, &n.id, &n.name, ownership::network(cluster, n)) {
+            r.networks.insert(n.id.clone());
+        }
+    }
     for lb in &lbs {
-        if add(
-            &mut owned,
-            Kind::LoadBalancer,
-            &lb.id,
-            &lb.name,
-            ownership::load_balancer(cluster, lb),
-        ) {
-            // Its VIP port carries its floating IP.
-            rel.ports.extend(lb.vip_port_id.clone());
+        let claim = ownership::load_balancer(cluster, lb, r);
+        if add(&mut owned, r, Kind::LoadBalancer, &lb.id, &lb.name, claim) {
+            // Its VIP port carries its floating IP, which is as much ours as the load balancer.
+            if let Some(vip) = &lb.vip_port_id {
+                r.ports.insert(vip.clone());
+                if r.name_only.contains(&lb.id) {
+                    r.name_only.insert(vip.clone());
+                }
+            }
         }
     }
     for s in &servers {
-        if add(&mut owned, Kind::Server, &s.id, &s.name, ownership::server(cluster, s)) {
-            rel.servers.insert(s.id.clone());
-            rel.server_names.insert(s.name.clone());
+        if add(&mut owned, r, Kind::Server, &s.id, &s.name, ownership::server(cluster, s)) {
+            r.servers.insert(s.id.clone());
+            r.server_names.insert(s.name.clone());
         } else {
-            rel.other_servers.insert(s.id.clone());
-            rel.other_server_names.insert(s.name.clone());
-        }
-    }
-    for n in &networks {
-        if add(&mut owned, Kind::Network, &n.id, &n.name, ownership::network(cluster, n)) {
-            rel.networks.insert(n.id.clone());
+            r.other_servers.insert(s.id.clone());
+            r.other_server_names.insert(s.name.clone());
         }
     }
     for p in &ports {
-        if add(&mut owned, Kind::Port, &p.id, &p.name, ownership::port(cluster, p, &rel)) {
-            rel.ports.insert(p.id.clone());
+        let claim = ownership::port(cluster, p, r);
+        if add(&mut owned, r, Kind::Port, &p.id, &p.name, claim) {
+            r.ports.insert(p.id.clone());
         }
     }
     for f in &fips {
-        add(
-            &mut owned,
-            Kind::FloatingIp,
-            &f.id,
-            &f.floating_ip_address,
-            ownership::floating_ip(cluster, f, &rel),
-        );
+        let claim = ownership::floating_ip(cluster, f, r);
+        add(&mut owned, r, Kind::FloatingIp, &f.id, &f.floating_ip_address, claim);
     }
-    for r in &routers {
-        add(&mut owned, Kind::Router, &r.id, &r.name, ownership::router(cluster, r));
+    for x in &routers {
+        add(&mut owned, r, Kind::Router, &x.id, &x.name, ownership::router(cluster, x));
     }
     for s in &subnets {
-        add(&mut owned, Kind::Subnet, &s.id, &s.name, ownership::subnet(cluster, s, &rel));
+        let claim = ownership::subnet(cluster, s, r);
+        add(&mut owned, r, Kind::Subnet, &s.id, &s.name, claim);
     }
     for g in &groups {
         add(
             &mut owned,
+            r,
             Kind::SecurityGroup,
             &g.id,
             &g.name,
@@ -200,40 +233,60 @@ pub async fn inventory(session: &Session, cluster: &ClusterRef) -> Result<Invent
         );
     }
     for g in &server_groups {
-        add(
-            &mut owned,
-            Kind::ServerGroup,
-            &g.id,
-            &g.name,
-            ownership::server_group(cluster, g, &rel),
-        );
+        let claim = ownership::server_group(cluster, g, r);
+        add(&mut owned, r, Kind::ServerGroup, &g.id, &g.name, claim);
     }
     for v in &volumes {
-        add(
-            &mut owned,
-            Kind::Volume,
-            &v.id,
-            v.name.as_deref().unwrap_or_default(),
-            ownership::volume(cluster, v, &rel),
-        );
+        let claim = ownership::volume(cluster, v, r);
+        add(&mut owned, r, Kind::Volume, &v.id, v.name.as_deref().unwrap_or_default(), claim);
     }
     for i in &images {
         add(
             &mut owned,
+            r,
             Kind::Image,
             &i.id,
             i.name.as_deref().unwrap_or_default(),
             ownership::image(cluster, i),
         );
     }
-    owned.sort_by(|a, b| (a.kind, &a.name, &a.id).cmp(&(b.kind, &b.name, &b.id)));
+
+    // Clusters of the same name in other namespaces, by the namespaced names and descriptions
+    // CAPO gives what it makes for them.
+    let marks = networks
+        .iter()
+        .flat_map(|n| [n.name.as_str(), n.description.as_str()])
+        .chain(routers.iter().flat_map(|x| [x.name.as_str(), x.description.as_str()]))
+        .chain(groups.iter().map(|g| g.name.as_str()))
+        .chain(lbs.iter().flat_map(|lb| [lb.name.as_str(), lb.description.as_str()]))
+        .chain(ports.iter().map(|p| p.description.as_str()))
+        .chain(fips.iter().map(|f| f.description.as_str()));
+    let namesakes: std::collections::BTreeSet<ClusterRef> = marks
+        .filter_map(ownership::capo_resource_name)
+        .filter_map(|rn| ownership::namesake(cluster, rn))
+        .map(|ns| ClusterRef::new(ns, &cluster.name))
+        .collect();
+    let ambiguous = if namesakes.is_empty() {
+        Vec::new()
+    } else {
+        let (proven, by_name) = owned.into_iter().partition(|l| l.evidence == Evidence::Proven);
+        owned = proven;
+        by_name
+    };
+    let order = |a: &Leftover, b: &Leftover| (a.kind, &a.name, &a.id).cmp(&(b.kind, &b.name, &b.id));
+    owned.sort_by(order);
+    let mut ambiguous = ambiguous;
+    ambiguous.sort_by(order);
     Ok(Inventory {
         owned,
+        ambiguous,
+        namesakes: namesakes.into_iter().collect(),
         absent_services: absent,
     })
 }
 
-/// The leak check: what of `cluster` is still in the cloud (empty after a clean deletion).
+/// The leak check: what of `cluster` is still in the cloud (empty after a clean deletion); what
+/// could as well be a namesake's is not in it (see [`Inventory::ambiguous`]).
 pub async fn leaks(session: &Session, cluster: &ClusterRef) -> Result<Vec<Leftover>, ApiError> {
     Ok(inventory(session, cluster).await?.owned)
 }
@@ -247,26 +300,45 @@ pub async fn leaks(session: &Session, cluster: &ClusterRef) -> Result<Vec<Leftov
 pub async fn leak_check_step(session: &Session, cluster: &ClusterRef) -> StepResult {
     let started_at = chrono::Utc::now();
     let t0 = std::time::Instant::now();
-    let result = leaks(session, cluster).await;
+    let result = inventory(session, cluster).await;
     let mut r = leak_testcase(cluster, &result);
     r.started_at = started_at;
     r.duration_secs = crate::report::secs(t0.elapsed());
     r
 }
 
-/// [`leak_check_step`]'s result from a finished check.
-pub fn leak_testcase(cluster: &ClusterRef, result: &Result<Vec<Leftover>, ApiError>) -> StepResult {
+/// [`leak_check_step`]'s result from a finished check: failed when something provably the
+/// cluster's is left. What could as well be a namesake's is listed, not counted: a live cluster
+/// of the same name may be using it.
+pub fn leak_testcase(cluster: &ClusterRef, result: &Result<Inventory, ApiError>) -> StepResult {
+    let lines = |l: &[Leftover]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n");
     let (status, message, details) = match result {
-        Ok(l) if l.is_empty() => (Status::Passed, None, None),
-        Ok(l) => (
-            Status::Failed,
-            Some(format!(
-                "{} OpenStack resource{} of cluster {cluster} left after its deletion",
-                l.len(),
-                if l.len() == 1 { "" } else { "s" }
-            )),
-            Some(l.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")),
-        ),
+        Ok(inv) => {
+            let mut details = Vec::new();
+            if !inv.owned.is_empty() {
+                details.push(lines(&inv.owned));
+            }
+            let not_counted = format!(
+                "{} resource{} that only the name `{}` ties to this cluster, not counted: cluster{} {} of the same name {} in this cloud",
+                inv.ambiguous.len(),
+                plural(inv.ambiguous.len()),
+                cluster.name,
+                plural(inv.namesakes.len()),
+                inv.namesakes_text(),
+                if inv.namesakes.len() == 1 { "is" } else { "are" }
+            );
+            if !inv.ambiguous.is_empty() {
+                details.push(format!("{not_counted}:\n{}", lines(&inv.ambiguous)));
+            }
+            let details = (!details.is_empty()).then(|| details.join("\n"));
+            if inv.owned.is_empty() {
+                (Status::Passed, (!inv.ambiguous.is_empty()).then_some(not_counted), details)
+            } else {
+                let n = inv.owned.len();
+                let message = format!("{n} OpenStack resource{} of cluster {cluster} left after its deletion", plural(n));
+                (Status::Failed, Some(message), details)
+            }
+        }
         Err(e) => (Status::Error, Some(format!("leak check for cluster {cluster}: {e}")), None),
     };
     StepResult {
@@ -282,6 +354,10 @@ pub fn leak_testcase(cluster: &ClusterRef, result: &Result<Vec<Leftover>, ApiErr
         log: None,
         attempts: Vec::new(),
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 // --- cleanup ---------------------------------------------------------------------------------
@@ -313,6 +389,10 @@ impl Default for CleanupOptions {
 pub struct CleanupOutcome {
     /// What the first look found (a dry run's list).
     pub found: Vec<Leftover>,
+    /// What could be a namesake's as well: listed, never deleted ([`Inventory::ambiguous`]).
+    pub ambiguous: Vec<Leftover>,
+    /// The clusters of the same name in other namespaces.
+    pub namesakes: Vec<ClusterRef>,
     /// What was deleted, or was already gone when its delete was sent (empty on a dry run).
     pub deleted: Vec<Leftover>,
     /// What failed, with the reason.
@@ -321,7 +401,7 @@ pub struct CleanupOutcome {
     pub remaining: Vec<Leftover>,
 }
 
-/// Deletes the cluster's resources in dependency order: load balancers (cascade) → servers
+/// Deletes the cluster's resources (never what could be a namesake's) in dependency order: load balancers (cascade) → servers
 /// (waiting until they are gone) → floating IPs → ports → router interfaces and gateways →
 /// routers → subnets → networks → security groups → server groups → volumes → images. Every item
 /// is tried even after a failure, so one stuck server does not hide the rest. `say` gets one
@@ -338,6 +418,8 @@ pub async fn cleanup(
     }
     let mut out = CleanupOutcome {
         found: inv.owned.clone(),
+        ambiguous: inv.ambiguous.clone(),
+        namesakes: inv.namesakes.clone(),
         ..Default::default()
     };
     if !opts.yes {
@@ -555,7 +637,8 @@ fn parse_wait(s: &str) -> Result<Duration, crate::error::Invalid> {
 /// The exit codes of `scs-e2e cleanup`, shown after its `--help`.
 pub const CLEANUP_HELP: &str = "Exit codes:
   0  nothing of the cluster is left (dry run: nothing was found)
-  1  something could not be deleted (dry run: something was found)
+  1  something could not be deleted, or could be another cluster's of the same name in
+     another namespace and was left alone (dry run: something was found)
   2  bad input: flags, clouds.yaml
   3  the cloud is unreachable or refused the credentials";
 
@@ -661,12 +744,26 @@ pub async fn run(args: CleanupArgs) -> Result<Exit, Fatal> {
             }
         })?;
         let n = out.found.len();
-        found_any |= n > 0;
+        found_any |= n > 0 || !out.ambiguous.is_empty();
         print(format!(
             "cluster {cluster} on cloud `{}`: {n} resource{} found",
             cloud.name,
-            if n == 1 { "" } else { "s" }
+            plural(n)
         ));
+        if !out.ambiguous.is_empty() {
+            let names: Vec<String> = out.namesakes.iter().map(|c| c.to_string()).collect();
+            print(format!(
+                "  {} more that only the name `{}` ties to it are not deleted: cluster{} {} of the same name {} in this cloud (delete them by hand once you know whose they are)",
+                out.ambiguous.len(),
+                cluster.name,
+                plural(names.len()),
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" }
+            ));
+            for l in &out.ambiguous {
+                print(format!("  not deleted: {l}"));
+            }
+        }
         if !args.yes {
             for l in &out.found {
                 print(format!("  would delete {l}"));
@@ -676,7 +773,7 @@ pub async fn run(args: CleanupArgs) -> Result<Exit, Fatal> {
         for l in &out.remaining {
             print(format!("  left: {l}"));
         }
-        if out.remaining.is_empty() && out.failed.is_empty() {
+        if out.remaining.is_empty() && out.failed.is_empty() && out.ambiguous.is_empty() {
             print(format!("deleted {}; nothing of cluster {cluster} is left", out.deleted.len()));
         } else {
             let failed: Vec<String> = out
@@ -685,9 +782,10 @@ pub async fn run(args: CleanupArgs) -> Result<Exit, Fatal> {
                 .map(|(l, why)| format!("{} {} {}: {why}", l.kind, l.id, l.name))
                 .collect();
             errors.push(format!(
-                "cleanup of cluster {cluster} incomplete: {} left, {} failed{}",
+                "cleanup of cluster {cluster} incomplete: {} left, {} failed, {} not deleted as they could be a namesake's{}",
                 out.remaining.len(),
                 out.failed.len(),
+                out.ambiguous.len(),
                 if failed.is_empty() {
                     String::new()
                 } else {
@@ -751,19 +849,16 @@ mod tests {
             id: "r1".into(),
             name: "k8s-clusterapi-cluster-default-alpha".into(),
             why: "CAPO cluster router name".into(),
+            evidence: Evidence::Proven,
         };
-        let t = leak_testcase(
-            &c,
-            &Ok(vec![
-                l.clone(),
-                Leftover {
-                    kind: Kind::Volume,
-                    id: "v1".into(),
-                    name: String::new(),
-                    why: "w".into(),
-                },
-            ]),
-        );
+        let v1 = Leftover {
+            kind: Kind::Volume,
+            id: "v1".into(),
+            name: String::new(),
+            why: "w".into(),
+            evidence: Evidence::NameOnly,
+        };
+        let t = leak_testcase(&c, &Ok(vec![l.clone(), v1.clone()].into()));
         assert_eq!(t.status, Status::Failed);
         assert_eq!(t.operation, "leakCheck");
         assert_eq!(
@@ -774,7 +869,28 @@ mod tests {
             t.details.as_deref(),
             Some("router r1 k8s-clusterapi-cluster-default-alpha (CAPO cluster router name)\nvolume v1 (no name) (w)")
         );
-        assert_eq!(leak_testcase(&c, &Ok(vec![])).status, Status::Passed);
+        assert_eq!(leak_testcase(&c, &Ok(vec![].into())).status, Status::Passed);
+
+        // Beside a namesake, what only the name ties to the cluster is listed, not counted.
+        let with_namesake = |owned: Vec<Leftover>| Inventory {
+            owned,
+            ambiguous: vec![v1.clone()],
+            namesakes: vec![ClusterRef::new("team-b", "alpha")],
+            absent_services: Vec::new(),
+        };
+        let t = leak_testcase(&c, &Ok(with_namesake(vec![])));
+        assert_eq!(t.status, Status::Passed);
+        let note = "1 resource that only the name `alpha` ties to this cluster, not counted: cluster team-b/alpha of the same name is in this cloud";
+        assert_eq!(t.message.as_deref(), Some(note));
+        assert_eq!(t.details.as_deref(), Some(format!("{note}:\nvolume v1 (no name) (w)").as_str()));
+        let t = leak_testcase(&c, &Ok(with_namesake(vec![l.clone()])));
+        assert_eq!(t.status, Status::Failed);
+        assert_eq!(
+            t.message.as_deref(),
+            Some("1 OpenStack resource of cluster default/alpha left after its deletion")
+        );
+        assert!(t.details.as_deref().unwrap().starts_with("router r1 "), "{t:?}");
+
         let e = ApiError::Http {
             service: "network (neutron)",
             call: "GET /v2.0/ports".into(),

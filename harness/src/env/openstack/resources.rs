@@ -419,6 +419,9 @@ pub struct LoadBalancer {
     /// The Neutron port of its virtual IP (where a floating IP attaches); `None` if not given.
     #[serde(default)]
     pub vip_port_id: Option<String>,
+    /// The network of its virtual IP; `None` if not given.
+    #[serde(default)]
+    pub vip_network_id: Option<String>,
 }
 
 /// One attachment of a Cinder volume.
