@@ -284,9 +284,29 @@ impl Settings {
         for (k, v) in &cfg.intervals {
             s.intervals.insert(k.value.clone(), v.0);
         }
+        cfg.register_secrets();
         s.config_file = Some(path.to_path_buf());
         s.file = Some(cfg);
         Ok(s)
+    }
+}
+
+impl ConfigFile {
+    /// Registers the secrets the file holds with [`crate::redact`], before anything can print
+    /// or record them: CSPO's variables and the OpenStack cluster variables whose names say
+    /// secret (GIT_ACCESS_TOKEN, OCI_ACCESS_TOKEN, OCI_PASSWORD, ...).
+    pub fn register_secrets(&self) {
+        let cspo = self.management.iter().flat_map(|m| m.cspo.iter()).flat_map(|c| c.variables.iter());
+        for (k, v) in cspo {
+            if crate::redact::is_secret_name(k) {
+                crate::redact::add(v);
+            }
+        }
+        for (k, v) in self.openstack.iter().flat_map(|o| o.cluster_variables.iter()) {
+            if let Some(v) = v.as_str().filter(|_| crate::redact::is_secret_name(k)) {
+                crate::redact::add(v);
+            }
+        }
     }
 }
 
@@ -377,4 +397,30 @@ pub enum InstallPolicy {
     Always,
     /// Never install: the cluster must have all of them already.
     Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_the_config_file_are_masked_from_the_moment_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nmanagement:\n  cspo:\n    variables:\n      GIT_ORG_NAME: canary-org-visible\n      GIT_ACCESS_TOKEN: canary-cspo-git-7f3a\n      OCI_PASSWORD: canary-cspo-oci-0b9e\nopenstack:\n  clusterVariables: {ssh_private_key: canary-ssh-key-55d1, worker_flavor: canary-flavor-visible}\n",
+        )
+        .unwrap();
+        let text = "a canary-cspo-git-7f3a b canary-cspo-oci-0b9e c canary-ssh-key-55d1 d canary-org-visible e canary-flavor-visible";
+        assert_eq!(crate::redact::apply(text), text, "nothing registered before the file is read");
+        Settings::from_file(Some(&path)).unwrap();
+        assert_eq!(
+            crate::redact::apply(text),
+            "a *** b *** c *** d canary-org-visible e canary-flavor-visible"
+        );
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("canary-cspo-git-7f3a");
+        assert_eq!(crate::redact::apply(&b64), "***", "the manifest's GIT_ACCESS_TOKEN_B64 form");
+    }
 }
