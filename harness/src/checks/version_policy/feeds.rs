@@ -32,9 +32,10 @@ pub struct Release {
 pub struct CveRecord {
     /// The CVE id, like `CVE-2024-1234`.
     pub id: String,
-    /// Highest CVSS v3.0/v3.1/v4.0 base score the CNA gives, if any.
+    /// Highest CVSS base score the CNA gives (any CVSS version, as upstream counts them), if any.
     pub base_score: Option<f64>,
-    /// Affected ranges of the product "Kubernetes".
+    /// Affected ranges of the product "Kubernetes"; read for critical CVEs only (upstream reads
+    /// no other, so a malformed range elsewhere cannot end the check).
     pub ranges: Vec<VersionRange>,
 }
 
@@ -170,20 +171,15 @@ pub(super) struct RawCna {
     affected: Vec<RawAffected>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct RawMetric {
-    #[serde(rename = "cvssV3_0")]
-    v3_0: Option<RawCvss>,
-    #[serde(rename = "cvssV3_1")]
-    v3_1: Option<RawCvss>,
-    #[serde(rename = "cvssV4_0")]
-    v4_0: Option<RawCvss>,
-}
+/// One `metrics[]` entry: keys like `cvssV3_1`, `cvssV2_0`, `other`.
+type RawMetric = serde_json::Map<String, serde_json::Value>;
 
-#[derive(Deserialize)]
-pub(super) struct RawCvss {
-    #[serde(rename = "baseScore")]
-    base_score: Option<f64>,
+/// A metric key the upstream check counts: `[cC][vV][sS]{1,2}V\d` anywhere in the key, so every
+/// CVSS version (v2.0 too) and not `other` or `format`.
+fn is_cvss_key(key: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"[cC][vV][sS]{1,2}V\d").expect("valid pattern"))
+        .is_match(key)
 }
 
 #[derive(Deserialize)]
@@ -207,12 +203,26 @@ pub(super) struct RawVersion {
 pub fn parse_cve_record(id: &str, json: &[u8]) -> anyhow::Result<CveRecord> {
     let raw: RawRecord = serde_json::from_slice(json).with_context(|| format!("invalid CVE JSON 5 record for {id}"))?;
     let cna = raw.containers.cna;
-    let base_score = cna
-        .metrics
-        .iter()
-        .flat_map(|m| [&m.v3_0, &m.v3_1, &m.v4_0])
-        .filter_map(|c| c.as_ref().and_then(|c| c.base_score))
-        .reduce(f64::max);
+    let mut base_score: Option<f64> = None;
+    let mut unscored = None;
+    for (key, metric) in cna.metrics.iter().flat_map(|m| m.iter()).filter(|(k, _)| is_cvss_key(k)) {
+        match metric.get("baseScore").and_then(serde_json::Value::as_f64) {
+            Some(s) => base_score = Some(base_score.map_or(s, |b| b.max(s))),
+            None => unscored = Some(key.clone()),
+        }
+    }
+    let record = CveRecord {
+        id: id.to_string(),
+        base_score,
+        ranges: Vec::new(),
+    };
+    if !record.is_critical() {
+        // Upstream stops at a CVSS metric without a score unless another one made it critical.
+        if let Some(key) = unscored {
+            bail!("the {key} metric of {id} has no baseScore");
+        }
+        return Ok(record);
+    }
     let mut ranges = Vec::new();
     for affected in cna.affected.iter().filter(|a| a.product.as_deref() == Some("Kubernetes")) {
         for v in affected.versions.iter().filter(|v| v.status.as_deref() == Some("affected")) {
@@ -225,9 +235,5 @@ pub fn parse_cve_record(id: &str, json: &[u8]) -> anyhow::Result<CveRecord> {
             ranges.push(range);
         }
     }
-    Ok(CveRecord {
-        id: id.to_string(),
-        base_score,
-        ranges,
-    })
+    Ok(CveRecord { ranges, ..record })
 }

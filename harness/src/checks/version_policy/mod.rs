@@ -90,13 +90,17 @@ pub fn evaluate(cluster: Version, inputs: &Inputs, now: DateTime<Utc>) -> Outcom
             return done(Verdict::Fail, msgs);
         }
         Some(_) => {}
-        // A branch newer than the data knows says more about the data than about the cluster.
+        // Upstream counts every branch the data does not list as EOL, a newer one too; the verdict
+        // follows it, and the warning says what it more likely means.
         None if eol.keys().next_back().is_some_and(|newest| branch > *newest) => {
             msgs.push((
-                Level::Critical,
-                format!("Branch {branch} of the cluster version {cluster} is newer than any in the EOL data; update k8s-eol-data.yml."),
+                Level::Warning,
+                format!(
+                    "Branch {branch} of the cluster version {cluster} is newer than any in the EOL data: like the upstream check, this counts it as EOL, though more likely the data is outdated (update k8s-eol-data.yml)."
+                ),
             ));
-            return done(Verdict::Abort, msgs);
+            msgs.push((Level::Error, format!("The K8s cluster version {cluster} is already EOL.")));
+            return done(Verdict::Fail, msgs);
         }
         None => {
             msgs.push((
@@ -144,6 +148,17 @@ pub fn evaluate(cluster: Version, inputs: &Inputs, now: DateTime<Utc>) -> Outcom
         .filter(|c| c.is_critical() && c.affects(cluster))
         .map(|c| c.id.as_str())
         .collect();
+    for c in inputs.cves.iter().filter(|c| c.is_critical()) {
+        for r in c.ranges.iter().filter(|r| r.upper == Upper::DashEnd(cluster)) {
+            msgs.push((
+                Level::Warning,
+                format!(
+                    "{} lists the affected versions as `{r}`; like the upstream check, this counts {cluster} as not affected, though the range may well include it.",
+                    c.id
+                ),
+            ));
+        }
+    }
     if !critical.is_empty() {
         let ids = critical.join(", ");
         match newer.iter().filter(|(_, age)| *age > CVE_WARN_AGE).map(|(r, _)| r.version).max() {
@@ -355,10 +370,27 @@ mod tests {
             assert_eq!(out.verdict, Verdict::Pass, "{key}");
             assert!(!has(&out, Level::Warning, "Consider updating"), "{key}");
         }
-        // Other metric kinds (CVSS v2, "other") do not count.
-        let v2 = parse_cve_record(CVE_ID, &record_json("cvssV2_0", 10.0, json!([]))).unwrap();
-        assert_eq!(v2.base_score, None);
-        assert!(!v2.is_critical());
+        // Every key upstream's `[cC][vV][sS]{1,2}V\d` finds counts, CVSS v2 included; others do not.
+        for key in ["cvssV2_0", "CVSSV3_1", "cvsV3", "x_cvssV3_1", "cVssV4_0"] {
+            let r = parse_cve_record(CVE_ID, &record_json(key, 9.0, json!([]))).unwrap();
+            assert_eq!(r.base_score, Some(9.0), "{key}");
+        }
+        for key in ["other", "cvssv3_1", "cvss_v3", "CVSS", "cvssV_2"] {
+            let r = parse_cve_record(CVE_ID, &record_json(key, 9.0, json!([]))).unwrap();
+            assert_eq!(r.base_score, None, "{key}");
+            assert!(!r.is_critical(), "{key}");
+        }
+        // A CVSS metric without a score ends the check, unless another one made the CVE
+        // critical already.
+        let unscored = br#"{"containers": {"cna": {"metrics": [{"cvssV3_1": {"vectorString": "x"}}]}}}"#;
+        assert!(parse_cve_record(CVE_ID, unscored).unwrap_err().to_string().contains("no baseScore"));
+        let one_scored =
+            br#"{"containers": {"cna": {"metrics": [{"cvssV3_1": {"vectorString": "x"}}, {"cvssV2_0": {"baseScore": 8.0}}]}}}"#;
+        assert!(parse_cve_record(CVE_ID, one_scored).unwrap().is_critical());
+        // Ranges are read for critical CVEs only: a malformed one elsewhere is no reason to stop.
+        let bad = json!([{ "version": "1.28.5", "lessThan": "later", "status": "affected" }]);
+        assert!(parse_cve_record(CVE_ID, &record_json("cvssV3_1", 7.9, bad.clone())).is_ok());
+        assert!(parse_cve_record(CVE_ID, &record_json("cvssV3_1", 8.0, bad)).is_err());
         // The highest of several metrics counts.
         let two = br#"{"containers": {"cna": {"metrics": [{"cvssV3_1": {"baseScore": 7.9}}, {"cvssV3_0": {"baseScore": 8.1}}]}}}"#;
         assert_eq!(parse_cve_record(CVE_ID, two).unwrap().base_score, Some(8.1));
@@ -408,6 +440,54 @@ mod tests {
             Upper::Below(v(3, 0, 0))
         );
         assert!(parse_affected_range("1.2.0", Some("later"), None).is_err());
+        assert!(parse_affected_range("1.3.0", Some("1.2.0"), None).is_err(), "ends before it starts");
+    }
+
+    #[test]
+    fn a_version_written_a_dash_b_is_a_up_to_b_excluded_as_upstream_reads_it() {
+        let v = Version::new;
+        let dash = |a, b| VersionRange {
+            lower: a,
+            upper: Upper::DashEnd(b),
+        };
+        for text in ["1.2.3 - 1.2.5", "v1.2.3 - v1.2.5", " 1.2.3  -  1.2.5 ", "1.2.3\t-\t1.2.5"] {
+            assert_eq!(parse_affected_range(text, None, None), Ok(dash(v(1, 2, 3), v(1, 2, 5))), "{text:?}");
+        }
+        let r = parse_affected_range("1.2.3 - 1.2.5", None, None).unwrap();
+        assert!(!r.contains(v(1, 2, 2)) && r.contains(v(1, 2, 3)) && r.contains(v(1, 2, 4)) && !r.contains(v(1, 2, 5)));
+        // Without blanks around the dash it is no range: it matches nothing (0.0.0 only).
+        for text in ["1.2.3-1.2.5", "1.2.3 -1.2.5", "1.2.3- 1.2.5", "1.2 - 1.3"] {
+            let r = parse_affected_range(text, None, None).unwrap();
+            assert_eq!(r.upper, Upper::Exact, "{text:?}");
+            assert!(!r.contains(v(1, 2, 4)), "{text:?}");
+        }
+        // A bound given beside it wins; the text is then just an unreadable lower end.
+        assert_eq!(
+            parse_affected_range("1.2.3 - 1.2.5", Some("1.2.6"), None),
+            Ok(VersionRange {
+                lower: Version::MIN,
+                upper: Upper::Below(v(1, 2, 6))
+            })
+        );
+        assert!(parse_affected_range("1.2.5 - 1.2.3", None, None).is_err(), "reversed");
+        // Upstream splits at the dashes and reads both parts as versions: text around them ends it.
+        assert!(parse_affected_range("< 1.2.3 - 1.2.5", None, None).is_err());
+        // `A.B.x` is an empty range upstream.
+        assert!(!parse_affected_range("1.2.x", None, None).unwrap().contains(v(1, 2, 0)));
+
+        // In the policy: 1.28.5 is at the excluded end of a critical `1.28.0 - 1.28.5`: not
+        // affected (so it passes in the window a CVE would shorten), with a warning; 1.28.4 is.
+        let rec = |text: &str| {
+            let versions = json!([{ "version": text, "status": "affected" }]);
+            parse_cve_record(CVE_ID, &record_json("cvssV3_1", 9.8, versions)).unwrap()
+        };
+        let now = day(2024, 2, 1);
+        let out = evaluate(V1_28_5, &fixture_inputs(vec![rec("1.28.0 - 1.28.5")]), now);
+        assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+        assert!(has(&out, Level::Warning, "counts 1.28.5 as not affected"), "{out:?}");
+        let out = evaluate(V1_28_5, &fixture_inputs(vec![rec("1.28.0 - 1.28.6")]), now);
+        assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
+        assert!(!has(&out, Level::Warning, "as not affected"), "{out:?}");
     }
 
     #[test]
@@ -487,10 +567,17 @@ mod tests {
         // Unlisted and older than everything listed: not supported.
         let out = evaluate(Version::new(1, 20, 0), &inputs, day(2024, 7, 1));
         assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
-        // Newer than everything listed: the data is what is wrong.
-        let out = evaluate(Version::new(1, 37, 0), &inputs, day(2026, 9, 1));
-        assert_eq!(out.verdict, Verdict::Abort, "{out:?}");
-        assert!(has(&out, Level::Critical, "newer than any"), "{out:?}");
+        // Newer than everything listed (1.36 is the newest): EOL, as upstream has it, with a
+        // warning that the data is the likelier culprit. One past the data and far past it alike.
+        for minor in [37, 40] {
+            let out = evaluate(Version::new(1, minor, 0), &inputs, day(2026, 9, 1));
+            assert_eq!(out.verdict, Verdict::Fail, "{out:?}");
+            assert!(has(&out, Level::Error, "already EOL"), "{out:?}");
+            assert!(has(&out, Level::Warning, "newer than any in the EOL data"), "{out:?}");
+        }
+        // The newest listed branch itself is supported: no such warning.
+        let out = evaluate(Version::new(1, 36, 0), &inputs, day(2026, 9, 1));
+        assert!(!has(&out, Level::Warning, "newer than any"), "{out:?}");
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub enum Upper {
     UpTo(Version),
     /// `*`, CVE JSON 5 for "no upper bound".
     Unbounded,
+    /// The `B` of a `version` written `A - B`: excluded, as the upstream check has it (a
+    /// [`Upper::Below`] that remembers how it was written, for the warning about it).
+    DashEnd(Version),
 }
 
 /// Versions a CVE affects.
@@ -128,7 +131,7 @@ impl VersionRange {
     pub fn contains(&self, v: Version) -> bool {
         match self.upper {
             Upper::Exact => v == self.lower,
-            Upper::Below(u) => self.lower <= v && v < u,
+            Upper::Below(u) | Upper::DashEnd(u) => self.lower <= v && v < u,
             Upper::UpTo(u) => self.lower <= v && v <= u,
             Upper::Unbounded => self.lower <= v,
         }
@@ -142,24 +145,58 @@ impl fmt::Display for VersionRange {
             Upper::Below(u) => write!(f, ">= {}, < {u}", self.lower),
             Upper::UpTo(u) => write!(f, ">= {}, <= {u}", self.lower),
             Upper::Unbounded => write!(f, ">= {}", self.lower),
+            Upper::DashEnd(u) => write!(f, "{} - {u}", self.lower),
         }
     }
 }
 
-/// One `affected[].versions[]` entry of a CVE JSON 5 record (status `affected`).
+/// One `affected[].versions[]` entry of a CVE JSON 5 record (status `affected`), read as the
+/// upstream check reads it: `lessThanOrEqual` before `lessThan`; a `version` that is no version
+/// means "from the beginning"; without either bound, a `version` written `A - B` (blanks around
+/// the dash, `v` optional, anywhere in the text) is `A` up to `B` excluded, and any other text
+/// matches nothing.
 pub fn parse_affected_range(
     version: &str,
     less_than: Option<&str>,
     less_than_or_equal: Option<&str>,
 ) -> Result<VersionRange, VersionError> {
     // CVE records say "0" or "unspecified" when they mean "from the beginning".
-    let lower = parse_version(version).unwrap_or(Version::MIN);
+    let lower = parse_version(version).ok();
     let upper = match (less_than_or_equal, less_than) {
         (Some(u), _) => parse_upper(u, true)?,
         (None, Some(u)) => parse_upper(u, false)?,
-        (None, None) => Upper::Exact,
+        (None, None) => {
+            if lower.is_none() && dash_range().is_match(version) {
+                // Upstream splits at every dash and takes the first two parts.
+                let mut parts = version.split('-');
+                let a = parse_version(parts.next().unwrap_or_default()).map_err(|_| VersionError(version.into()))?;
+                let b = parse_version(parts.next().unwrap_or_default()).map_err(|_| VersionError(version.into()))?;
+                if b < a {
+                    return Err(VersionError(version.into()));
+                }
+                return Ok(VersionRange {
+                    lower: a,
+                    upper: Upper::DashEnd(b),
+                });
+            }
+            Upper::Exact
+        }
     };
+    let lower = lower.unwrap_or(Version::MIN);
+    let end = match upper {
+        Upper::Below(u) | Upper::UpTo(u) | Upper::DashEnd(u) => Some(u),
+        Upper::Exact | Upper::Unbounded => None,
+    };
+    if end.is_some_and(|u| u < lower) {
+        // Upstream refuses a range that ends before it starts.
+        return Err(VersionError(version.into()));
+    }
     Ok(VersionRange { lower, upper })
+}
+
+fn dash_range() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"v?\d+\.\d+\.\d+\s+-\s+v?\d+\.\d+\.\d+").expect("valid pattern"))
 }
 
 pub(super) fn parse_upper(s: &str, inclusive: bool) -> Result<Upper, VersionError> {
