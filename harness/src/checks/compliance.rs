@@ -81,6 +81,10 @@ pub struct Invocation {
     /// the compliance YAML keeps the upstream shape.
     #[serde(skip)]
     pub e2e: Vec<(String, String)>,
+    /// When it started and how long it ran, for JUnit's `timestamp` and `time`; not in the
+    /// upstream YAML.
+    #[serde(skip)]
+    pub timing: Option<(chrono::DateTime<chrono::Utc>, std::time::Duration)>,
 }
 
 impl Invocation {
@@ -98,6 +102,7 @@ impl Invocation {
             error: 0,
             critical: 0,
             e2e: vec![],
+            timing: None,
         }
     }
 

@@ -73,11 +73,31 @@ pub fn summary(req: &Request, r: &Report) -> String {
     out
 }
 
-/// JUnit: one testcase per spec testcase (PASS pass, FAIL failure, ABORT error, missing skipped).
+/// JUnit: one testcase per spec testcase (PASS pass, FAIL failure, ABORT error, missing skipped),
+/// each with the `timestamp` and `time` of the invocation that gave its result (what was not run
+/// gets the report's time and 0 s).
 pub fn junit(req: &Request, r: &Report) -> String {
     use quick_junit::{NonSuccessKind, Report as JReport, TestCase, TestCaseStatus, TestSuite};
     let res = results(r);
+    let checked_at = chrono::NaiveDateTime::parse_from_str(&r.checked_at, "%Y-%m-%d %H:%M:%S")
+        .map(|t| t.and_utc())
+        .unwrap_or_else(|_| chrono::Utc::now());
+    let timing_of = |id: &str| {
+        r.run
+            .invocations
+            .values()
+            .find(|inv| inv.results.contains_key(id))
+            .and_then(|inv| inv.timing)
+            .unwrap_or((checked_at, std::time::Duration::ZERO))
+    };
+    let timed = |tc: &mut TestCase, (at, took): (chrono::DateTime<chrono::Utc>, std::time::Duration)| {
+        tc.set_timestamp(at.fixed_offset());
+        tc.set_time(took);
+    };
     let mut suite = TestSuite::new(format!("scs-compliance.{}", req.subject));
+    let first = r.run.invocations.values().filter_map(|inv| inv.timing.map(|t| t.0)).min();
+    suite.set_timestamp(first.unwrap_or(checked_at).fixed_offset());
+    suite.set_time(r.run.invocations.values().filter_map(|inv| inv.timing.map(|t| t.1)).sum());
     let messages: BTreeMap<&str, Vec<&String>> = r.run.invocations.values().fold(BTreeMap::new(), |mut m, inv| {
         for id in inv.results.keys() {
             m.entry(id.as_str()).or_insert_with(Vec::new).extend(inv.stderr.iter());
@@ -106,12 +126,17 @@ pub fn junit(req: &Request, r: &Report) -> String {
         };
         let mut tc = TestCase::new(sel.id.as_str(), status);
         tc.set_classname(format!("scs-compliance.{}", req.subject));
+        timed(&mut tc, timing_of(&sel.id));
         suite.add_test_case(tc);
     }
     let mut rep = JReport::new("scs-e2e");
     rep.add_test_suite(suite);
     for inv in r.run.invocations.values().filter(|i| !i.e2e.is_empty()) {
         let mut ts = TestSuite::new(format!("sonobuoy.{}", inv.id));
+        // Our record of Sonobuoy's results has no per-test times: each carries its run's start.
+        let (at, took) = inv.timing.unwrap_or((checked_at, std::time::Duration::ZERO));
+        ts.set_timestamp(at.fixed_offset());
+        ts.set_time(took);
         for (name, status) in &inv.e2e {
             let st = match status.as_str() {
                 "passed" | "failed_ok" => TestCaseStatus::success(),
@@ -124,6 +149,7 @@ pub fn junit(req: &Request, r: &Report) -> String {
             };
             let mut tc = TestCase::new(name.as_str(), st);
             tc.set_classname(format!("sonobuoy.{}", inv.id));
+            tc.set_timestamp(at.fixed_offset());
             ts.add_test_case(tc);
         }
         rep.add_test_suite(ts);

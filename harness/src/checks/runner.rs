@@ -25,6 +25,11 @@ pub async fn run(req: &Request) -> Report {
         if sel.manual {
             continue;
         }
+        let started = (Utc::now(), std::time::Instant::now());
+        let timed = |mut inv: Invocation| {
+            inv.timing = Some((started.0, started.1.elapsed()));
+            inv
+        };
         if let Some(check) = native::find(&sel.id) {
             let outcome = match &client {
                 Err(e) => Outcome::new(Verdict::Abort).with(Level::Critical, e.clone()),
@@ -32,7 +37,7 @@ pub async fn run(req: &Request) -> Report {
             };
             let mut inv = Invocation::new(&sel.id, format!("scs-e2e native {}", sel.id));
             inv.record(&sel.id, &outcome);
-            invocations.insert(uuid_like(&sel.id), inv);
+            invocations.insert(uuid_like(&sel.id), timed(inv));
         } else if let Some(i) = req.spec.scripts.iter().position(|s| s.testcases.iter().any(|t| t.id == sel.id)) {
             let script = &req.spec.scripts[i];
             // One invocation per script, like upstream: it reports all its testcases at once.
@@ -42,7 +47,7 @@ pub async fn run(req: &Request) -> Report {
                 } else {
                     run_script(req, script).await
                 };
-                invocations.insert(uuid_like(&format!("script-{i}")), inv);
+                invocations.insert(uuid_like(&format!("script-{i}")), timed(inv));
             }
         }
     }
@@ -337,7 +342,13 @@ mod tests {
         assert!(s.contains("  - probe: A probe.\n    > https://example.com/probe"), "{s}");
         let yaml = serde_saphyr::to_string(&rep).unwrap();
         let back: Report = serde_saphyr::from_str(&yaml).unwrap();
-        assert_eq!(back, rep);
+        // Timing is for JUnit only: the YAML keeps upstream's shape.
+        let mut upstream_shape = rep.clone();
+        for inv in upstream_shape.run.invocations.values_mut() {
+            assert!(inv.timing.is_some(), "every invocation is timed");
+            inv.timing = None;
+        }
+        assert_eq!(back, upstream_shape);
         for key in [
             "spec:",
             "checked_at:",
@@ -368,6 +379,62 @@ mod tests {
             inv.cmd
         );
         assert_eq!(inv.critical, 1, "{:?}", inv.stderr);
+    }
+
+    #[test]
+    fn junit_testcases_carry_the_timestamp_and_time_of_their_invocation() {
+        use chrono::TimeZone as _;
+        let r = request(None);
+        let t1 = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap();
+        let t2 = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 2).unwrap();
+        let inv = |id: &str, score: i8, at, secs: f64| {
+            let mut i = Invocation::new(id, id.into());
+            i.results.insert(id.into(), score);
+            i.timing = Some((at, std::time::Duration::from_secs_f64(secs)));
+            i
+        };
+        let rep = Report {
+            spec: SpecRef {
+                uuid: "u".into(),
+                name: "n".into(),
+                url: "u".into(),
+            },
+            checked_at: "2026-11-30 10:10:02".into(),
+            reference_date: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            subject: "s".into(),
+            run: Run {
+                uuid: "u".into(),
+                argv: vec![],
+                assignment: BTreeMap::new(),
+                sections: None,
+                forced_version: None,
+                forced_tests: None,
+                invocations: BTreeMap::from([
+                    ("1".into(), inv("version-policy-check", 1, t1, 1.5)),
+                    ("2".into(), inv("cncf-k8s-conformance", -1, t2, 600.0)),
+                ]),
+            },
+        };
+        let j = quick_junit::Report::deserialize_from_str(&junit(&r, &rep)).unwrap();
+        let suite = &j.test_suites[0];
+        assert_eq!(suite.timestamp, Some(t1.fixed_offset()), "the first invocation's start");
+        assert_eq!(suite.time, Some(std::time::Duration::from_secs_f64(601.5)));
+        let case = |id: &str| suite.test_cases.iter().find(|c| c.name.as_str() == id).unwrap();
+        let at = |id: &str| (case(id).timestamp, case(id).time);
+        assert_eq!(
+            at("version-policy-check"),
+            (Some(t1.fixed_offset()), Some(std::time::Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            at("cncf-k8s-conformance"),
+            (Some(t2.fixed_offset()), Some(std::time::Duration::from_secs(600)))
+        );
+        let checked = Utc.with_ymd_and_hms(2026, 11, 30, 10, 10, 2).unwrap();
+        assert_eq!(
+            at("kaas-networking-check"),
+            (Some(checked.fixed_offset()), Some(std::time::Duration::ZERO)),
+            "not run: the report's time, 0 s"
+        );
     }
 
     #[test]
