@@ -13,7 +13,9 @@ use crate::checks::{compliance, render, runner};
 use crate::context::{StepCtx, StepFailure};
 
 /// Runs a spec's testcases (default: the built-in scs-compatible-kaas) and fails unless every
-/// selected testcase passes. The compliance YAML goes to the scenario's artifacts.
+/// selected testcase passes. The compliance YAML goes to the scenario's artifacts. Every check,
+/// native or script, checks the cluster of `kubeconfig` (or `assign.kubeconfig`), by default the
+/// environment's.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RunChecks {
@@ -29,6 +31,10 @@ pub struct RunChecks {
     /// Sections, like `[light]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sections: Vec<String>,
+    /// The cluster to check, a kubeconfig file: `${CLUSTER_KUBECONFIG}` for the workload cluster
+    /// the scenario created (default: `assign.kubeconfig`, else the environment's cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
     /// Spec variables (`kubeconfig` and `subject_root` are filled in).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub assign: BTreeMap<String, String>,
@@ -47,6 +53,9 @@ impl Operation for RunChecks {
         if let Some(t) = self.tests.as_ref().filter(|t| !t.contains("${")) {
             regex::Regex::new(t).map_err(|e| format!("`tests` is not a valid regular expression: {e}"))?;
         }
+        if self.kubeconfig.is_some() && self.assign.contains_key("kubeconfig") {
+            return Err("the cluster is given twice: keep `kubeconfig:` and drop `assign.kubeconfig`".into());
+        }
         Ok(())
     }
 
@@ -58,8 +67,16 @@ impl Operation for RunChecks {
             .clone()
             .unwrap_or_else(|| ctx.vars.get("SCENARIO").cloned().unwrap_or_else(|| "cluster".into()));
         let mut given: BTreeMap<String, String> = self.assign.iter().map(|(k, v)| (k.clone(), ctx.substitute(v))).collect();
+        let kubeconfig = self
+            .kubeconfig
+            .as_deref()
+            .or(self.assign.get("kubeconfig").map(String::as_str))
+            .map(|k| ctx.resolve_path(&ctx.substitute(k)))
+            .unwrap_or_else(|| ctx.kubeconfig.clone());
+        // Native checks and scripts see the same cluster.
+        given.remove("kubeconfig");
         for (name, value) in [
-            ("kubeconfig", ctx.kubeconfig.display().to_string()),
+            ("kubeconfig", kubeconfig.display().to_string()),
             ("subject_root", ctx.artifacts.join("checks").display().to_string()),
         ] {
             if spec.variables.iter().any(|v| v.name == name) {
@@ -83,7 +100,7 @@ impl Operation for RunChecks {
             sections: (!self.sections.is_empty()).then(|| self.sections.clone()),
             reference_date: chrono::Utc::now().date_naive(),
             forced_version: None,
-            kubeconfig: Some(ctx.kubeconfig.clone()),
+            kubeconfig: Some(kubeconfig),
             argv: vec!["scs-e2e".into(), "runChecks".into()],
             sonobuoy_timeout: remaining,
             cancel: ctx.cancel.clone(),

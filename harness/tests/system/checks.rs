@@ -428,3 +428,105 @@ async fn run_checks_step_takes_the_version_policy_mirror() {
         assert!(artifacts.path().join("lab-step-compliance.yaml").exists());
     }
 }
+
+/// `runChecks` checks the cluster it is given, with every check: here a ServiceAccount with no
+/// rights on the lab's API server. Version policy reads `/version` (open to every user) and
+/// names the version in the compliance YAML; node distribution may not list nodes and ABORTs
+/// naming the account. The same step against the environment's (admin) kubeconfig lists the
+/// nodes. And `assign.kubeconfig` pointing at a server that is not there makes both ABORT.
+#[tokio::test]
+async fn run_checks_step_checks_the_cluster_of_its_kubeconfig_with_every_check() {
+    use scs_e2e::steps::Operation;
+    let client = client().await;
+    let lab = lab();
+    let kubectl = assets().path("kubectl");
+    let k = |args: &[&str]| -> String {
+        let o = std::process::Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(lab.kubeconfig())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let sa = format!("no-rights-{}", std::process::id());
+    k(&["-n", "default", "create", "serviceaccount", &sa]);
+    let token = k(&["-n", "default", "create", "token", &sa]);
+    let admin: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(lab.kubeconfig()).unwrap()).unwrap();
+    let cluster = &admin["clusters"][0]["cluster"];
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = |name: &str, server: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{server}', certificate-authority-data: {}}}\nusers:\n- name: u\n  user: {{token: {token}}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+                cluster["certificate-authority-data"].as_str().unwrap()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let weak = kubeconfig("weak.kubeconfig", cluster["server"].as_str().unwrap());
+    // Nothing listens on port 9 of loopback.
+    let gone = kubeconfig("gone.kubeconfig", "https://127.0.0.1:9");
+    let mirror = version_policy_mirror(None, &[]);
+    let version = client.apiserver_version().await.unwrap().git_version;
+    let version = version.trim_start_matches('v').split(['-', '+']).next().unwrap().to_string();
+
+    let artifacts = tempfile::tempdir().unwrap();
+    let art = artifacts.path().to_path_buf();
+    let run = |step: serde_json::Value| {
+        let step: scs_e2e::steps::checks::RunChecks = serde_json::from_value(step).unwrap();
+        step.validate().unwrap();
+        let mut ctx = step_ctx(lab, client.clone(), "default", Duration::from_secs(60));
+        ctx.artifacts = art.clone();
+        let art = art.clone();
+        ctx.vars.insert("MIRROR".into(), mirror.path().display().to_string());
+        ctx.vars.insert("WEAK".into(), weak.display().to_string());
+        async move {
+            let got = step.run(&ctx).await;
+            let subject = step.subject.clone().unwrap();
+            let yaml = std::fs::read_to_string(art.join(format!("{subject}-compliance.yaml"))).unwrap();
+            (got, yaml)
+        }
+    };
+    let both = "^(version-policy-check|node-distribution-check)$";
+
+    let (got, yaml) = run(serde_json::json!({
+        "tests": both, "subject": "weak", "kubeconfig": "${WEAK}", "versionPolicy": {"data": "${MIRROR}"}
+    }))
+    .await;
+    let e = got.expect_err("node distribution cannot list nodes");
+    assert!(e.message.contains("node-distribution-check: ABORT"), "{}", e.message);
+    assert!(!e.message.contains("version-policy-check"), "version policy passed: {}", e.message);
+    assert!(yaml.contains("cannot list nodes") && yaml.contains(&sa), "{yaml}");
+    assert!(yaml.contains(&format!("The K8s cluster version {version} ")), "{yaml}");
+
+    // The environment's kubeconfig may list nodes: whatever the verdict, no ABORT.
+    let (got, yaml) = run(serde_json::json!({
+        "tests": "^node-distribution-check$", "subject": "admin"
+    }))
+    .await;
+    assert!(!yaml.contains("cannot list nodes"), "{got:?}\n{yaml}");
+
+    let (got, yaml) = run(serde_json::json!({
+        "tests": both, "subject": "gone", "assign": {"kubeconfig": gone.display().to_string()},
+        "versionPolicy": {"data": "${MIRROR}"}
+    }))
+    .await;
+    let e = got.expect_err("nothing to check");
+    assert!(
+        e.message.contains("node-distribution-check: ABORT") && e.message.contains("version-policy-check: ABORT"),
+        "{}",
+        e.message
+    );
+    assert!(yaml.contains("cannot read /version"), "{yaml}");
+    assert!(!yaml.contains(&token), "the token stays out of the report");
+
+    let twice: scs_e2e::steps::checks::RunChecks =
+        serde_json::from_value(serde_json::json!({"kubeconfig": "a", "assign": {"kubeconfig": "b"}})).unwrap();
+    assert!(twice.validate().unwrap_err().to_string().contains("given twice"));
+    k(&["-n", "default", "delete", "serviceaccount", &sa]);
+}
