@@ -146,13 +146,17 @@ pub fn results(r: &Report) -> BTreeMap<String, i8> {
     r.run.invocations.values().flat_map(|i| i.results.clone()).collect()
 }
 
-/// Upstream's exit code: criticals + errors + FAIL results, capped at 127.
-pub fn exit_code(r: &Report) -> i32 {
+/// Upstream's exit code: criticals + errors + FAIL results (criticals only with `-C`,
+/// `critical_only`), capped at 127.
+pub fn exit_code(r: &Report, critical_only: bool) -> i32 {
     let n: usize = r
         .run
         .invocations
         .values()
-        .map(|i| i.critical + i.error + i.results.values().filter(|v| **v == -1).count())
+        .map(|i| {
+            let errors = i.error + i.results.values().filter(|v| **v == -1).count();
+            i.critical + if critical_only { 0 } else { errors }
+        })
         .sum();
     n.min(127) as i32
 }

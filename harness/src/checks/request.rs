@@ -165,24 +165,30 @@ impl Request {
                     .testcases()
                     .map(|t| t.id.clone())
                     .chain(native::CHECKS.iter().filter(|n| n.informational).map(|n| n.id.to_string()))
-                    .filter(|id| re.is_match(id)),
+                    .filter(|id| matches_at_start(re, id)),
             );
-            ids.retain(|id| re.is_match(id));
+            ids.retain(|id| matches_at_start(re, id));
         }
         if let Some(sections) = &self.sections {
             ids.retain(|id| {
                 self.spec
                     .testcase(id)
                     .and_then(|t| t.section.as_ref())
-                    .is_none_or(|s| sections.contains(s))
+                    .is_some_and(|s| sections.contains(s))
             });
         }
         ids.into_iter()
             .map(|id| {
                 let manual = self.spec.script_of(&id).is_some_and(|s| s.executable.is_none())
-                    && !(native::find(&id).is_some() && self.tests.as_ref().is_some_and(|r| r.is_match(&id)));
+                    && !(native::find(&id).is_some() && self.tests.as_ref().is_some_and(|r| matches_at_start(r, &id)));
                 Selected { id, manual }
             })
             .collect()
     }
+}
+
+/// `-t` as upstream applies it (Python's `re.match`): the pattern must match at the start of the
+/// id, not necessarily the whole of it. The leftmost match starts at 0 whenever any match does.
+pub fn matches_at_start(re: &Regex, id: &str) -> bool {
+    re.find(id).is_some_and(|m| m.start() == 0)
 }

@@ -336,7 +336,7 @@ mod tests {
             inv.stderr
         );
         assert_eq!(inv.cmd, "./missing.py -k /k");
-        assert_eq!(exit_code(&rep), 1);
+        assert_eq!(exit_code(&rep, false), 1);
         let s = summary(&r, &rep);
         assert!(s.contains("- main: ABORT (0 passed, 1 missing)"), "{s}");
         assert!(s.contains("  - probe: A probe.\n    > https://example.com/probe"), "{s}");
@@ -462,6 +462,12 @@ mod tests {
                 invocations: BTreeMap::from([("i".into(), inv)]),
             },
         };
-        assert_eq!(exit_code(&r), 127);
+        assert_eq!(exit_code(&r, false), 127);
+        assert_eq!(exit_code(&r, true), 100, "-C: criticals only");
+        // One ERROR line and one FAIL: 2, as upstream counts them; with -C, 0.
+        let mut r = r;
+        let inv = r.run.invocations.get_mut("i").unwrap();
+        (inv.critical, inv.error) = (0, 1);
+        assert_eq!((exit_code(&r, false), exit_code(&r, true)), (2, 0));
     }
 }

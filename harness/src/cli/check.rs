@@ -8,11 +8,16 @@ pub struct CheckArgs {
     /// The spec (default: the built-in scs-compatible-kaas.yaml).
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// The spec as upstream's scs-compliance-check.py takes it: a file, or
+    /// `scs-compatible-kaas[.yaml]` for the built-in copy (also a path to a file of that name
+    /// that is not there, like `Tests/scs-compatible-kaas.yaml` outside a standards checkout).
+    #[arg(value_name = "SPEC_YAML", conflicts_with = "spec")]
+    pub spec_yaml: Option<PathBuf>,
     /// The cluster to check.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<String>,
     /// Name of the subject under test (a KaaS offer, a cluster).
-    #[arg(long)]
+    #[arg(short = 's', long)]
     pub subject: String,
     /// A spec variable, key=value (repeatable).
     #[arg(short = 'a', long = "assign")]
@@ -24,11 +29,17 @@ pub struct CheckArgs {
     #[arg(short = 'S', long = "sections", value_delimiter = ',')]
     pub sections: Vec<String>,
     /// Which versions are in force (default: today, UTC), YYYY-MM-DD.
-    #[arg(long)]
+    #[arg(short = 'd', long, visible_alias = "date")]
     pub reference_date: Option<chrono::NaiveDate>,
     /// Check this spec version whatever the timeline says.
-    #[arg(short = 'V', long = "force-version")]
+    #[arg(short = 'V', long = "force-version", visible_alias = "version")]
     pub force_version: Option<String>,
+    /// Only CRITICAL lines count towards the exit code (not ERRORs and FAILs).
+    #[arg(short = 'C', long)]
+    pub critical_only: bool,
+    /// Debug logs, as -v (upstream's --debug).
+    #[arg(long)]
+    pub debug: bool,
     /// The compliance report (YAML, upstream shape; default: reports/<subject>-compliance.yaml).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -53,15 +64,41 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, crate::error::Invalid>
     crate::format::duration::HumanDuration::parse(s).map(|d| d.0)
 }
 
+/// What `scs-e2e check --help` ends with: its exit code is upstream's, not `run`'s.
+pub const CHECK_HELP: &str = "Exit code: as upstream's scs-compliance-check.py, a count, not a category like `run`'s:
+  CRITICAL lines + ERROR lines + FAIL results (with -C: CRITICAL lines only), capped at 127.
+  0 means all selected testcases passed; 2 can mean one ERROR and one FAIL.
+  Bad arguments or spec: 2 as well, with the error on stderr and nothing checked.
+
+Upstream's command line works unchanged: scs-e2e check [-s SUBJECT] [-d DATE] [-V VERSION] [-C]
+[-o OUTPUT] [-a KEY=VALUE]... [-t REGEX] [-S SECTIONS] [-v|-q] [--debug] SPEC_YAML";
+
+/// The spec `SPEC_YAML` names: the file, or the built-in copy for `scs-compatible-kaas`, its
+/// `.yaml` name, or a path to that name where no file is (scripts written for a standards checkout).
+fn spec_path(given: &Path) -> Option<&Path> {
+    let name = given.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let builtin = matches!(name, "scs-compatible-kaas" | "scs-compatible-kaas.yaml") && !given.exists();
+    (!builtin).then_some(given)
+}
+
 pub(super) async fn check(args: CheckArgs) -> Result<i32, Fatal> {
     use crate::checks::{render, request, runner, spec::Spec};
-    let crate::checks::spec::Loaded { spec, dir } = Spec::load(args.spec.as_deref(), Path::new(".")).map_err(Fatal::usage)?;
+    let path = match (&args.spec, &args.spec_yaml) {
+        (Some(p), _) => Some(p.as_path()),
+        (None, Some(p)) => spec_path(p),
+        (None, None) => None,
+    };
+    let crate::checks::spec::Loaded { spec, dir } = Spec::load(path, Path::new(".")).map_err(Fatal::usage)?;
     let mut given = std::collections::BTreeMap::new();
     for a in &args.assign {
         let (k, v) = a
             .split_once('=')
             .ok_or_else(|| Fatal::usage(anyhow::anyhow!("-a {a}: write key=value")))?;
-        given.insert(k.to_string(), v.to_string());
+        if given.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(Fatal::usage(anyhow::anyhow!(
+                "-a {k}=...: `{k}` is assigned twice; give each variable once"
+            )));
+        }
     }
     let kubeconfig = args
         .kubeconfig
@@ -136,5 +173,5 @@ pub(super) async fn check(args: CheckArgs) -> Result<i32, Fatal> {
     crate::redact::write_atomic(&junit_path, &render::junit(&req, &report))?;
     print!("{}", render::summary(&req, &report));
     eprintln!("reports: {} {}", yaml_path.display(), junit_path.display());
-    Ok(crate::checks::compliance::exit_code(&report))
+    Ok(crate::checks::compliance::exit_code(&report, args.critical_only))
 }

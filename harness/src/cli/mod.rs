@@ -82,7 +82,9 @@ pub enum Cmd {
         #[arg(long)]
         config: bool,
     },
-    /// Run the SCS KaaS standard checks (scs-compatible-kaas) against a cluster.
+    /// Run the SCS KaaS standard checks (scs-compatible-kaas) against a cluster; takes
+    /// upstream's scs-compliance-check.py command line too.
+    #[command(after_help = check::CHECK_HELP)]
     Check(CheckArgs),
     /// The local lab: a real control plane from Go modules, no Docker.
     Lab {
@@ -124,7 +126,7 @@ pub fn main() -> i32 {
             };
         }
     };
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose || matches!(&cli.command, Cmd::Check(a) if a.debug));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -170,6 +170,125 @@ fn check_command_writes_the_compliance_yaml_and_junit() {
     );
     let j = quick_junit::Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
     assert_eq!((j.tests, j.failures), (1, 1));
+    upstream_command_lines_give_the_same_exit_code_and_report(dir.path(), &report);
+}
+
+/// A CSP's scs-compliance-check.py command line, with `scs-e2e check` in its place: the same
+/// exit code and report as our own flags gave (`ours`), and upstream's meaning of `-C`, `-t`
+/// (matched at the start), `-S` (testcases without a section dropped), `-V`/`--version` and a
+/// repeated `-a`.
+fn upstream_command_lines_give_the_same_exit_code_and_report(dir: &std::path::Path, ours: &scs_e2e::checks::compliance::Report) {
+    let kc = format!("kubeconfig={}", lab().kubeconfig().display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .arg("check")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let report = std::fs::read_to_string(dir.join("up.yaml"))
+            .ok()
+            .map(|y| serde_saphyr::from_str::<scs_e2e::checks::compliance::Report>(&y).unwrap());
+        let _ = std::fs::remove_file(dir.join("up.yaml"));
+        // Shown with a failure below.
+        eprintln!("check {args:?} exited {:?}:\n{text}", out.status.code());
+        (out.status.code(), report, text)
+    };
+    let results = |r: &Option<scs_e2e::checks::compliance::Report>| scs_e2e::checks::compliance::results(r.as_ref().unwrap());
+    // The spec path of a standards checkout, which is not here: the built-in copy.
+    let spec = "Tests/scs-compatible-kaas.yaml";
+    let (code, report, text) = run(&[
+        "-s",
+        "lab",
+        "-d",
+        "2026-11-01",
+        "-a",
+        &kc,
+        "-t",
+        "node-distribution",
+        "-o",
+        "up.yaml",
+        spec,
+    ]);
+    assert_eq!(code, Some(2), "{text}");
+    let r = report.as_ref().unwrap();
+    assert_eq!(results(&report), scs_e2e::checks::compliance::results(ours));
+    assert_eq!(
+        (&r.subject, &r.spec.uuid, r.reference_date),
+        (&ours.subject, &ours.spec.uuid, ours.reference_date)
+    );
+    assert_eq!(r.run.assignment.get("kubeconfig"), ours.run.assignment.get("kubeconfig"));
+    // GNU style: options after the positional spec, long forms.
+    let (code, report, text) = run(&[
+        spec,
+        "--subject=lab",
+        "--date=2026-11-01",
+        "--assign",
+        &kc,
+        "--tests=node-distribution",
+        "--output=up.yaml",
+    ]);
+    assert_eq!(
+        (code, results(&report)),
+        (Some(2), scs_e2e::checks::compliance::results(ours)),
+        "{text}"
+    );
+    // -C: the FAIL and its ERROR line do not count.
+    let (code, report, text) = run(&[
+        "-C",
+        "-s",
+        "lab",
+        "-a",
+        &kc,
+        "-t",
+        "node-distribution",
+        "-o",
+        "up.yaml",
+        "scs-compatible-kaas",
+    ]);
+    assert_eq!(
+        (code, results(&report)),
+        (Some(0), scs_e2e::checks::compliance::results(ours)),
+        "{text}"
+    );
+    // -t matches at the start of the id; -S drops testcases without a section (this one has none).
+    for args in [&["-t", "distribution"][..], &["-t", "node-distribution", "-S", "light"]] {
+        let (code, report, text) = run(&[&["-s", "lab", "-a", &kc, "-o", "up.yaml"][..], args, &[spec]].concat());
+        let got = results(&report);
+        assert!(
+            code == Some(0) && !got.contains_key("node-distribution-check"),
+            "{args:?}: {got:?}\n{text}"
+        );
+    }
+    // -V/--version names a spec version; an unknown one, or a variable given twice: exit 2,
+    // nothing checked.
+    let (code, report, text) = run(&[
+        "-s",
+        "lab",
+        "--version",
+        "v1",
+        "-a",
+        &kc,
+        "-t",
+        "node-distribution",
+        "-o",
+        "up.yaml",
+        spec,
+    ]);
+    assert_eq!((code, r_version(&report)), (Some(2), Some("v1".to_string())), "{text}");
+    let (code, report, text) = run(&["-s", "lab", "-V", "v9", "-a", &kc, "-o", "up.yaml", spec]);
+    assert!(
+        code == Some(2) && report.is_none() && text.contains("the spec has versions v1"),
+        "{text}"
+    );
+    let (code, report, text) = run(&["-s", "lab", "-a", &kc, "-a", &kc, "-o", "up.yaml", spec]);
+    assert!(code == Some(2) && report.is_none() && text.contains("assigned twice"), "{text}");
+}
+
+fn r_version(r: &Option<scs_e2e::checks::compliance::Report>) -> Option<String> {
+    r.as_ref().and_then(|r| r.run.forced_version.clone())
 }
 
 /// Real sonobuoy (built by `lab install`) against the lab. The lab has no DNS pods, so
