@@ -12,6 +12,7 @@ pub mod runner;
 pub mod sonobuoy;
 pub mod spec;
 pub mod storage_class;
+pub mod upload;
 pub mod version_policy;
 
 use serde::{Deserialize, Serialize};

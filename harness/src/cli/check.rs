@@ -58,7 +58,13 @@ pub struct CheckArgs {
     /// How long downloaded EOL data, releases and CVE records are reused (0s: always download).
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     pub cache_ttl: Duration,
+    /// Signing the compliance report and sending it to the SCS compliance monitor.
+    #[command(flatten, next_help_heading = "Upload to the compliance monitor")]
+    pub upload: crate::checks::upload::UploadArgs,
 }
+
+/// The exit code of `check --upload` when the monitor did not take the report.
+pub const UPLOAD_FAILED: i32 = 125;
 
 pub(super) fn parse_duration(s: &str) -> Result<Duration, crate::error::Invalid> {
     crate::format::duration::HumanDuration::parse(s).map(|d| d.0)
@@ -69,6 +75,8 @@ pub const CHECK_HELP: &str = "Exit code: as upstream's scs-compliance-check.py, 
   CRITICAL lines + ERROR lines + FAIL results (with -C: CRITICAL lines only), capped at 127.
   0 means all selected testcases passed; 2 can mean one ERROR and one FAIL.
   Bad arguments or spec: 2 as well, with the error on stderr and nothing checked.
+  With --upload: 125 when the monitor did not take the report (it stays on disk; send it again
+  with `scs-e2e report upload`); a report the monitor has already (409) counts as taken.
 
 Upstream's command line works unchanged: scs-e2e check [-s SUBJECT] [-d DATE] [-V VERSION] [-C]
 [-o OUTPUT] [-a KEY=VALUE]... [-t REGEX] [-S SECTIONS] [-v|-q] [--debug] SPEC_YAML";
@@ -116,6 +124,8 @@ pub(super) async fn check(args: CheckArgs) -> Result<i32, Fatal> {
             .or_insert_with(|| out_dir.join(&args.subject).display().to_string());
     }
     let assignment = spec.assignment(&given).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
+    // Checked before anything runs: a missing password must not cost an hour of conformance.
+    let upload = args.upload.resolve(&args.subject).map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
     let tests = args
         .tests
         .as_deref()
@@ -157,6 +167,7 @@ pub(super) async fn check(args: CheckArgs) -> Result<i32, Fatal> {
         version_policy: {
             let mut vp = request::VersionPolicyInputs::cached();
             vp.sources = args.version_policy.resolve(Path::new("."));
+            vp.options = args.version_policy.options(vp.options);
             vp.options.ttl = args.cache_ttl;
             vp
         },
@@ -173,5 +184,37 @@ pub(super) async fn check(args: CheckArgs) -> Result<i32, Fatal> {
     crate::redact::write_atomic(&junit_path, &render::junit(&req, &report))?;
     print!("{}", render::summary(&req, &report));
     eprintln!("reports: {} {}", yaml_path.display(), junit_path.display());
-    Ok(crate::checks::compliance::exit_code(&report, args.critical_only))
+    let code = crate::checks::compliance::exit_code(&report, args.critical_only);
+    match upload {
+        Some(u) => {
+            // The bytes on disk are the bytes signed: the file can be sent again as it is.
+            let bytes = std::fs::read(&yaml_path)?;
+            Ok(if send(&u, &bytes, &report.run.uuid).await {
+                code
+            } else {
+                UPLOAD_FAILED
+            })
+        }
+        None => Ok(code),
+    }
+}
+
+/// Uploads and says what came of it; whether the monitor has the report now.
+pub(super) async fn send(u: &crate::checks::upload::Upload, bytes: &[u8], run_uuid: &str) -> bool {
+    use crate::checks::upload::{Uploaded, upload};
+    let say = |l: &str| eprintln!("{}", crate::redact::apply(l));
+    match upload(u, bytes, &say).await {
+        Ok(Uploaded::Stored) => {
+            eprintln!("uploaded: the monitor stored report {run_uuid} (account {})", u.user);
+            true
+        }
+        Ok(Uploaded::AlreadyThere) => {
+            eprintln!("already uploaded: the monitor has report {run_uuid} (409)");
+            true
+        }
+        Err(e) => {
+            eprintln!("{}", crate::redact::apply(&format!("upload failed: {e}")));
+            false
+        }
+    }
 }

@@ -193,5 +193,8 @@ async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
         Cmd::Report {
             command: ReportCmd::Merge { files, output },
         } => report::merge(&files, &output),
+        Cmd::Report {
+            command: ReportCmd::Upload { report, upload },
+        } => report::upload(&report, &upload).await,
     }
 }

@@ -20,4 +20,5 @@ mod openstack_resources;
 mod openstack_run;
 mod reports;
 mod stacks;
+mod upload;
 mod zuul;
