@@ -164,6 +164,8 @@ fn offline_quickstart_in_a_real_kind_cluster_passes_and_pulls_nothing() {
             ),
         )
     });
+    // The same real cluster serves the pod-log canary: kubelet writes what a container prints.
+    let canary = kept.then(|| pod_log_canary(&kubeconfig, &art.with_file_name("canary")));
     if kept {
         kind_delete(name);
     }
@@ -184,6 +186,7 @@ fn offline_quickstart_in_a_real_kind_cluster_passes_and_pulls_nothing() {
     for st in &s.steps {
         assert_eq!(st.status, Status::Passed, "{}: {:?}", st.name, st.message);
     }
+    canary.expect("kept with --delete never")();
     let (nodes, pods, events, images) = inspect.expect("kept with --delete never");
     assert!(nodes.lines().all(|l| l.ends_with(" True")) && !nodes.is_empty(), "{nodes}");
     for ns in [
@@ -203,6 +206,113 @@ fn offline_quickstart_in_a_real_kind_cluster_passes_and_pulls_nothing() {
     assert!(!events.lines().any(|l| l.starts_with("Pulling ")), "{events}");
     assert!(images.contains("registry.k8s.io/cluster-api/cluster-api-controller:"), "{images}");
     assert!(images.contains("ghcr.io/sovereigncloudstack/cso:"), "{images}");
+}
+
+/// A registered secret printed by a pod (plain and base64), collected with `podLogs` when the
+/// scenario fails, appears in no artifact and not on the console; the logs themselves are there,
+/// masked. Runs the real binary against a real kind cluster (its kubelet writes the logs); the
+/// checks are returned, to run once the cluster is deleted.
+fn pod_log_canary(kubeconfig: &Path, dir: &Path) -> impl FnOnce() + use<> {
+    const TOKEN: &str = "ghp_canaryPodLog0123456789abcdef";
+    std::fs::create_dir_all(dir).unwrap();
+    let suite = dir.join("leaky-pod.yaml");
+    // The helper image is preloaded on the node (busybox: sh, base64); it is never pulled.
+    let pod = r#"apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: talker
+    image: docker.io/kindest/local-path-helper:v20241212-8ac705d0
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "echo token=$TOKEN; printf %s $TOKEN | base64"]
+    env:
+    - name: TOKEN
+      valueFrom: {secretKeyRef: {name: leaky, key: token}}
+"#;
+    let script = format!(
+        "kubectl -n \"$NAMESPACE\" create secret generic leaky --from-literal=token=\"$GITHUB_TOKEN\"\nkubectl -n \"$NAMESPACE\" apply -f - <<'EOF'\n{pod}EOF\nkubectl -n \"$NAMESPACE\" wait --for=jsonpath='{{.status.phase}}'=Succeeded pod/talker --timeout=180s\n"
+    );
+    let body = serde_json::json!({
+        "apiVersion": "scs-e2e/v1alpha1", "kind": "Suite", "name": "leaky-pod",
+        "scenarios": [{
+            "name": "pod-prints-a-secret",
+            "steps": [{"command": {"script": script}}, {"command": {"script": "exit 3"}}],
+            "onFailure": [{"podLogs": {}}, {"resources": {"kinds": ["v1/Secret"]}}],
+        }],
+    });
+    std::fs::write(&suite, serde_json::to_string_pretty(&body).unwrap()).unwrap();
+    let art = dir.join("out");
+    let out = scs_e2e(&["run", "-v", "--env", "kubeconfig", "--kubeconfig"])
+        .arg(kubeconfig)
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--artifacts")
+        .arg(&art)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("PATH", scs_e2e::process::path_with(&[common::assets().bin_dir.clone()]))
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let files: Vec<(PathBuf, String)> = walk(&art)
+        .into_iter()
+        .map(|p| {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            (p, text)
+        })
+        .collect();
+    move || {
+        assert_eq!(code, Some(1), "the scenario fails on purpose:\n{stderr}");
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(TOKEN);
+        for c in [TOKEN, b64.as_str()] {
+            for (p, text) in &files {
+                assert!(!text.contains(c), "{} holds the canary", p.display());
+            }
+            assert!(!stdout.contains(c) && !stderr.contains(c), "the console shows the canary");
+        }
+        let log = files
+            .iter()
+            .find(|(p, _)| p.file_name().is_some_and(|n| n == "talker_talker.log"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the pod's log was collected:\n{}",
+                    files
+                        .iter()
+                        .map(|(p, t)| format!("== {}\n{t}", p.display()))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
+        // Both lines were printed, each masked, not dropped.
+        assert_eq!(log.1.lines().collect::<Vec<_>>(), ["token=***", "***"], "{}", log.1);
+        let dumped = files
+            .iter()
+            .find(|(p, _)| p.to_string_lossy().ends_with("_leaky.yaml"))
+            .expect("Secret leaky dumped");
+        assert!(dumped.1.contains("token: REDACTED"), "{}", dumped.1);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 #[test]
