@@ -610,6 +610,8 @@ pub async fn install(
     let providers: Vec<&str> = spec.namespaces().into_iter().filter(|n| *n != CSO_NAMESPACE).collect();
     say(&format!("waiting for the Deployments in {}", providers.join(", ")));
     wait_available(&client, &providers, deadline, spec.timeout).await?;
+    say("waiting for Cluster API's webhook to answer");
+    wait_capi_webhook(&client, deadline).await?;
     install_cso(spec, tools, kubeconfig, &client, say, deadline, cancel).await?;
     if spec.infrastructure == Infrastructure::OpenStack {
         install_cspo(spec, tools, kubeconfig, &client, say, deadline, cancel).await?;
@@ -679,25 +681,55 @@ pub async fn install_cso(
     Ok(())
 }
 
-/// Waits until CSO's admission webhook answers: a Ready pod is not yet a Service endpoint kube-proxy
-/// routes to, and the first ClusterStack of a run met "connection refused" in that gap. Probed with
-/// a server-side dry run (nothing is stored), once a second until the deadline.
+/// Waits until CSO's admission webhook answers (see [`wait_webhook`]); the first ClusterStack of
+/// a run met "connection refused" in the gap after its pod became Ready.
 pub async fn wait_cso_webhook(client: &kube::Client, deadline: Instant) -> Result<(), MgmtError> {
-    let ar = kube::api::ApiResource {
-        group: "clusterstack.x-k8s.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "clusterstack.x-k8s.io/v1alpha1".into(),
-        kind: "ClusterStack".into(),
-        plural: "clusterstacks".into(),
-    };
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), CSO_NAMESPACE, &ar);
-    let probe: kube::api::DynamicObject = serde_json::from_value(json!({
+    let probe = json!({
         "apiVersion": "clusterstack.x-k8s.io/v1alpha1",
         "kind": "ClusterStack",
-        "metadata": {"name": "scs-e2e-webhook-probe"},
+        "metadata": {"name": "scs-e2e-webhook-probe", "namespace": CSO_NAMESPACE},
         "spec": {"provider": "probe", "name": "probe", "kubernetesVersion": "1.33", "channel": "stable", "autoSubscribe": false, "noProvider": true, "versions": []}
-    }))
-    .expect("valid object");
+    });
+    wait_webhook(client, "clusterstacks", probe, "CSO's webhook", deadline).await
+}
+
+/// Waits until Cluster API's ExtensionConfig webhook answers: CSO's chart creates one, and on a
+/// busy machine helm met "failed calling webhook ... context deadline exceeded" right after the
+/// providers' Deployments became Available.
+pub async fn wait_capi_webhook(client: &kube::Client, deadline: Instant) -> Result<(), MgmtError> {
+    let probe = json!({
+        "apiVersion": "runtime.cluster.x-k8s.io/v1alpha1",
+        "kind": "ExtensionConfig",
+        "metadata": {"name": "scs-e2e-webhook-probe"},
+        "spec": {"clientConfig": {"url": "https://127.0.0.1:9/probe"}}
+    });
+    wait_webhook(client, "extensionconfigs", probe, "Cluster API's webhook", deadline).await
+}
+
+/// Waits until the admission webhook for `probe`'s kind answers: a Ready pod is not yet a
+/// Service endpoint kube-proxy routes to. Probed with a server-side dry run (nothing is stored),
+/// once a second until the deadline; any answer of the webhook, its own refusal included, counts.
+async fn wait_webhook(
+    client: &kube::Client,
+    plural: &str,
+    probe: serde_json::Value,
+    what: &str,
+    deadline: Instant,
+) -> Result<(), MgmtError> {
+    let api_version = probe["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let ar = kube::api::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: probe["kind"].as_str().unwrap_or_default().into(),
+        plural: plural.into(),
+    };
+    let api: Api<kube::api::DynamicObject> = match probe.pointer("/metadata/namespace").and_then(|n| n.as_str()) {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let probe: kube::api::DynamicObject = serde_json::from_value(probe).expect("valid object");
     let pp = kube::api::PostParams {
         dry_run: true,
         ..Default::default()
@@ -705,12 +737,11 @@ pub async fn wait_cso_webhook(client: &kube::Client, deadline: Instant) -> Resul
     loop {
         let last = match api.create(&pp, &probe).await {
             Ok(_) => return Ok(()),
-            // The webhook answered (with its own verdict): it serves.
             Err(e) if !e.to_string().contains("failed calling webhook") => return Ok(()),
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
-            return Err(MgmtError::Kube(format!("CSO's webhook never answered: {last}")));
+            return Err(MgmtError::Kube(format!("{what} never answered: {last}")));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
