@@ -57,6 +57,10 @@ pub struct ConfigFile {
     /// Suites to run when `--suite` is not given (names or files; default: quickstart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suites: Vec<String>,
+    /// Suite variables, `${NAME}` in every suite: they override the suites' own `vars`;
+    /// `SCS_E2E_VAR_<NAME>` and `--var NAME=VALUE` override these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
     /// Scenarios run at once (default 4; at least 1); `--parallel` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel: Option<usize>,
@@ -255,6 +259,17 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// The parsed config file; None without one.
     pub file: Option<ConfigFile>,
+    /// Suite variables given from outside the suites, with where each came from (`--var`,
+    /// `SCS_E2E_VAR_<NAME>`, the config file): they override the suites' `vars`.
+    pub vars: BTreeMap<String, (String, String)>,
+}
+
+/// The environment variables that set suite variables: `SCS_E2E_VAR_<NAME>`.
+pub const VAR_ENV_PREFIX: &str = "SCS_E2E_VAR_";
+
+/// A suite variable name: a letter or `_`, then letters, digits, `_` and `.`.
+pub fn is_var_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 impl Default for Settings {
@@ -265,6 +280,7 @@ impl Default for Settings {
             intervals: builtin_intervals(),
             config_file: None,
             file: None,
+            vars: BTreeMap::new(),
         }
     }
 }
@@ -285,9 +301,52 @@ impl Settings {
             s.intervals.insert(k.value.clone(), v.0);
         }
         cfg.register_secrets();
+        for (k, v) in &cfg.vars {
+            if !is_var_name(k) {
+                return Err(
+                    InputError::new(format!("vars: `{k}` is not a variable name (letters, digits, `_`, `.`)"))
+                        .in_file(path.display().to_string()),
+                );
+            }
+            s.vars.insert(k.clone(), (v.clone(), format!("config {}", path.display())));
+        }
         s.config_file = Some(path.to_path_buf());
         s.file = Some(cfg);
         Ok(s)
+    }
+}
+
+impl Settings {
+    /// Adds the suite variables given from outside, over the config file's: `env` (the process's
+    /// `SCS_E2E_VAR_<NAME>`s), then `flags` (`--var NAME=VALUE`, repeatable; the last wins). A
+    /// malformed one is a usage error naming it; secret-named values are masked from here on.
+    pub fn add_vars(&mut self, flags: &[String], env: impl IntoIterator<Item = (String, String)>) -> Result<(), InputError> {
+        let mut given: Vec<(String, String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(VAR_ENV_PREFIX)
+                    .map(|n| (n.to_string(), v, format!("environment {k}")))
+            })
+            .collect();
+        given.sort();
+        for f in flags {
+            let (k, v) = f
+                .split_once('=')
+                .ok_or_else(|| InputError::new(format!("--var `{f}`: write NAME=VALUE, like --var STACK_SOURCE=./my-stack")))?;
+            given.push((k.to_string(), v.to_string(), "--var".into()));
+        }
+        for (k, v, from) in given {
+            if !is_var_name(&k) {
+                return Err(InputError::new(format!(
+                    "{from}: `{k}` is not a variable name (a letter or `_`, then letters, digits, `_`, `.`)"
+                )));
+            }
+            if crate::redact::is_secret_name(&k) {
+                crate::redact::add(&v);
+            }
+            self.vars.insert(k, (v, from));
+        }
+        Ok(())
     }
 }
 

@@ -39,6 +39,10 @@ pub struct Select {
     /// Run shard I of N (stable round-robin over sorted scenario names), like 2/4.
     #[arg(long, env = "SCS_E2E_SHARD")]
     pub shard: Option<String>,
+    /// A suite variable, NAME=VALUE (repeatable): over SCS_E2E_VAR_<NAME>, the config file's
+    /// `vars` and the suites' own.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
 }
 
 /// Arguments of `scs-e2e run`: which scenarios, where, and where the reports go.
@@ -103,7 +107,8 @@ pub(super) fn valid_run_id(id: &str) -> anyhow::Result<String> {
 
 /// Loads the config and suites and builds the plan; every problem is a usage error.
 pub fn plan_from(select: &Select) -> Result<(Settings, Plan), Fatal> {
-    let settings = Settings::from_file(select.config.as_deref()).map_err(Fatal::usage)?;
+    let mut settings = Settings::from_file(select.config.as_deref()).map_err(Fatal::usage)?;
+    settings.add_vars(&select.vars, std::env::vars()).map_err(Fatal::usage)?;
     let filters = Filters::parse(select.focus.as_deref(), select.skip.as_deref(), select.shard.as_deref()).map_err(Fatal::usage)?;
     let mut names = select.suites.clone();
     if names.is_empty() {
@@ -138,6 +143,14 @@ pub(super) fn print_plan(plan: &Plan, json: bool, dry_run: bool) {
             },
             sc.suite_file
         );
+        if !sc.vars.is_empty() {
+            let vars: Vec<String> = sc
+                .vars
+                .iter()
+                .map(|(k, v)| format!("{k}={v} ({})", sc.var_sources.get(k).map(String::as_str).unwrap_or("suite")))
+                .collect();
+            println!("  vars: {}", crate::redact::apply(&vars.join(", ")));
+        }
         for (i, st) in sc.steps.iter().enumerate() {
             let attempts = if st.attempts > 1 {
                 format!(", {} attempts", st.attempts)

@@ -44,7 +44,7 @@ fn is_zero(n: &i32) -> bool {
 
 /// A script and the variables it gets: each known `${NAME}` stays in the text for bash to expand
 /// from the environment (a value is data, never code, whatever quotes or `;` it holds). A name
-/// bash cannot take (`${a.b}`) is renamed in the text to `${SCS_E2E_VAR_<n>}`.
+/// bash cannot take (`${a.b}`) is renamed in the text to `${SCS_E2E_SCRIPT_VAR_<n>}` (`SCS_E2E_VAR_<NAME>` is an input of scs-e2e itself).
 fn script_with_vars(script: &str, vars: &BTreeMap<String, String>) -> (String, Vec<(String, String)>) {
     let shell_name = |n: &str| {
         let mut c = n.chars();
@@ -65,7 +65,7 @@ fn script_with_vars(script: &str, vars: &BTreeMap<String, String>) -> (String, V
                         let e = if shell_name(name) {
                             name.to_string()
                         } else {
-                            format!("SCS_E2E_VAR_{}", used.len())
+                            format!("SCS_E2E_SCRIPT_VAR_{}", used.len())
                         };
                         used.push((name.to_string(), e.clone(), vars[name].clone()));
                         e
@@ -199,7 +199,7 @@ mod tests {
         let (text, env) = script_with_vars(script, &vars);
         assert_eq!(
             text,
-            "printf '%s|' \"${value}\" \"${SCS_E2E_VAR_1}\" \"${SCS_E2E_VAR_1}\" \"${NOT_KNOWN:-unset}\""
+            "printf '%s|' \"${value}\" \"${SCS_E2E_SCRIPT_VAR_1}\" \"${SCS_E2E_SCRIPT_VAR_1}\" \"${NOT_KNOWN:-unset}\""
         );
         assert_eq!(env.len(), 2, "{env:?}");
         let out = env

@@ -48,9 +48,14 @@ pub struct PlannedScenario {
     /// The scenario's own namespace (substituted); None: the harness makes one and deletes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The suite's `vars` plus the matrix values, for `${NAME}` at run time.
+    /// The suite's `vars`, those given from outside and the matrix values, for `${NAME}` at run
+    /// time.
     #[serde(skip)]
     pub vars: BTreeMap<String, String>,
+    /// Where each of `vars` came from: `suite`, `matrix`, `--var`, `environment SCS_E2E_VAR_X`,
+    /// `config <file>` (for `list` and `--dry-run`).
+    #[serde(skip)]
+    pub var_sources: BTreeMap<String, String>,
     /// The steps, in order.
     pub steps: Vec<PlannedStep>,
     /// Collectors run after the steps, whatever happened.
@@ -209,8 +214,16 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
     let mut names = HashSet::new();
     for sc in &s.scenarios {
         for combo in matrix_combinations(sc) {
+            // Suite defaults < config < environment < --var (merged in settings.vars); a matrix
+            // key is the expansion itself and keeps its values.
             let mut vars = s.vars.clone();
+            let mut var_sources: BTreeMap<String, String> = s.vars.keys().map(|k| (k.clone(), "suite".to_string())).collect();
+            for (k, (v, from)) in &settings.vars {
+                vars.insert(k.clone(), v.clone());
+                var_sources.insert(k.clone(), from.clone());
+            }
             vars.extend(combo.clone());
+            var_sources.extend(combo.keys().map(|k| (k.clone(), "matrix".to_string())));
             let mut name = substitute_known(&sc.name.value, &combo);
             if !combo.is_empty() && name == sc.name.value {
                 // No ${KEY} in the name: append the values so every expansion has its own stable name.
@@ -240,6 +253,14 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
                 } else {
                     substitute_step(&st.value, &vars)
                 };
+                if let Some(unknown) = unknown_var(&serde_json::to_value(&step).expect("a step serializes"), &vars) {
+                    return Err(InputError::new(format!(
+                        "`${{{unknown}}}` (scenario {name}) is no variable of this suite: define it in the suite's `vars`, give it with --var {unknown}=VALUE (or SCS_E2E_VAR_{unknown}, or `vars:` in the config file), or use one the run sets: {}",
+                        RUNTIME_VARS.join(", ")
+                    ))
+                    .in_file(&ls.display_path)
+                    .at(&ls.source, st.referenced.line(), st.referenced.column()));
+                }
                 step.op.operation().validate().map_err(|m| {
                     InputError::new(format!("{} step (scenario {name}): {m}", step.op.key()))
                         .in_file(&ls.display_path)
@@ -282,6 +303,7 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
                 matrix: combo,
                 namespace: sc.namespace.as_ref().map(|n| substitute_known(n, &vars)),
                 vars,
+                var_sources,
                 steps,
                 finally,
                 on_failure,
@@ -289,6 +311,48 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
         }
     }
     Ok(out)
+}
+
+/// The variables the run itself sets for steps, besides the suite's: per scenario (NAMESPACE,
+/// SCENARIO, RUN_ID, ARTIFACTS, KUBECONFIG), from `waitCluster` (CLUSTER_KUBECONFIG) and from the
+/// environments (CSO_RELEASE_DIR; OPENSTACK_CLOUD, OPENSTACK_SECRET_NAME). Kept in step with the
+/// engine's `scenario_vars`, `waitCluster` and the environments' `step_vars`.
+pub const RUNTIME_VARS: &[&str] = &[
+    "NAMESPACE",
+    "SCENARIO",
+    "RUN_ID",
+    "ARTIFACTS",
+    "KUBECONFIG",
+    "CLUSTER_KUBECONFIG",
+    "CSO_RELEASE_DIR",
+    "OPENSTACK_CLOUD",
+    "OPENSTACK_SECRET_NAME",
+];
+
+/// The first `${NAME}` in a step (after substitution) that is neither one of `vars` nor set by
+/// the run. Bash scripts (`script` fields) are left out: their `${...}` are bash's.
+fn unknown_var(v: &serde_json::Value, vars: &BTreeMap<String, String>) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                let after = &rest[i + 2..];
+                let name = after.split('}').next().unwrap_or_default();
+                if after.contains('}') && crate::config::is_var_name(name) && !vars.contains_key(name) && !RUNTIME_VARS.contains(&name) {
+                    return Some(name.to_string());
+                }
+                rest = after;
+            }
+            None
+        }
+        Value::Array(a) => a.iter().find_map(|x| unknown_var(x, vars)),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, _)| k.as_str() != "script")
+            .find_map(|(_, x)| unknown_var(x, vars)),
+        _ => None,
+    }
 }
 
 fn substitute_step(step: &Step, vars: &BTreeMap<String, String>) -> Step {

@@ -1063,3 +1063,70 @@ fn planted_secrets_appear_in_no_report_log_or_artifact() {
     assert!(log.contains("gh=*** os=***"), "{log}");
     k(&["delete", "clusterrolebinding", &sa]);
 }
+
+/// Suite variables from outside: `--var` over `SCS_E2E_VAR_<NAME>` over the config file's
+/// `vars` over the suite's own; `list` and `run --dry-run` show each value and where it came
+/// from; a `${NAME}` no one defines is exit 2 naming file and line, unless a script's (bash's).
+#[test]
+fn suite_variables_come_from_flags_environment_config_and_suite_in_that_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("vars.yaml");
+    std::fs::write(
+        &suite,
+        "apiVersion: scs-e2e/v1alpha1\nkind: Suite\nname: vars\nvars: {A: suite-a, B: suite-b, C: suite-c, D: suite-d}\nscenarios:\n  - name: s\n    steps:\n      - name: see ${A} ${B} ${C} ${D}\n        command: {script: 'echo \"${HOME_UNSET:-x}\" ${NOT_A_SUITE_VAR}'}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: scs-e2e/v1alpha1\nkind: Config\nvars: {A: config-a, B: config-b, C: config-c}\n",
+    )
+    .unwrap();
+    let with_env = |c: &mut Command| {
+        c.env("SCS_E2E_VAR_A", "env-a").env("SCS_E2E_VAR_B", "env-b");
+    };
+    let mut list = scs(&[
+        "list",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--var",
+        "A=flag-a",
+    ]);
+    with_env(&mut list);
+    let (code, out, err) = run_out(&mut list);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("see flag-a env-b config-c suite-d"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "vars: A=flag-a (--var), B=env-b (environment SCS_E2E_VAR_B), C=config-c (config {}), D=suite-d (suite)",
+            config.display()
+        )),
+        "{out}"
+    );
+    let mut dry = scs(&["run", "--dry-run", "--suite", suite.to_str().unwrap(), "--var", "D=flag-d"]);
+    let (code, out, err) = run_out(&mut dry);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("see suite-a suite-b suite-c flag-d") && out.contains("D=flag-d (--var)"),
+        "{out}"
+    );
+
+    // An undefined variable outside a script: exit 2 at its step's line, with the ways to give it.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: scs-e2e/v1alpha1\nkind: Suite\nname: bad\nscenarios:\n  - name: s\n    steps:\n      - command: {script: 'true'}\n      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: \"1.33\", versions: [v1], source: \"${STACK_DIR}\"}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_out(&mut scs(&["list", "--suite", bad.to_str().unwrap()]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.yaml:8") && err.contains("--var STACK_DIR=VALUE"), "{err}");
+    let (code, out, err) = run_out(&mut scs(&["list", "--suite", bad.to_str().unwrap(), "--var", "STACK_DIR=./stack"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("STACK_DIR=./stack (--var)"), "{out}");
+    // A malformed --var is a usage error naming it.
+    let (code, _, err) = run_out(&mut scs(&["list", "--suite", suite.to_str().unwrap(), "--var", "no-equals"]));
+    assert!(code == 2 && err.contains("--var `no-equals`: write NAME=VALUE"), "{err}");
+}

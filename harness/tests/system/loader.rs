@@ -162,7 +162,7 @@ fn invalid_yaml_is_located() {
 #[test]
 fn matrix_expands_with_stable_names_and_substitutes_everywhere() {
     let text = suite(
-        "  - name: up-${k8s}-${stack}\n    matrix:\n      stack: [v1, v2]\n      k8s: [\"1.32\", \"1.33\"]\n    steps:\n      - name: run ${stack}\n        command: {argv: [echo, \"${k8s}\", \"${HOME}\"]}\n  - name: plain\n    matrix: {n: [1, 2]}\n    steps:\n      - command: {script: \"echo ${n}\"}\n",
+        "  - name: up-${k8s}-${stack}\n    matrix:\n      stack: [v1, v2]\n      k8s: [\"1.32\", \"1.33\"]\n    steps:\n      - name: run ${stack}\n        command: {argv: [echo, \"${k8s}\", \"${NAMESPACE}\"]}\n  - name: plain\n    matrix: {n: [1, 2]}\n    steps:\n      - command: {script: \"echo ${n}\"}\n",
     );
     let ls = load_suite_str(&text, FILE, PathBuf::from(".")).unwrap();
     let scenarios = expand_suite(&ls, &Settings::default()).unwrap();
@@ -180,8 +180,8 @@ fn matrix_expands_with_stable_names_and_substitutes_everywhere() {
     };
     assert_eq!(
         argv,
-        ["echo", "1.33", "${HOME}"],
-        "matrix variables substituted, shell variables kept"
+        ["echo", "1.33", "${NAMESPACE}"],
+        "matrix variables substituted, the run's own kept for run time"
     );
     // Expanding twice gives the same names: JUnit history lines up across nights.
     let again: Vec<String> = expand_suite(&ls, &Settings::default())
