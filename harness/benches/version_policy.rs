@@ -1,7 +1,8 @@
 //! `cargo bench --bench version_policy`: the version-policy check's input loading against a
 //! loopback HTTP server that answers every request after 20 ms (EOL data, one page of releases,
 //! the CVE feed, 60 CVE records). Prints wall times for CVE fetches one at a time and with the
-//! default bounded concurrency, and their ratio; caching is off so every run hits the server.
+//! default bounded concurrency, and their ratio, and the process's peak RSS; caching is off so
+//! every run hits the server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,20 +58,45 @@ async fn serve(hits: Arc<AtomicUsize>) -> String {
     .await
 }
 
+fn sources(base: &str) -> Sources {
+    Sources {
+        eol: Source::Url(format!("{base}/eol.yml")),
+        releases: Source::Url(format!("{base}/releases")),
+        cve_feed: Source::Url(format!("{base}/feed.json")),
+        cve_record_base: Source::Url(format!("{base}/cve/")),
+    }
+}
+
+/// Peak resident memory of this process (ru_maxrss), in MiB.
+fn peak_rss_mib() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// The env var that makes this binary the measured child: one check's loading against the
+/// parent's server, then its peak RSS on stdout (the server's memory is the parent's).
+const CHILD: &str = "SCS_E2E_BENCH_VP_CHILD";
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` probes bench binaries; nothing to list here.
     }
+    // The product's runtime: multi-threaded, as `scs-e2e check` runs.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if let Ok(base) = std::env::var(CHILD) {
+        rt.block_on(async {
+            let out = version_policy::run("v1.33.13", &sources(&base), &Options::default(), chrono::Utc::now()).await;
+            assert_eq!(out.verdict, Verdict::Pass, "{out:?}");
+        });
+        println!("{:.1}", peak_rss_mib());
+        return;
+    }
     rt.block_on(async {
         let hits = Arc::new(AtomicUsize::new(0));
         let base = serve(hits.clone()).await;
-        let sources = Sources {
-            eol: Source::Url(format!("{base}/eol.yml")),
-            releases: Source::Url(format!("{base}/releases")),
-            cve_feed: Source::Url(format!("{base}/feed.json")),
-            cve_record_base: Source::Url(format!("{base}/cve/")),
-        };
+        let sources = sources(&base);
         let default_concurrency = Options::default().concurrency;
         let mut times = Vec::new();
         for concurrency in [1, default_concurrency] {
@@ -100,6 +126,20 @@ fn main() {
         println!(
             "speed-up with concurrency {default_concurrency}: {:.1}x",
             times[0].as_secs_f64() / times[1].as_secs_f64()
+        );
+        // One check's loading in a process of its own (runtime, HTTP client, the loaded inputs),
+        // the server left in this one.
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .env(CHILD, &base)
+            .output()
+            .await
+            .unwrap();
+        assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+        println!(
+            "peak RSS of a process loading the inputs once (concurrency {default_concurrency}): {} MiB; of this bench process (server, {} runs): {:.1} MiB",
+            String::from_utf8_lossy(&child.stdout).trim(),
+            times.len() * 3,
+            peak_rss_mib()
         );
     });
 }

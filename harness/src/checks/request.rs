@@ -74,9 +74,33 @@ pub struct VersionPolicySources {
     #[arg(long, value_name = "DIR|URL")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cve_records: Option<String>,
+    /// CVE records fetched at once (default 24, at most 64): be polite to the CVE services API.
+    #[arg(long = "cve-concurrency", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u16>,
 }
 
 impl VersionPolicySources {
+    /// `concurrency` checked: 1 to [`super::version_policy::MAX_CONCURRENCY`].
+    pub fn validate(&self) -> Result<(), crate::error::Invalid> {
+        match self.concurrency {
+            Some(n) if n == 0 || usize::from(n) > super::version_policy::MAX_CONCURRENCY => Err(format!(
+                "`concurrency: {n}`: give 1 to {} CVE records at once",
+                super::version_policy::MAX_CONCURRENCY
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The download options with this `concurrency`, if given.
+    pub fn options(&self, mut base: super::version_policy::Options) -> super::version_policy::Options {
+        if let Some(n) = self.concurrency {
+            base.concurrency = usize::from(n).clamp(1, super::version_policy::MAX_CONCURRENCY);
+        }
+        base
+    }
+
     /// Relative paths are taken from `base` (the working directory, or the suite's directory).
     pub fn resolve(&self, base: &std::path::Path) -> super::version_policy::Sources {
         use super::version_policy::{Source, Sources};

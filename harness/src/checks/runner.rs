@@ -272,6 +272,22 @@ mod tests {
         assert_eq!(remote.eol, Source::File("/etc/eol.yml".into()));
         assert_eq!(remote.releases, Source::Url("https://m.example/vp/releases.json".into()));
         assert_eq!(remote.cve_record_base, Source::Url("https://m.example/vp/cve/".into()));
+        // Concurrency: the default, a given one, and the bounds.
+        let base = crate::checks::version_policy::Options::default();
+        assert_eq!(VersionPolicySources::default().options(base.clone()).concurrency, 24);
+        let five = VersionPolicySources {
+            concurrency: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(five.options(base).concurrency, 5);
+        assert!(five.validate().is_ok());
+        for bad in [0, 65] {
+            let s = VersionPolicySources {
+                concurrency: Some(bad),
+                ..Default::default()
+            };
+            assert!(s.validate().unwrap_err().to_string().contains("1 to 64"), "{bad}");
+        }
     }
 
     #[test]
@@ -381,6 +397,29 @@ mod tests {
         assert_eq!(inv.critical, 1, "{:?}", inv.stderr);
     }
 
+    /// A report of `invocations` (made on `checked_at`), the rest placeholders.
+    fn report_of(checked_at: &str, invocations: BTreeMap<String, Invocation>) -> Report {
+        Report {
+            spec: SpecRef {
+                uuid: "u".into(),
+                name: "n".into(),
+                url: "u".into(),
+            },
+            checked_at: checked_at.into(),
+            reference_date: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            subject: "s".into(),
+            run: Run {
+                uuid: "u".into(),
+                argv: vec![],
+                assignment: BTreeMap::new(),
+                sections: None,
+                forced_version: None,
+                forced_tests: None,
+                invocations,
+            },
+        }
+    }
+
     #[test]
     fn junit_testcases_carry_the_timestamp_and_time_of_their_invocation() {
         use chrono::TimeZone as _;
@@ -393,28 +432,13 @@ mod tests {
             i.timing = Some((at, std::time::Duration::from_secs_f64(secs)));
             i
         };
-        let rep = Report {
-            spec: SpecRef {
-                uuid: "u".into(),
-                name: "n".into(),
-                url: "u".into(),
-            },
-            checked_at: "2026-11-30 10:10:02".into(),
-            reference_date: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
-            subject: "s".into(),
-            run: Run {
-                uuid: "u".into(),
-                argv: vec![],
-                assignment: BTreeMap::new(),
-                sections: None,
-                forced_version: None,
-                forced_tests: None,
-                invocations: BTreeMap::from([
-                    ("1".into(), inv("version-policy-check", 1, t1, 1.5)),
-                    ("2".into(), inv("cncf-k8s-conformance", -1, t2, 600.0)),
-                ]),
-            },
-        };
+        let rep = report_of(
+            "2026-11-30 10:10:02",
+            BTreeMap::from([
+                ("1".into(), inv("version-policy-check", 1, t1, 1.5)),
+                ("2".into(), inv("cncf-k8s-conformance", -1, t2, 600.0)),
+            ]),
+        );
         let j = quick_junit::Report::deserialize_from_str(&junit(&r, &rep)).unwrap();
         let suite = &j.test_suites[0];
         assert_eq!(suite.timestamp, Some(t1.fixed_offset()), "the first invocation's start");
@@ -443,25 +467,7 @@ mod tests {
         inv.critical = 100;
         inv.error = 100;
         inv.results.insert("a".into(), -1);
-        let r = Report {
-            spec: SpecRef {
-                uuid: "u".into(),
-                name: "n".into(),
-                url: "u".into(),
-            },
-            checked_at: "t".into(),
-            reference_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
-            subject: "s".into(),
-            run: Run {
-                uuid: "u".into(),
-                argv: vec![],
-                assignment: BTreeMap::new(),
-                sections: None,
-                forced_version: None,
-                forced_tests: None,
-                invocations: BTreeMap::from([("i".into(), inv)]),
-            },
-        };
+        let r = report_of("t", BTreeMap::from([("i".into(), inv)]));
         assert_eq!(exit_code(&r, false), 127);
         assert_eq!(exit_code(&r, true), 100, "-C: criticals only");
         // One ERROR line and one FAIL: 2, as upstream counts them; with -C, 0.

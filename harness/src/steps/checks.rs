@@ -53,6 +53,9 @@ impl Operation for RunChecks {
         if let Some(t) = self.tests.as_ref().filter(|t| !t.contains("${")) {
             regex::Regex::new(t).map_err(|e| format!("`tests` is not a valid regular expression: {e}"))?;
         }
+        if let Some(vp) = &self.version_policy {
+            vp.validate()?;
+        }
         if self.kubeconfig.is_some() && self.assign.contains_key("kubeconfig") {
             return Err("the cluster is given twice: keep `kubeconfig:` and drop `assign.kubeconfig`".into());
         }
@@ -116,8 +119,10 @@ impl Operation for RunChecks {
                         releases: given.releases.as_deref().map(|s| ctx.substitute(s)),
                         cve_feed: given.cve_feed.as_deref().map(|s| ctx.substitute(s)),
                         cve_records: given.cve_records.as_deref().map(|s| ctx.substitute(s)),
+                        concurrency: given.concurrency,
                     };
                     vp.sources = given.resolve(&ctx.base_dir);
+                    vp.options = given.options(vp.options);
                 }
                 vp
             },

@@ -259,7 +259,7 @@ spec:
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    let files: Vec<(PathBuf, String)> = walk(&art)
+    let files: Vec<(PathBuf, String)> = common::files_under(&art)
         .into_iter()
         .map(|p| {
             let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
@@ -297,22 +297,6 @@ spec:
             .expect("Secret leaky dumped");
         assert!(dumped.1.contains("token: REDACTED"), "{}", dumped.1);
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]

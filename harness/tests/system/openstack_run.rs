@@ -47,22 +47,6 @@ fn kubectl(kc: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// `scs-e2e run --env openstack` with the config, suite, clouds.yaml and secure.yaml in `dir`
 /// (the current directory is where clouds.yaml is looked up first) and nothing of the user's.
 fn scs_run(dir: &Path, home: &Path, artifacts: &Path) -> Command {
@@ -411,7 +395,7 @@ scenarios:
     assert_eq!(secret.trim(), "Z3gtbGFi", "base64 of gx-lab");
 
     // No secret in any file the run wrote, nor on the console; the step's echo was masked.
-    let files = files_under(&art);
+    let files = common::files_under(&art);
     assert!(files.len() >= 10, "{files:?}");
     for f in &files {
         let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();

@@ -187,8 +187,22 @@ async fn reports_are_signed_and_uploaded_as_upstream_does_and_the_monitors_answe
     .unwrap();
     let key_arg = registered.to_str().unwrap();
     fn check<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-        let head = ["check", "-s", USER, "-a", "kubeconfig=gone.kubeconfig", "-t", "node-distribution", "-o", "report.yaml"];
-        head.iter().copied().chain(extra.iter().copied()).chain(["scs-compatible-kaas"]).collect()
+        let head = [
+            "check",
+            "-s",
+            USER,
+            "-a",
+            "kubeconfig=gone.kubeconfig",
+            "-t",
+            "node-distribution",
+            "-o",
+            "report.yaml",
+        ];
+        head.iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .chain(["scs-compatible-kaas"])
+            .collect()
     }
     let texts = Mutex::new(Vec::new());
     let run = |args: &[&str], password: Option<&str>| {

@@ -84,8 +84,15 @@ impl Sources {
     }
 }
 
+/// CVE records fetched at once by default: the feed's ~60 records in three waves, over reused
+/// connections (upstream holds 5 connections and takes twelve waves). `--cve-concurrency` lowers
+/// it for a CVE services API that asks for less.
+pub const DEFAULT_CONCURRENCY: usize = 24;
+/// The most `--cve-concurrency` may ask for.
+pub const MAX_CONCURRENCY: usize = 64;
+
 /// How inputs are loaded: caching and concurrency.
-/// Default: no cache, a 6-hour TTL, 8 CVE records at once.
+/// Default: no cache, a 6-hour TTL, [`DEFAULT_CONCURRENCY`] CVE records at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Where URL sources are cached; no caching without one.
@@ -101,7 +108,7 @@ impl Default for Options {
         Options {
             cache_dir: None,
             ttl: Duration::from_secs(6 * 3600),
-            concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
