@@ -256,7 +256,7 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
                 if let Some(unknown) = unknown_var(&serde_json::to_value(&step).expect("a step serializes"), &vars) {
                     return Err(InputError::new(format!(
                         "`${{{unknown}}}` (scenario {name}) is no variable of this suite: define it in the suite's `vars`, give it with --var {unknown}=VALUE (or SCS_E2E_VAR_{unknown}, or `vars:` in the config file), or use one the run sets: {}",
-                        RUNTIME_VARS.join(", ")
+                        [SCENARIO_VARS, crate::env::STEP_VAR_NAMES].concat().join(", ")
                     ))
                     .in_file(&ls.display_path)
                     .at(&ls.source, st.referenced.line(), st.referenced.column()));
@@ -313,21 +313,15 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
     Ok(out)
 }
 
-/// The variables the run itself sets for steps, besides the suite's: per scenario (NAMESPACE,
-/// SCENARIO, RUN_ID, ARTIFACTS, KUBECONFIG), from `waitCluster` (CLUSTER_KUBECONFIG) and from the
-/// environments (CSO_RELEASE_DIR; OPENSTACK_CLOUD, OPENSTACK_SECRET_NAME). Kept in step with the
-/// engine's `scenario_vars`, `waitCluster` and the environments' `step_vars`.
-pub const RUNTIME_VARS: &[&str] = &[
-    "NAMESPACE",
-    "SCENARIO",
-    "RUN_ID",
-    "ARTIFACTS",
-    "KUBECONFIG",
-    "CLUSTER_KUBECONFIG",
-    "CSO_RELEASE_DIR",
-    "OPENSTACK_CLOUD",
-    "OPENSTACK_SECRET_NAME",
-];
+/// The variables the run itself sets for each scenario's steps, besides the environments'
+/// ([`crate::env::STEP_VAR_NAMES`]): the engine's per-scenario ones and `waitCluster`'s
+/// CLUSTER_KUBECONFIG. Kept in step with the engine's `scenario_vars` and `waitCluster`.
+pub const SCENARIO_VARS: &[&str] = &["NAMESPACE", "SCENARIO", "RUN_ID", "ARTIFACTS", "KUBECONFIG", "CLUSTER_KUBECONFIG"];
+
+/// Set by the run (or an environment) for steps: see [`SCENARIO_VARS`].
+pub fn is_runtime_var(name: &str) -> bool {
+    SCENARIO_VARS.contains(&name) || crate::env::STEP_VAR_NAMES.contains(&name)
+}
 
 /// The first `${NAME}` in a step (after substitution) that is neither one of `vars` nor set by
 /// the run. Bash scripts (`script` fields) are left out: their `${...}` are bash's.
@@ -339,7 +333,7 @@ fn unknown_var(v: &serde_json::Value, vars: &BTreeMap<String, String>) -> Option
             while let Some(i) = rest.find("${") {
                 let after = &rest[i + 2..];
                 let name = after.split('}').next().unwrap_or_default();
-                if after.contains('}') && crate::config::is_var_name(name) && !vars.contains_key(name) && !RUNTIME_VARS.contains(&name) {
+                if after.contains('}') && crate::config::is_var_name(name) && !vars.contains_key(name) && !is_runtime_var(name) {
                     return Some(name.to_string());
                 }
                 rest = after;

@@ -644,8 +644,80 @@ async fn run_checks_step_checks_the_cluster_of_its_kubeconfig_with_every_check()
     assert!(yaml.contains("cannot read /version"), "{yaml}");
     assert!(!yaml.contains(&token), "the token stays out of the report");
 
+    // A spec script gets the same cluster as `{kubeconfig}`.
+    let spec_dir = dir.path().join("spec");
+    std::fs::create_dir_all(&spec_dir).unwrap();
+    let probe = spec_dir.join("probe.sh");
+    std::fs::write(&probe, "#!/bin/sh\necho \"INFO: checking $2\" >&2\necho \"probe: PASS\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        spec_dir.join("spec.yaml"),
+        "name: t\nuuid: u-1\nurl: https://example.com\nvariables: [kubeconfig]\nscripts:\n- executable: ./probe.sh\n  args: -k {kubeconfig}\n  testcases:\n  - {id: probe, description: A probe.}\nmodules:\n- {id: m, name: M, targets: {main: [probe]}}\ntimeline:\n- {date: 2024-01-01, versions: {v1: effective}}\nversions:\n- {version: v1, include: [m]}\n",
+    )
+    .unwrap();
+    let (got, yaml) = run(serde_json::json!({
+        "spec": spec_dir.join("spec.yaml").display().to_string(), "subject": "script", "kubeconfig": "${WEAK}"
+    }))
+    .await;
+    assert!(got.is_ok(), "{got:?}\n{yaml}");
+    assert!(yaml.contains(&format!("checking {}", weak.display())), "{yaml}");
+
     let twice: scs_e2e::steps::checks::RunChecks =
         serde_json::from_value(serde_json::json!({"kubeconfig": "a", "assign": {"kubeconfig": "b"}})).unwrap();
     assert!(twice.validate().unwrap_err().to_string().contains("given twice"));
     k(&["-n", "default", "delete", "serviceaccount", &sa]);
+}
+
+/// A real API server of another version — the lab's kube-apiserver linked again, stamped
+/// v1.32.9 (its Go cache is warm: only the link runs) — beside the shared lab's v1.33.13:
+/// `runChecks` with its kubeconfig checks that cluster, and the compliance YAML names its
+/// version, not the environment's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_checks_names_the_version_of_the_cluster_it_is_given() {
+    use scs_e2e::steps::Operation;
+    let client = client().await;
+    let lab = lab();
+    let opts = lab_options("other-version");
+    // The relinked binary (~100 MB) goes with the test.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir.path().join("bin");
+    let lab_assets = assets();
+    let (b, a) = (bin.clone(), lab_assets.clone());
+    tokio::task::spawn_blocking(move || scs_e2e::env::lab::build::build_with_version(&a, "kube-apiserver", "v1.32.9", &b))
+        .await
+        .unwrap()
+        .unwrap();
+    for e in std::fs::read_dir(&lab_assets.bin_dir).unwrap().flatten() {
+        if e.file_name() != "kube-apiserver" {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
+        }
+    }
+    let mut opts = opts;
+    opts.assets = scs_e2e::env::lab::build::Assets::locate(Some(bin), None);
+    let other = scs_e2e::env::lab::Lab::start(opts).await.unwrap();
+    let other_client = scs_e2e::kube::client_from_kubeconfig(&other.kubeconfig()).await.unwrap();
+    assert_eq!(other_client.apiserver_version().await.unwrap().git_version, "v1.32.9");
+
+    let mirror = version_policy_mirror(None, &[]);
+    let artifacts = tempfile::tempdir().unwrap();
+    for (subject, kubeconfig, version, not) in [
+        ("other", Some(other.kubeconfig()), "1.32.9", "1.33.13"),
+        ("env", None, "1.33.13", "1.32.9"),
+    ] {
+        let mut step = serde_json::json!({"tests": "^version-policy-check$", "subject": subject, "versionPolicy": {"data": "${MIRROR}"}});
+        if let Some(k) = &kubeconfig {
+            step["kubeconfig"] = serde_json::json!(k.display().to_string());
+        }
+        let step: scs_e2e::steps::checks::RunChecks = serde_json::from_value(step).unwrap();
+        let mut ctx = step_ctx(lab, client.clone(), "default", Duration::from_secs(60));
+        ctx.artifacts = artifacts.path().to_path_buf();
+        ctx.vars.insert("MIRROR".into(), mirror.path().display().to_string());
+        let _ = step.run(&ctx).await;
+        let yaml = std::fs::read_to_string(artifacts.path().join(format!("{subject}-compliance.yaml"))).unwrap();
+        assert!(
+            yaml.contains(&format!("The K8s cluster version {version} ")) && !yaml.contains(not),
+            "{subject}: {yaml}"
+        );
+    }
 }

@@ -512,7 +512,7 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
                         let mdir = src.join(c.module.dir);
                         let r = (|| {
                             if !assets.path(c.name).is_file() {
-                                build_one(go, c, &mdir, &assets.bin_dir, src)?;
+                                build_one(go, c, &ldflags(c, KUBERNETES_VERSION), &mdir, &assets.bin_dir, src)?;
                             }
                             if let Some(m) = &c.manifests {
                                 copy_manifests(go, c.name, m, &mdir, &assets.manifests_dir(c.name))?;
@@ -573,11 +573,12 @@ pub fn go_gc() -> String {
     std::env::var("GOGC").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "400".into())
 }
 
-fn ldflags(c: &Component) -> String {
+/// The link flags of `c`; Kubernetes binaries report `kube_version`.
+fn ldflags(c: &Component, kube_version: &str) -> String {
     let mut f = vec!["-s".to_string(), "-w".to_string()];
     if c.kube_version {
         let pkgs = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"];
-        version_flags(&mut f, &pkgs, KUBERNETES_VERSION);
+        version_flags(&mut f, &pkgs, kube_version);
     }
     if c.name == "clusterctl" {
         // `clusterctl version` and its provider-contract checks read these.
@@ -599,20 +600,35 @@ fn version_flags(f: &mut Vec<String>, pkgs: &[&str], v: &str) {
     }
 }
 
-fn build_one(go: &Path, c: &Component, module_dir: &Path, bin_dir: &Path, src: &Path) -> Result<(), BuildError> {
+/// Links one of the lab's Kubernetes binaries (`kube-apiserver`, ...) again into `out_dir`,
+/// stamped with another `version` (what its `/version` and `--version` say): from the same
+/// sources and flags, so with the lab's Go cache warm only the link runs. Tests use it for a real
+/// API server of another version.
+pub fn build_with_version(assets: &Assets, name: &str, version: &str, out_dir: &Path) -> Result<PathBuf, BuildError> {
+    let c = COMPONENTS
+        .iter()
+        .find(|c| c.name == name && c.kube_version)
+        .ok_or_else(|| BuildError::Build {
+            component: name.to_string(),
+            detail: "not one of the lab's Kubernetes binaries".into(),
+            log: String::new(),
+        })?;
+    let go = crate::process::which("go", &[]).ok_or(BuildError::NoGo)?;
+    let src = assets.src_dir();
+    if !src.join(c.module.dir).join("go.mod").is_file() {
+        write_modules(&src)?;
+    }
+    std::fs::create_dir_all(out_dir)?;
+    build_one(&go, c, &ldflags(c, version), &src.join(c.module.dir), out_dir, out_dir)?;
+    Ok(out_dir.join(c.name))
+}
+
+fn build_one(go: &Path, c: &Component, flags: &str, module_dir: &Path, bin_dir: &Path, log_dir: &Path) -> Result<(), BuildError> {
     let tmp = bin_dir.join(format!(".{}.tmp", c.name));
-    let log = src.join(format!("build-{}.log", c.name));
+    let log = log_dir.join(format!("build-{}.log", c.name));
     let out = duct::cmd(
         go,
-        [
-            "build",
-            "-trimpath",
-            "-ldflags",
-            &ldflags(c),
-            "-o",
-            &tmp.display().to_string(),
-            c.package,
-        ],
+        ["build", "-trimpath", "-ldflags", flags, "-o", &tmp.display().to_string(), c.package],
     )
     .dir(module_dir)
     .env("CGO_ENABLED", "0")
@@ -779,9 +795,12 @@ mod tests {
 
     #[test]
     fn kubernetes_binaries_get_version_ldflags() {
-        let f = ldflags(&COMPONENTS[1]);
+        let f = ldflags(&COMPONENTS[1], KUBERNETES_VERSION);
         assert!(f.contains("-X k8s.io/component-base/version.gitVersion=v1.33.13"), "{f}");
         assert!(f.contains("gitMinor=33"), "{f}");
-        assert!(!ldflags(&COMPONENTS[0]).contains("-X"), "etcd has its own version");
+        assert!(
+            !ldflags(&COMPONENTS[0], KUBERNETES_VERSION).contains("-X"),
+            "etcd has its own version"
+        );
     }
 }
