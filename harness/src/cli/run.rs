@@ -415,6 +415,7 @@ pub(super) async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: V
             cluster_api: plan.uses_cluster_stacks(),
             local_stacks: plan.uses_local_stacks(),
             only_inmemory_stacks: plan.only_inmemory_stacks(),
+            stack_providers: plan.stack_providers(),
         },
         file: f,
         kubeconfig: args.kubeconfig.as_deref(),

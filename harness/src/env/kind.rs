@@ -121,6 +121,8 @@ pub fn caps_failure(output: &str) -> bool {
 /// with the published images or (offline) those built here.
 pub fn create(req: &super::EnvRequest) -> anyhow::Result<Box<dyn Environment>> {
     let k = req.file.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
+    // CAPD in kind serves in-memory clusters and Docker machines.
+    req.plan.check_providers("kind", &["inmemory", "docker"])?;
     let spec = mgmt::Spec::from_config(mgmt::Infrastructure::Docker, req.file.and_then(|c| c.management.as_ref()));
     let options = options(&k, req)?;
     Ok(Box::new(KindEnv::new(

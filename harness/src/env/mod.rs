@@ -19,7 +19,7 @@ use crate::config::{ConfigFile, DeletePolicy};
 
 /// What a run asks of its environment, whatever it is: the command line's and the config file's
 /// settings and what the plan needs. Each environment builds itself from it ([`Registration`]).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct EnvRequest<'a> {
     /// The run's id (`--run-id`, else generated); names the environment creates (kind cluster, lab dir) derive from it.
     pub run_id: &'a str,
@@ -44,7 +44,7 @@ pub struct EnvRequest<'a> {
 }
 
 /// What the plan needs of the management cluster.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PlanNeeds {
     /// A step needs Cluster API and CSO.
     pub cluster_api: bool,
@@ -52,6 +52,44 @@ pub struct PlanNeeds {
     pub local_stacks: bool,
     /// Every stack installed is an in-memory one (and there is one).
     pub only_inmemory_stacks: bool,
+    /// The provider of every stack the plan installs, with where (`suite.scenario`, step
+    /// number); providers written as `${VAR}` are left out (known at run time only).
+    pub stack_providers: Vec<(String, String)>,
+}
+
+impl PlanNeeds {
+    /// Refuses, before anything is touched, a plan whose stacks need an infrastructure provider
+    /// the environment `env` does not run (`offered`): an in-memory stack on CAPO, an OpenStack
+    /// stack in the lab. The error names each step and where the stack can run instead.
+    pub fn check_providers(&self, env: &str, offered: &[&str]) -> anyhow::Result<()> {
+        let wrong: Vec<String> = self
+            .stack_providers
+            .iter()
+            .filter(|(p, _)| !offered.contains(&p.as_str()))
+            .map(|(p, at)| format!("provider `{p}` ({at})"))
+            .collect();
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        let home = |p: &str| match p {
+            "inmemory" => "--env lab or --env kind",
+            "docker" => "--env kind",
+            "openstack" => "--env openstack",
+            _ => "an environment with that Cluster API provider (or --env kubeconfig with one)",
+        };
+        let first = self
+            .stack_providers
+            .iter()
+            .find(|(p, _)| !offered.contains(&p.as_str()))
+            .expect("one is wrong");
+        anyhow::bail!(
+            "--env {env} runs cluster stacks of provider {} only, but the plan installs {}: run those suites with {}, or give them a stack of provider {}",
+            offered.join(", "),
+            wrong.join(", "),
+            home(&first.0),
+            offered.join(" or ")
+        )
+    }
 }
 
 /// An environment, as `--env` names it. Adding one is a module (or folder) with its

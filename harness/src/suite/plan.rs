@@ -83,6 +83,20 @@ impl Plan {
         !providers.is_empty() && providers.iter().all(|p| *p == "inmemory")
     }
 
+    /// The provider of every stack a step installs, with `suite.scenario, step N` (providers
+    /// still written as `${VAR}` left out).
+    pub fn stack_providers(&self) -> Vec<(String, String)> {
+        self.scenarios
+            .iter()
+            .flat_map(|sc| {
+                sc.steps.iter().enumerate().filter_map(move |(i, st)| {
+                    let p = st.op.operation().stack_install()?.provider;
+                    (!p.contains("${")).then(|| (p.to_string(), format!("{}, step {}", sc.id(), i + 1)))
+                })
+            })
+            .collect()
+    }
+
     /// Whether a step builds release assets from a stack source (`installClusterStack.source`):
     /// CSO must then run in local mode.
     pub fn uses_local_stacks(&self) -> bool {

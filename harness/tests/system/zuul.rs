@@ -783,3 +783,104 @@ fn each_kind_of_dangling_reference_is_reported() {
         );
     }
 }
+
+/// Every job a pipeline runs, and the GitHub kind workflow's default suites, pass a dry run of
+/// their own command line: the suites exist, their variables are defined and their stacks can
+/// run in the job's environment (an in-memory stack cannot run on CAPO). The OpenStack jobs get
+/// a clouds.yaml like the one openstack-access-base writes (nothing is contacted in a dry run).
+#[test]
+fn every_ci_job_dry_runs_its_own_command_line() {
+    let mut p = Vec::new();
+    let cfg = load_config(&repo(), &mut p);
+    assert!(p.is_empty(), "{p:?}");
+    let defaults = load(&repo().join("zuul/playbooks/roles/scs_e2e/defaults/main.yaml")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let clouds = tmp.path().join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        "clouds:\n  ci:\n    auth: {auth_url: 'https://keystone.example/v3', username: u, password: p, project_name: e2e, user_domain_name: Default, project_domain_name: Default}\n    region_name: RegionOne\n",
+    )
+    .unwrap();
+    let dry_run = |what: &str, env: &str, suites: &[String]| {
+        let mut c = std::process::Command::new(crate::common::bin());
+        c.args(["run", "--env", env, "--dry-run"])
+            .current_dir(repo())
+            .env("HOME", tmp.path())
+            .env("OS_CLIENT_CONFIG_FILE", &clouds)
+            .env("OS_CLOUD", "ci")
+            .env_remove("KUBECONFIG")
+            .env_remove("SCS_E2E_ENV")
+            .env_remove("SCS_E2E_SUITE");
+        for s in suites {
+            c.args(["--suite", s]);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: `scs-e2e run --env {env} --suite {} --dry-run` fails:\n{}",
+            suites.join(" --suite "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut checked = 0;
+    for (_, job) in cfg.project_jobs.iter().filter(|(_, j)| j != "noop") {
+        let (_, vars) = cfg.job_vars(job);
+        // The job's own value wins over its parents', the role's default over nothing.
+        let var = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| defaults[k].clone())
+        };
+        if var("scs_e2e_command") != "run" {
+            continue;
+        }
+        let env = var("scs_e2e_env").as_str().unwrap().to_string();
+        let suites: Vec<String> = var("scs_e2e_suites")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        dry_run(job, &env, &suites);
+        checked += 1;
+    }
+    assert!(checked >= 3, "the kind and OpenStack jobs were checked ({checked})");
+    // .github/workflows/e2e-kind.yml: `SUITES: ${{ inputs.suites || '<defaults>' }}`.
+    let workflow = std::fs::read_to_string(repo().join(".github/workflows/e2e-kind.yml")).unwrap();
+    let defaults = workflow
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SUITES: ${{ inputs.suites || '"))
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the workflow's default suites");
+    let suites: Vec<String> = defaults.split_whitespace().map(String::from).collect();
+    dry_run("e2e-kind.yml", "kind", &suites);
+}
+
+/// The dry run that guards the CI jobs refuses what cannot run: the quickstart's in-memory
+/// stack on `--env openstack`, naming the step and where it can run.
+#[test]
+fn a_stack_the_environment_cannot_run_is_refused_before_anything_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clouds = tmp.path().join("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        "clouds:\n  ci:\n    auth: {auth_url: 'https://keystone.example/v3', username: u, password: p, project_name: e2e}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::common::bin())
+        .args(["run", "--env", "openstack", "--suite", "quickstart", "--dry-run"])
+        .current_dir(repo())
+        .env("HOME", tmp.path())
+        .env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("OS_CLOUD", "ci")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("provider `inmemory` (quickstart.cluster-stack-lifecycle, step 1)") && err.contains("--env lab or --env kind"),
+        "{err}"
+    );
+}

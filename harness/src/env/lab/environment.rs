@@ -21,6 +21,8 @@ pub fn create(req: &crate::env::EnvRequest) -> anyhow::Result<Box<dyn crate::env
     // A lab that may be kept must outlive this process; one always deleted dies with it.
     lo.detached = req.delete != crate::config::DeletePolicy::Always;
     lo.cluster_api = req.plan.cluster_api;
+    // Cluster API in the lab runs the in-memory provider (CAPD's) only.
+    req.plan.check_providers("lab", &["inmemory"])?;
     Ok(Box::new(LabEnv::new(lo, req.progress)))
 }
 

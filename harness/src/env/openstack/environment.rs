@@ -53,6 +53,8 @@ pub struct OpenStackEnv {
 /// `--env openstack`: credentials read and checked now (bad clouds.yaml input is exit 2 with
 /// nothing touched); the management cluster is an existing one or a kind cluster of the run.
 pub fn create(req: &crate::env::EnvRequest) -> anyhow::Result<Box<dyn Environment>> {
+    // The management cluster runs CAPO (with ORC), no other infrastructure provider.
+    req.plan.check_providers("openstack", &["openstack"])?;
     let o = req.file.and_then(|c| c.openstack.clone()).unwrap_or_default();
     let k = req.file.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
     let lookup = super::clouds::Lookup::from_env(req.cloud.map(str::to_string).or(o.cloud.clone()));
