@@ -53,8 +53,6 @@ pub struct OpenStackEnv {
 /// `--env openstack`: credentials read and checked now (bad clouds.yaml input is exit 2 with
 /// nothing touched); the management cluster is an existing one or a kind cluster of the run.
 pub fn create(req: &crate::env::EnvRequest) -> anyhow::Result<Box<dyn Environment>> {
-    // The management cluster runs CAPO (with ORC), no other infrastructure provider.
-    req.plan.check_providers("openstack", &["openstack"])?;
     let o = req.file.and_then(|c| c.openstack.clone()).unwrap_or_default();
     let k = req.file.and_then(|c| c.kind_cluster.clone()).unwrap_or_default();
     let lookup = super::clouds::Lookup::from_env(req.cloud.map(str::to_string).or(o.cloud.clone()));
@@ -67,8 +65,11 @@ pub fn create(req: &crate::env::EnvRequest) -> anyhow::Result<Box<dyn Environmen
         ),
     };
     let management = req.management_kubeconfig.map(Path::to_path_buf).or(o.management_kubeconfig.clone());
-    if let Some(m) = &management {
-        crate::env::kubeconfig::check_kubeconfig(m)?;
+    match &management {
+        Some(m) => crate::env::kubeconfig::check_kubeconfig(m)?,
+        // The kind management cluster made here runs CAPO (with ORC) and no other infrastructure
+        // provider; an existing one runs whatever was installed there.
+        None => req.plan.check_providers("openstack", &["openstack"])?,
     }
     let spec = mgmt::Spec::from_config(mgmt::Infrastructure::OpenStack, req.file.and_then(|c| c.management.as_ref()));
     Ok(Box::new(OpenStackEnv::new(
