@@ -784,16 +784,10 @@ fn each_kind_of_dangling_reference_is_reported() {
     }
 }
 
-/// Every job a pipeline runs, and the GitHub kind workflow's default suites, pass a dry run of
-/// their own command line: the suites exist, their variables are defined and their stacks can
-/// run in the job's environment (an in-memory stack cannot run on CAPO). The OpenStack jobs get
-/// a clouds.yaml like the one openstack-access-base writes (nothing is contacted in a dry run).
-#[test]
-fn every_ci_job_dry_runs_its_own_command_line() {
-    let mut p = Vec::new();
-    let cfg = load_config(&repo(), &mut p);
-    assert!(p.is_empty(), "{p:?}");
-    let defaults = load(&repo().join("zuul/playbooks/roles/scs_e2e/defaults/main.yaml")).unwrap();
+/// `scs-e2e run --env ENV --suite S... --dry-run` from the repository, with a clouds.yaml like
+/// the one openstack-access-base writes (nothing is contacted in a dry run) and nothing of the
+/// user's: exit code and stderr.
+fn dry_run(env: &str, suites: &[String]) -> (Option<i32>, String) {
     let tmp = tempfile::tempdir().unwrap();
     let clouds = tmp.path().join("clouds.yaml");
     std::fs::write(
@@ -801,25 +795,38 @@ fn every_ci_job_dry_runs_its_own_command_line() {
         "clouds:\n  ci:\n    auth: {auth_url: 'https://keystone.example/v3', username: u, password: p, project_name: e2e, user_domain_name: Default, project_domain_name: Default}\n    region_name: RegionOne\n",
     )
     .unwrap();
-    let dry_run = |what: &str, env: &str, suites: &[String]| {
-        let mut c = std::process::Command::new(crate::common::bin());
-        c.args(["run", "--env", env, "--dry-run"])
-            .current_dir(repo())
-            .env("HOME", tmp.path())
-            .env("OS_CLIENT_CONFIG_FILE", &clouds)
-            .env("OS_CLOUD", "ci")
-            .env_remove("KUBECONFIG")
-            .env_remove("SCS_E2E_ENV")
-            .env_remove("SCS_E2E_SUITE");
-        for s in suites {
-            c.args(["--suite", s]);
-        }
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{what}: `scs-e2e run --env {env} --suite {} --dry-run` fails:\n{}",
-            suites.join(" --suite "),
-            String::from_utf8_lossy(&out.stderr)
+    let mut c = std::process::Command::new(crate::common::bin());
+    c.args(["run", "--env", env, "--dry-run"])
+        .current_dir(repo())
+        .env("HOME", tmp.path())
+        .env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("OS_CLOUD", "ci")
+        .env_remove("KUBECONFIG")
+        .env_remove("SCS_E2E_ENV")
+        .env_remove("SCS_E2E_SUITE");
+    for s in suites {
+        c.args(["--suite", s]);
+    }
+    let out = c.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Every job a pipeline runs, and the GitHub kind workflow's default suites, pass a dry run of
+/// their own command line: the suites exist, their variables are defined and their stacks can
+/// run in the job's environment (an in-memory stack cannot run on CAPO).
+#[test]
+fn every_ci_job_dry_runs_its_own_command_line() {
+    let mut p = Vec::new();
+    let cfg = load_config(&repo(), &mut p);
+    assert!(p.is_empty(), "{p:?}");
+    let defaults = load(&repo().join("zuul/playbooks/roles/scs_e2e/defaults/main.yaml")).unwrap();
+    let passes = |what: &str, env: &str, suites: &[String]| {
+        let (code, err) = dry_run(env, suites);
+        assert_eq!(
+            code,
+            Some(0),
+            "{what}: `scs-e2e run --env {env} --suite {} --dry-run` fails:\n{err}",
+            suites.join(" --suite ")
         );
     };
     let mut checked = 0;
@@ -842,7 +849,7 @@ fn every_ci_job_dry_runs_its_own_command_line() {
             .iter()
             .map(|s| s.as_str().unwrap().to_string())
             .collect();
-        dry_run(job, &env, &suites);
+        passes(job, &env, &suites);
         checked += 1;
     }
     assert!(checked >= 3, "the kind and OpenStack jobs were checked ({checked})");
@@ -854,31 +861,15 @@ fn every_ci_job_dry_runs_its_own_command_line() {
         .and_then(|rest| rest.split('\'').next())
         .expect("the workflow's default suites");
     let suites: Vec<String> = defaults.split_whitespace().map(String::from).collect();
-    dry_run("e2e-kind.yml", "kind", &suites);
+    passes("e2e-kind.yml", "kind", &suites);
 }
 
 /// The dry run that guards the CI jobs refuses what cannot run: the quickstart's in-memory
 /// stack on `--env openstack`, naming the step and where it can run.
 #[test]
 fn a_stack_the_environment_cannot_run_is_refused_before_anything_is_touched() {
-    let tmp = tempfile::tempdir().unwrap();
-    let clouds = tmp.path().join("clouds.yaml");
-    std::fs::write(
-        &clouds,
-        "clouds:\n  ci:\n    auth: {auth_url: 'https://keystone.example/v3', username: u, password: p, project_name: e2e}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(crate::common::bin())
-        .args(["run", "--env", "openstack", "--suite", "quickstart", "--dry-run"])
-        .current_dir(repo())
-        .env("HOME", tmp.path())
-        .env("OS_CLIENT_CONFIG_FILE", &clouds)
-        .env("OS_CLOUD", "ci")
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = dry_run("openstack", &["quickstart".to_string()]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("provider `inmemory` (quickstart.cluster-stack-lifecycle, step 1)") && err.contains("--env lab or --env kind"),
         "{err}"
