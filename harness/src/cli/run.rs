@@ -292,7 +292,9 @@ pub(super) async fn reproduce(args: ReproduceArgs, v: Verbosity) -> Result<Exit,
             unknown_commands.join("\n  ")
         )));
     }
-    let settings = Settings::from_file(args.run.select.config.as_deref()).map_err(Fatal::usage)?;
+    let mut settings = Settings::from_file(args.run.select.config.as_deref()).map_err(Fatal::usage)?;
+    // The recorded suites may use variables the first run was given from outside: give them again.
+    settings.add_vars(&args.run.select.vars, std::env::vars()).map_err(Fatal::usage)?;
     let focus = format!("^({})$", ids.iter().map(|i| regex::escape(i)).collect::<Vec<_>>().join("|"));
     let filters = Filters::parse(Some(&focus), None, None).map_err(Fatal::usage)?;
     let plan = build_plan(suites, &settings, &filters).map_err(Fatal::usage)?;
