@@ -1130,3 +1130,37 @@ fn suite_variables_come_from_flags_environment_config_and_suite_in_that_order() 
     let (code, _, err) = run_out(&mut scs(&["list", "--suite", suite.to_str().unwrap(), "--var", "no-equals"]));
     assert!(code == 2 && err.contains("--var `no-equals`: write NAME=VALUE"), "{err}");
 }
+
+/// A run given a variable from outside is reproduced with it again: without it the recorded
+/// suite is refused (exit 2, naming the variable), with `--var` the step gets the value.
+#[test]
+fn reproduce_takes_the_outside_variables_the_recorded_suite_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let suite = write_suite(
+        dir.path(),
+        "needs-var",
+        "  - name: once\n    steps:\n      - name: greet ${WHO}\n        command: {script: 'if [ -e \"$FLAKY_MARKER\" ]; then exit 0; fi; touch \"$FLAKY_MARKER\"; exit 1'}\n",
+    );
+    let first = dir.path().join("first");
+    let (code, _, err) = run_out(on_lab(&suite, &first, &["--var", "WHO=world"]).env("FLAKY_MARKER", &marker));
+    assert_eq!(code, 1, "{err}");
+    let again = dir.path().join("again");
+    let reproduce = |extra: &[&str]| {
+        let mut c = scs(&["reproduce"]);
+        c.arg(first.join("results.json"))
+            .args(extra)
+            .arg("--artifacts")
+            .arg(&again)
+            .env("KUBECONFIG", lab().kubeconfig())
+            .env("FLAKY_MARKER", &marker);
+        run_out(&mut c)
+    };
+    let (code, _, err) = reproduce(&[]);
+    assert!(code == 2 && err.contains("--var WHO=VALUE") && !again.exists(), "{err}");
+    let (code, _, err) = reproduce(&["--var", "WHO=world"]);
+    assert_eq!(code, 0, "{err}");
+    let r = results(&again);
+    assert_eq!(r.scenarios[0].steps[0].name, "greet world");
+    assert_eq!(r.scenarios[0].status, Status::Passed);
+}
