@@ -314,9 +314,7 @@ impl Settings {
         s.file = Some(cfg);
         Ok(s)
     }
-}
 
-impl Settings {
     /// Adds the suite variables given from outside, over the config file's: `env` (the process's
     /// `SCS_E2E_VAR_<NAME>`s), then `flags` (`--var NAME=VALUE`, repeatable; the last wins). A
     /// malformed one is a usage error naming it; secret-named values are masked from here on.
@@ -353,10 +351,11 @@ impl Settings {
 impl ConfigFile {
     /// Registers the secrets the file holds with [`crate::redact`], before anything can print
     /// or record them: CSPO's variables and the OpenStack cluster variables whose names say
-    /// secret (GIT_ACCESS_TOKEN, OCI_ACCESS_TOKEN, OCI_PASSWORD, ...).
+    /// secret (GIT_ACCESS_TOKEN, OCI_ACCESS_TOKEN, OCI_PASSWORD, ...), and secret-named suite
+    /// `vars` (as `--var` ones are).
     pub fn register_secrets(&self) {
         let cspo = self.management.iter().flat_map(|m| m.cspo.iter()).flat_map(|c| c.variables.iter());
-        for (k, v) in cspo {
+        for (k, v) in cspo.chain(&self.vars) {
             if crate::redact::is_secret_name(k) {
                 crate::redact::add(v);
             }
@@ -468,15 +467,15 @@ mod tests {
         let path = dir.path().join("config.yaml");
         std::fs::write(
             &path,
-            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nmanagement:\n  cspo:\n    variables:\n      GIT_ORG_NAME: canary-org-visible\n      GIT_ACCESS_TOKEN: canary-cspo-git-7f3a\n      OCI_PASSWORD: canary-cspo-oci-0b9e\nopenstack:\n  clusterVariables: {ssh_private_key: canary-ssh-key-55d1, worker_flavor: canary-flavor-visible}\n",
+            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nvars: {REGISTRY_TOKEN: canary-var-token-9a0c, STACK: canary-stack-visible}\nmanagement:\n  cspo:\n    variables:\n      GIT_ORG_NAME: canary-org-visible\n      GIT_ACCESS_TOKEN: canary-cspo-git-7f3a\n      OCI_PASSWORD: canary-cspo-oci-0b9e\nopenstack:\n  clusterVariables: {ssh_private_key: canary-ssh-key-55d1, worker_flavor: canary-flavor-visible}\n",
         )
         .unwrap();
-        let text = "a canary-cspo-git-7f3a b canary-cspo-oci-0b9e c canary-ssh-key-55d1 d canary-org-visible e canary-flavor-visible";
+        let text = "a canary-cspo-git-7f3a b canary-cspo-oci-0b9e c canary-ssh-key-55d1 d canary-org-visible e canary-flavor-visible f canary-var-token-9a0c g canary-stack-visible";
         assert_eq!(crate::redact::apply(text), text, "nothing registered before the file is read");
         Settings::from_file(Some(&path)).unwrap();
         assert_eq!(
             crate::redact::apply(text),
-            "a *** b *** c *** d canary-org-visible e canary-flavor-visible"
+            "a *** b *** c *** d canary-org-visible e canary-flavor-visible f *** g canary-stack-visible"
         );
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode("canary-cspo-git-7f3a");
