@@ -27,6 +27,22 @@ pub fn substitute_known(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// What stands between each `${` and the next `}` in `s`, in order: the names a text refers to
+/// (and whatever else is written that way, like bash's `${X:-default}`).
+pub fn placeholders(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        loop {
+            let i = rest.find("${")?;
+            let after = &rest[i + 2..];
+            rest = after;
+            if let Some(j) = after.find('}') {
+                return Some(&after[..j]);
+            }
+        }
+    })
+}
+
 /// Applies `substitute_known` to every string in a JSON value (keys included).
 pub fn substitute_value(v: &mut serde_json::Value, vars: &BTreeMap<String, String>) {
     use serde_json::Value;
@@ -55,5 +71,12 @@ mod tests {
             substitute_known("v${K8S}-${X}${X} ${HOME} $${ ${", &vars),
             "v1.33-xx ${HOME} $${ ${"
         );
+    }
+
+    #[test]
+    fn placeholders_are_what_stands_between_dollar_brace_and_brace() {
+        let got: Vec<&str> = placeholders("v${K8S}-${X}${X} ${HOME:-h} $${ ${").collect();
+        assert_eq!(got, ["K8S", "X", "X", "HOME:-h"]);
+        assert_eq!(placeholders("no ${ closing").count(), 0);
     }
 }

@@ -14,7 +14,7 @@ use crate::collect::Collector;
 use crate::config::Settings;
 use crate::error::InputError;
 use crate::format::duration::Timeout;
-use crate::format::subst::{substitute_known, substitute_value};
+use crate::format::subst::{placeholders, substitute_known, substitute_value};
 use crate::steps::Op;
 
 /// What a run executes: the suites it read and their expanded, filtered scenarios.
@@ -262,12 +262,12 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
             }
             let mut steps = Vec::with_capacity(sc.steps.len());
             for st in &sc.steps {
-                let step = if vars.is_empty() {
-                    st.value.clone()
-                } else {
-                    substitute_step(&st.value, &vars)
-                };
-                if let Some(unknown) = unknown_var(&serde_json::to_value(&step).expect("a step serializes"), &vars) {
+                // One JSON form serves the substitution and the unknown-variable check.
+                let mut json = serde_json::to_value(&st.value).expect("a step serializes");
+                if !vars.is_empty() {
+                    substitute_value(&mut json, &vars);
+                }
+                if let Some(unknown) = unknown_var(&json, &vars) {
                     return Err(InputError::new(format!(
                         "`${{{unknown}}}` (scenario {name}) is no variable of this suite: define it in the suite's `vars`, give it with --var {unknown}=VALUE (or SCS_E2E_VAR_{unknown}, or `vars:` in the config file), or use one the run sets: {}",
                         [SCENARIO_VARS, crate::env::STEP_VAR_NAMES].concat().join(", ")
@@ -275,6 +275,12 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
                     .in_file(&ls.display_path)
                     .at(&ls.source, st.referenced.line(), st.referenced.column()));
                 }
+                // Substitution only changes strings; a value that no longer parses keeps the original step.
+                let step: Step = if vars.is_empty() {
+                    st.value.clone()
+                } else {
+                    serde_json::from_value(json).unwrap_or_else(|_| st.value.clone())
+                };
                 step.op.operation().validate().map_err(|m| {
                     InputError::new(format!("{} step (scenario {name}): {m}", step.op.key()))
                         .in_file(&ls.display_path)
@@ -342,18 +348,9 @@ pub fn is_runtime_var(name: &str) -> bool {
 fn unknown_var(v: &serde_json::Value, vars: &BTreeMap<String, String>) -> Option<String> {
     use serde_json::Value;
     match v {
-        Value::String(s) => {
-            let mut rest = s.as_str();
-            while let Some(i) = rest.find("${") {
-                let after = &rest[i + 2..];
-                let name = after.split('}').next().unwrap_or_default();
-                if after.contains('}') && crate::config::is_var_name(name) && !vars.contains_key(name) && !is_runtime_var(name) {
-                    return Some(name.to_string());
-                }
-                rest = after;
-            }
-            None
-        }
+        Value::String(s) => placeholders(s)
+            .find(|n| crate::config::is_var_name(n) && !vars.contains_key(*n) && !is_runtime_var(n))
+            .map(str::to_string),
         Value::Array(a) => a.iter().find_map(|x| unknown_var(x, vars)),
         Value::Object(m) => m
             .iter()
@@ -361,13 +358,6 @@ fn unknown_var(v: &serde_json::Value, vars: &BTreeMap<String, String>) -> Option
             .find_map(|(_, x)| unknown_var(x, vars)),
         _ => None,
     }
-}
-
-fn substitute_step(step: &Step, vars: &BTreeMap<String, String>) -> Step {
-    let mut j = serde_json::to_value(step).expect("a step serializes");
-    substitute_value(&mut j, vars);
-    // Substitution only changes strings; a value that no longer parses keeps the original step.
-    serde_json::from_value(j).unwrap_or_else(|_| step.clone())
 }
 
 fn resolve_timeout(step: &Step, scenario: &Defaults, suite: &Defaults, settings: &Settings) -> (Duration, String) {

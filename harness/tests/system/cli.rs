@@ -910,6 +910,19 @@ fn a_failed_lab_run_keeps_the_lab_logs_in_the_artifacts() {
 
 /// A scenario that fails once (its marker file is missing) is re-run by `reproduce` from the
 /// recorded suite content, even after the suite file changed; the passing one is not re-run.
+/// `scs-e2e reproduce FIRST/results.json EXTRA... --artifacts AGAIN` against the lab, with the
+/// flaky scripts' marker file.
+fn reproduce_on_lab(first: &Path, again: &Path, marker: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut c = scs(&["reproduce"]);
+    c.arg(first.join("results.json"))
+        .args(extra)
+        .arg("--artifacts")
+        .arg(again)
+        .env("KUBECONFIG", lab().kubeconfig())
+        .env("FLAKY_MARKER", marker);
+    run_out(&mut c)
+}
+
 #[test]
 fn reproduce_reruns_only_the_failed_scenarios_from_the_recorded_suite() {
     let dir = tempfile::tempdir().unwrap();
@@ -926,16 +939,7 @@ fn reproduce_reruns_only_the_failed_scenarios_from_the_recorded_suite() {
     std::fs::write(&suite, "not a suite any more").unwrap();
 
     let again = dir.path().join("again");
-    let reproduce = |extra: &[&str]| {
-        let mut c = scs(&["reproduce"]);
-        c.arg(first.join("results.json"))
-            .args(extra)
-            .arg("--artifacts")
-            .arg(&again)
-            .env("KUBECONFIG", lab().kubeconfig())
-            .env("FLAKY_MARKER", &marker);
-        run_out(&mut c)
-    };
+    let reproduce = |extra: &[&str]| reproduce_on_lab(&first, &again, &marker, extra);
     // The recorded commands are no longer the local suite's: listed, and nothing runs.
     let (code, _, err) = reproduce(&[]);
     assert_eq!(code, 2, "{err}");
@@ -1146,16 +1150,7 @@ fn reproduce_takes_the_outside_variables_the_recorded_suite_needs() {
     let (code, _, err) = run_out(on_lab(&suite, &first, &["--var", "WHO=world"]).env("FLAKY_MARKER", &marker));
     assert_eq!(code, 1, "{err}");
     let again = dir.path().join("again");
-    let reproduce = |extra: &[&str]| {
-        let mut c = scs(&["reproduce"]);
-        c.arg(first.join("results.json"))
-            .args(extra)
-            .arg("--artifacts")
-            .arg(&again)
-            .env("KUBECONFIG", lab().kubeconfig())
-            .env("FLAKY_MARKER", &marker);
-        run_out(&mut c)
-    };
+    let reproduce = |extra: &[&str]| reproduce_on_lab(&first, &again, &marker, extra);
     let (code, _, err) = reproduce(&[]);
     assert!(code == 2 && err.contains("--var WHO=VALUE") && !again.exists(), "{err}");
     let (code, _, err) = reproduce(&["--var", "WHO=world"]);
