@@ -20,6 +20,7 @@ mod images;
 mod lab_cmd;
 mod report;
 mod run;
+mod stack;
 
 pub use check::CheckArgs;
 use check::check;
@@ -30,6 +31,7 @@ pub use lab_cmd::{LabAssetArgs, LabCmd};
 pub use report::ReportCmd;
 pub use run::{ReproduceArgs, RunArgs, Select, plan_from};
 use run::{print_plan, reproduce, run, validate};
+pub use stack::{StackBuildArgs, StackCmd};
 
 const EXIT_CODES: &str = "Exit codes:
   0    all tests passed
@@ -98,6 +100,12 @@ pub enum Cmd {
         /// The images subcommand.
         #[command(subcommand)]
         command: ImagesCmd,
+    },
+    /// Cluster stacks: build release assets as csctl does.
+    Stack {
+        /// The stack subcommand.
+        #[command(subcommand)]
+        command: StackCmd,
     },
     /// Work with results.json files.
     Report {
@@ -189,6 +197,7 @@ async fn dispatch_exit(command: Cmd, v: Verbosity) -> Result<Exit, Fatal> {
         }
         Cmd::Lab { command } => lab_cmd(command).await,
         Cmd::Images { command } => images_cmd(command).await,
+        Cmd::Stack { command } => tokio::task::block_in_place(|| stack::stack_cmd(command)),
         Cmd::Check(_) => unreachable!("handled in dispatch"),
         Cmd::Report {
             command: ReportCmd::Merge { files, output },

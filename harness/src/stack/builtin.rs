@@ -141,7 +141,7 @@ pub fn materialize(name: &str) -> anyhow::Result<PathBuf> {
     let dir = crate::base::cache_root()
         .join("cluster-stacks")
         .join(format!("{}-{}", name.replace('/', "-"), &hash[..10]));
-    if !dir.join(super::assets::STACK_FILE).is_file() {
+    if !dir.join(super::source::WRAPPER_FILE).is_file() {
         let tmp = dir.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         for (p, text) in files {

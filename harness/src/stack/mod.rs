@@ -1,10 +1,12 @@
 //! Cluster Stacks and the clusters built from them: the names CSO derives, the objects the
-//! steps create and watch, and (in [`assets`]) release assets for CSO's local mode.
+//! steps create and watch, and release assets for CSO's local mode, built as csctl builds them
+//! ([`csctl`]) from the sources a step names ([`source`]).
 
-pub mod assets;
 pub mod builtin;
+pub mod csctl;
 pub mod cspo;
 pub mod ops;
+pub mod source;
 
 use std::sync::LazyLock;
 

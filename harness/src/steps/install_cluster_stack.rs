@@ -37,7 +37,10 @@ pub struct InstallClusterStack {
     /// The ClusterStack object's name (default `<provider>-<name>-<major>-<minor>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_name: Option<String>,
-    /// A stack source directory (relative to the suite) to build release assets from, or
+    /// Where to build the release assets from, as csctl v0.0.5 builds them (relative to the
+    /// suite): a csctl stack directory (`csctl.yaml`, like cluster-stacks'
+    /// `providers/docker/scs`; version `v0-sha.<hash>` builds in hash mode, others in custom
+    /// mode), a directory with scs-e2e's `stack.yaml` listing releases of such directories, or
     /// `builtin:inmemory/scs` for our in-memory stack compiled into scs-e2e.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -113,11 +116,8 @@ impl Operation for InstallClusterStack {
             validate_version(v).map_err(StepFailure::error)?;
         }
         if let Some(src) = &self.source {
-            let src = ctx.substitute(src);
-            let src = match src.strip_prefix(crate::stack::builtin::PREFIX) {
-                Some(name) => crate::stack::builtin::materialize(name).map_err(|e| StepFailure::error(format!("{e:#}")))?,
-                None => ctx.resolve_path(&src),
-            };
+            let source = crate::stack::source::open(&ctx.substitute(src), |s| ctx.resolve_path(s))
+                .map_err(|e| StepFailure::error(format!("{e:#}")))?;
             let Some(release_dir) = ctx.vars.get("CSO_RELEASE_DIR") else {
                 return Err(StepFailure::error(
                     "`source:` builds release assets for CSO's local mode, but this environment runs CSO without a local release directory",
@@ -128,10 +128,21 @@ impl Operation for InstallClusterStack {
                     "`source:` packages the stack's charts with helm, which is not on PATH (the lab builds it: `scs-e2e lab install`)",
                 ));
             };
+            // CSO's local mode reads <release dir>/cluster-stacks/<release>/.
+            let out = std::path::Path::new(release_dir).join("cluster-stacks");
             for v in &versions {
-                let dir = crate::stack::assets::build_release(&src, &id, v, std::path::Path::new(release_dir), &helm)
+                let built = source
+                    .build_for(&id, v, &out, &helm)
                     .map_err(|e| StepFailure::error(format!("{e:#}")))?;
-                ctx.log.line(format!("built release assets {}", dir.display()));
+                ctx.log.line(format!(
+                    "built release assets {} (cluster addon {}, Kubernetes {})",
+                    built.dir.display(),
+                    built.versions.cluster_addon,
+                    built.kubernetes_version
+                ));
+                for n in &built.notes {
+                    ctx.log.line(format!("note: {n}"));
+                }
             }
         }
         let object_name = self.object_name.as_deref().map(|n| ctx.substitute(n));

@@ -395,6 +395,7 @@ async fn cspo_releases_wait_for_their_node_images_and_fail_on_an_import_timeout(
                 let text = std::fs::read_to_string(e.path()).unwrap();
                 let renamed = text
                     .replace("provider: inmemory", "provider: openstack")
+                    .replace("type: inmemory", "type: openstack")
                     .replace("inmemory-scs-", "openstack-scs-");
                 std::fs::write(e.path(), renamed).unwrap();
             }
