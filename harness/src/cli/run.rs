@@ -408,6 +408,8 @@ pub(super) async fn run_plan(args: RunArgs, settings: Settings, plan: Plan, v: V
     }
     opts.properties.insert("delete_policy".into(), format!("{delete:?}").to_lowercase());
 
+    // A stack source that is missing or lacks a version fails here, not minutes into the run.
+    plan.check_stack_sources().map_err(|e| Fatal::usage(anyhow::anyhow!(e)))?;
     // Resolve the environment before touching anything, so bad input still exits 2 untouched.
     let request = crate::env::EnvRequest {
         run_id: &opts.run_id,

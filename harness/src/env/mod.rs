@@ -142,7 +142,13 @@ pub fn unknown(name: &str) -> String {
 
 /// Variables environments may give steps (see [`Environment::step_vars`]); commands see them as
 /// environment variables too.
-pub const STEP_VAR_NAMES: &[&str] = &["CSO_RELEASE_DIR", "CSO_HOOKS_MANIFEST", "OPENSTACK_CLOUD", "OPENSTACK_SECRET_NAME"];
+pub const STEP_VAR_NAMES: &[&str] = &[
+    "CSO_RELEASE_DIR",
+    "CSO_HOOKS_MANIFEST",
+    "OPENSTACK_CLOUD",
+    "OPENSTACK_SECRET_NAME",
+    "OPENSTACK_EXTERNAL_NETWORK_ID",
+];
 
 /// A cluster a run talks to, with its life cycle (`up`, `down`) and optional capabilities.
 #[async_trait]

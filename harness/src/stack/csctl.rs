@@ -636,19 +636,21 @@ fn helm_package(helm: &Path, chart: &Path, dest: &Path) -> anyhow::Result<()> {
 fn tar_dir(dir: &Path, tgz: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::create(tgz)?;
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
-    let mut todo = vec![PathBuf::new()];
-    let mut entries = Vec::new();
-    while let Some(rel) = todo.pop() {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(&rel))?.collect::<Result<_, _>>()?;
+    // Depth first in name order, like Go's filepath.Walk; the top directory itself is no entry.
+    fn walk(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(rel))?.collect::<Result<_, _>>()?;
         names.sort_by_key(|e| e.file_name());
-        // Depth first in name order, like Go's filepath.Walk.
-        for e in names.into_iter().rev() {
-            todo.push(rel.join(e.file_name()));
+        for e in names {
+            let r = rel.join(e.file_name());
+            out.push(r.clone());
+            if e.file_type()?.is_dir() {
+                walk(dir, &r, out)?;
+            }
         }
-        if !rel.as_os_str().is_empty() {
-            entries.push(rel);
-        }
+        Ok(())
     }
+    let mut entries = Vec::new();
+    walk(dir, Path::new(""), &mut entries)?;
     for rel in entries {
         let path = dir.join(&rel);
         let meta = std::fs::metadata(&path)?;
@@ -656,6 +658,8 @@ fn tar_dir(dir: &Path, tgz: &Path) -> anyhow::Result<()> {
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(0);
+        h.set_username("root")?;
+        h.set_groupname("root")?;
         let name = rel.to_string_lossy().replace('\\', "/");
         if meta.is_dir() {
             h.set_entry_type(tar::EntryType::Directory);

@@ -123,14 +123,23 @@ impl Source {
 
     /// Builds the release of `id` at `version` into `out/<name>/`.
     pub fn build_for(&self, id: &StackId, version: &str, out: &Path, helm: &Path) -> anyhow::Result<csctl::Built> {
+        let (p, mode) = self.select(id, version)?;
+        p.build(&mode, out, helm)
+    }
+
+    /// Whether [`Source::build_for`] would find what to build (it builds nothing).
+    pub fn check_for(&self, id: &StackId, version: &str) -> anyhow::Result<()> {
+        self.select(id, version).map(|_| ())
+    }
+
+    fn select(&self, id: &StackId, version: &str) -> anyhow::Result<(Planned, Mode)> {
         let all = self.releases()?;
         let matching = |p: &&Planned| {
             p.config.provider == id.provider && p.config.cluster_stack_name == id.name && p.config.minor_string() == id.kubernetes_version
         };
-        let Some(p) = all
+        let Some(at) = all
             .iter()
-            .filter(matching)
-            .find(|p| p.version.as_ref().is_none_or(|v| v.cluster_stack == version))
+            .position(|p| matching(&p) && p.version.as_ref().is_none_or(|v| v.cluster_stack == version))
         else {
             let have: Vec<String> = all
                 .iter()
@@ -153,6 +162,7 @@ impl Source {
                 have.join(", ")
             );
         };
+        let p = all.into_iter().nth(at).expect("found at this index");
         let mode = match &p.version {
             Some(v) => Mode::Custom(v.clone()),
             None if version.starts_with("v0-sha.") => {
@@ -171,7 +181,7 @@ impl Source {
                 node_image: version.into(),
             }),
         };
-        p.build(&mode, out, helm)
+        Ok((p, mode))
     }
 
     /// Builds every release a wrapper lists, or the one of a csctl directory in `mode`.

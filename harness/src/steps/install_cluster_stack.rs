@@ -80,6 +80,10 @@ impl Operation for InstallClusterStack {
         Some(StackInstall {
             provider: &self.provider,
             from_source: self.source.is_some(),
+            source: self.source.as_deref(),
+            name: &self.name,
+            kubernetes_version: &self.kubernetes_version,
+            versions: &self.versions,
         })
     }
 

@@ -146,6 +146,14 @@ pub struct StackInstall<'a> {
     pub provider: &'a str,
     /// Release assets are built from a stack directory (CSO must run in local mode).
     pub from_source: bool,
+    /// The `source:` itself (variables substituted as far as the plan knows them).
+    pub source: Option<&'a str>,
+    /// Stack name, Kubernetes minor and versions, as written.
+    pub name: &'a str,
+    /// `"1.33"`.
+    pub kubernetes_version: &'a str,
+    /// The versions the step installs.
+    pub versions: &'a [String],
 }
 
 /// Exactly one of the named optional fields must be set.

@@ -97,6 +97,45 @@ impl Plan {
             .collect()
     }
 
+    /// Checks, before anything runs, that every `installClusterStack.source:` known at plan time
+    /// (no run-time `${...}` left) exists and offers the stack versions the step installs; the
+    /// error names the scenario and step. Builds nothing.
+    pub fn check_stack_sources(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for sc in &self.scenarios {
+            for (i, st) in sc.steps.iter().enumerate() {
+                let Some(inst) = st.op.operation().stack_install() else { continue };
+                let Some(src) = inst.source else { continue };
+                let fields = [src, inst.provider, inst.name, inst.kubernetes_version];
+                if fields.iter().any(|f| f.contains("${")) {
+                    continue;
+                }
+                let at = format!("{}, step {}", sc.id(), i + 1);
+                let source = match crate::stack::source::open(src, |p| {
+                    let p = std::path::Path::new(p);
+                    if p.is_absolute() { p.to_path_buf() } else { sc.suite_dir.join(p) }
+                }) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.push(format!("{at} ({}): {e:#}", sc.suite_file));
+                        continue;
+                    }
+                };
+                let id = crate::stack::StackId {
+                    provider: inst.provider.to_string(),
+                    name: inst.name.to_string(),
+                    kubernetes_version: inst.kubernetes_version.to_string(),
+                };
+                for v in inst.versions.iter().filter(|v| !v.contains("${")) {
+                    if let Err(e) = source.check_for(&id, v) {
+                        errors.push(format!("{at} ({}): {e:#}", sc.suite_file));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+    }
+
     /// Whether a step builds release assets from a stack source (`installClusterStack.source`):
     /// CSO must then run in local mode.
     pub fn uses_local_stacks(&self) -> bool {

@@ -50,24 +50,47 @@ fn kubectl(kc: &Path, args: &[&str]) -> String {
 /// `scs-e2e run --env openstack` with the config, suite, clouds.yaml and secure.yaml in `dir`
 /// (the current directory is where clouds.yaml is looked up first) and nothing of the user's.
 fn scs_run(dir: &Path, home: &Path, artifacts: &Path) -> Command {
+    scs_run_suite(dir, home, artifacts, Path::new("suite.yaml"))
+}
+
+fn scs_run_suite(dir: &Path, home: &Path, artifacts: &Path, suite: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scs-e2e"));
-    c.args([
-        "run",
-        "--env",
-        "openstack",
-        "--config",
-        "config.yaml",
-        "--suite",
-        "suite.yaml",
-        "--artifacts",
-    ])
-    .arg(artifacts)
-    .current_dir(dir)
-    .env("HOME", home)
-    .env_remove("OS_CLOUD")
-    .env_remove("OS_CLIENT_CONFIG_FILE")
-    .env_remove("OS_CLIENT_SECURE_FILE");
+    c.args(["run", "--env", "openstack", "--config", "config.yaml", "--suite"])
+        .arg(suite)
+        .arg("--artifacts")
+        .arg(artifacts)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env_remove("OS_CLOUD")
+        .env_remove("OS_CLIENT_CONFIG_FILE")
+        .env_remove("OS_CLIENT_SECURE_FILE");
     c
+}
+
+/// The management cluster: the lab, plus the provider CRDs an OpenStack one has, labelled with
+/// the Cluster API contract they implement as clusterctl labels them (Cluster API's topology
+/// controller looks the template versions up by that label).
+async fn management_lab(name: &str) -> (scs_e2e::env::lab::Lab, PathBuf) {
+    let mut opts = lab_options(name);
+    opts.cluster_api = true;
+    let lab = scs_e2e::env::lab::Lab::start(opts).await.unwrap();
+    let kc = lab.kubeconfig();
+    let capo = module_dir("sigs.k8s.io/cluster-api-provider-openstack").join("config/crd/bases");
+    let orc = module_dir("github.com/k-orc/openstack-resource-controller/v2").join("config/crd/bases");
+    for dir in [&capo, &orc] {
+        kubectl(&kc, &["apply", "--server-side", "-f", dir.to_str().unwrap()]);
+    }
+    kubectl(
+        &kc,
+        &[
+            "label",
+            "--overwrite",
+            "-f",
+            capo.to_str().unwrap(),
+            "cluster.x-k8s.io/v1beta1=v1beta1",
+        ],
+    );
+    (lab, kc)
 }
 
 const APP_SECRET: &str = "canary-appcred-secret-5e0b";
@@ -75,16 +98,7 @@ const GITHUB_TOKEN: &str = "ghp_canaryOpenStackRun0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_openstack_puts_credentials_labels_and_variables_around_clusters_and_checks_for_leaks() {
-    // The management cluster: the lab, plus the provider CRDs an OpenStack one has.
-    let mut opts = lab_options("os-run");
-    opts.cluster_api = true;
-    let lab = scs_e2e::env::lab::Lab::start(opts).await.unwrap();
-    let kc = lab.kubeconfig();
-    let capo = module_dir("sigs.k8s.io/cluster-api-provider-openstack");
-    let orc = module_dir("github.com/k-orc/openstack-resource-controller/v2");
-    for dir in [capo.join("config/crd/bases"), orc.join("config/crd/bases")] {
-        kubectl(&kc, &["apply", "--server-side", "-f", dir.to_str().unwrap()]);
-    }
+    let (lab, kc) = management_lab("os-run").await;
 
     // The cloud: Keystone's catalog points at the loopback services; an application credential
     // whose secret lives only in secure.yaml.
@@ -435,5 +449,109 @@ scenarios:
     let (code, m) = again(&mgmt, Some("RegionTwo"));
     assert_eq!(code, Some(3), "{m}");
     assert!(m.contains("no compute endpoint") && m.contains("region RegionTwo"), "{m}");
+    lab.stop().await.unwrap();
+}
+
+/// `suites/openstack.yaml`'s `rendered` scenario with the lab as management cluster: our
+/// snapshot of upstream's providers/openstack/scs is built as csctl builds it (clusteraddon.yaml,
+/// a directory of addon charts), CSO turns it into a usable release and ClusterClass, the
+/// Cluster with the suite's variables is accepted, and Cluster API's topology controller renders
+/// the OpenStackCluster and OpenStackMachineTemplates with the cloud's external network, the
+/// suite's subnet and flavors, the version's image and the environment's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects() {
+    let (lab, kc) = management_lab("os-suite").await;
+    let fake = FakeOpenStack::start().await;
+    let ks = keystone::start(3600, Some(&fake.catalog_spec())).await;
+    fake.set_keystone(&ks.url());
+    let ext = fake.add(Coll::Networks, json!({"name": "public", "router:external": true}));
+    for (name, vcpus, ram) in [("SCS-2V-4-20s", 2, 4096), ("SCS-2V-4", 2, 4096), ("SCS-4V-16", 4, 16384)] {
+        fake.add(Coll::Flavors, json!({"name": name, "vcpus": vcpus, "ram": ram, "disk": 0}));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("clouds.yaml"), admin_clouds(ks.port, ADMIN_PASSWORD)).unwrap();
+    std::fs::write(
+        work.join("config.yaml"),
+        format!(
+            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nopenstack:\n  managementKubeconfig: {}\nmanagement:\n  csoReleaseDir: {}\n",
+            kc.display(),
+            lab.release_dir().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let suite = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/openstack.yaml");
+    let art = tmp.path().join("artifacts");
+    let ns = format!("os-suite-{}", std::process::id());
+    let mut cmd = scs_run_suite(&work, tmp.path(), &art, &suite);
+    // The suite's own worker flavor replaced from the command line: the rendered template must
+    // show the value given, not the suite's default.
+    cmd.args([
+        "--focus",
+        "openstack\\.rendered",
+        "--delete",
+        "always",
+        "--var",
+        "WORKER_FLAVOR=SCS-4V-16",
+    ])
+    .args(["--run-id", &ns])
+    .env("XDG_CACHE_HOME", scs_e2e::base::cache_root().parent().unwrap())
+    .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
+    .env_remove("KUBECONFIG");
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r: RunReport = scs_e2e::report::json::read(&art.join("results.json")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let sc = r.scenarios.iter().find(|s| s.name == "rendered").unwrap();
+    let summary: Vec<String> = sc
+        .steps
+        .iter()
+        .map(|s| format!("{:?} {} {:?}", s.status, s.name, s.message))
+        .collect();
+    assert_eq!(out.status.code(), Some(0), "{summary:#?}\n{stderr}");
+    assert_eq!(r.scenarios.len(), 1, "only `rendered` was focused");
+    // What the asserts saw, in their logs: the values the suite was given, not placeholders.
+    let logs: String = sc
+        .steps
+        .iter()
+        .filter_map(|s| s.log.as_ref())
+        .map(|l| std::fs::read_to_string(art.join(l)).unwrap_or_default())
+        .collect();
+    assert!(logs.contains("openstack-scs-1-32-v1"), "{logs}");
+    assert!(
+        logs.contains(
+            "OpenStackMachineTemplate [cluster.x-k8s.io/cluster-name=rendered,topology.cluster.x-k8s.io/deployment-name]: all 1 match"
+        ),
+        "{logs}"
+    );
+    let install = std::fs::read_to_string(art.join(sc.steps[0].log.as_deref().unwrap())).unwrap();
+    assert!(
+        install.contains("built release assets") && install.contains("openstack-scs-1-32-v1"),
+        "{install}"
+    );
+    // The release CSO read: the new layout's addon archive and clusteraddon.yaml.
+    let release = lab.release_dir().unwrap().join("cluster-stacks/openstack-scs-1-32-v1");
+    for f in [
+        "clusteraddon.yaml",
+        "metadata.yaml",
+        "openstack-scs-1-32-cluster-addon-v1.tgz",
+        "openstack-scs-1-32-cluster-class-v1.tgz",
+    ] {
+        assert!(release.join(f).is_file(), "{f} in {}", release.display());
+    }
+    // The external network the OpenStackCluster assert compared with came from the cloud (the
+    // class patches externalNetwork.id from external_id): the one network marked external.
+    assert!(
+        logs.contains(&format!("variable external_id=\"{ext}\" from the openstack environment")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("OpenStackCluster [cluster.x-k8s.io/cluster-name=rendered]: all 1 match"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("preflight: flavor SCS-4V-16 (worker_flavor)"),
+        "the --var reached the Cluster: {logs}"
+    );
     lab.stop().await.unwrap();
 }

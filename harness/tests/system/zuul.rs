@@ -788,6 +788,11 @@ fn each_kind_of_dangling_reference_is_reported() {
 /// the one openstack-access-base writes (nothing is contacted in a dry run) and nothing of the
 /// user's: exit code and stderr.
 fn dry_run(env: &str, suites: &[String]) -> (Option<i32>, String) {
+    dry_run_args(env, suites, &[])
+}
+
+/// [`dry_run`] with more of the job's arguments (`--delete`, `--focus`, `--skip`, extra args).
+fn dry_run_args(env: &str, suites: &[String], more: &[String]) -> (Option<i32>, String) {
     let tmp = tempfile::tempdir().unwrap();
     let clouds = tmp.path().join("clouds.yaml");
     std::fs::write(
@@ -807,6 +812,7 @@ fn dry_run(env: &str, suites: &[String]) -> (Option<i32>, String) {
     for s in suites {
         c.args(["--suite", s]);
     }
+    c.args(more);
     let out = c.output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -820,13 +826,14 @@ fn every_ci_job_dry_runs_its_own_command_line() {
     let cfg = load_config(&repo(), &mut p);
     assert!(p.is_empty(), "{p:?}");
     let defaults = load(&repo().join("zuul/playbooks/roles/scs_e2e/defaults/main.yaml")).unwrap();
-    let passes = |what: &str, env: &str, suites: &[String]| {
-        let (code, err) = dry_run(env, suites);
+    let passes = |what: &str, env: &str, suites: &[String], more: &[String]| {
+        let (code, err) = dry_run_args(env, suites, more);
         assert_eq!(
             code,
             Some(0),
-            "{what}: `scs-e2e run --env {env} --suite {} --dry-run` fails:\n{err}",
-            suites.join(" --suite ")
+            "{what}: `scs-e2e run --env {env} --suite {} {} --dry-run` fails:\n{err}",
+            suites.join(" --suite "),
+            more.join(" ")
         );
     };
     let mut checked = 0;
@@ -849,7 +856,25 @@ fn every_ci_job_dry_runs_its_own_command_line() {
             .iter()
             .map(|s| s.as_str().unwrap().to_string())
             .collect();
-        passes(job, &env, &suites);
+        // As the role's run task builds the command line (zuul/playbooks/roles/scs_e2e/tasks/run.yaml).
+        let mut more: Vec<String> = vec!["--delete".into(), var("scs_e2e_delete").as_str().unwrap().into()];
+        for (flag, key) in [
+            ("--focus", "scs_e2e_focus"),
+            ("--skip", "scs_e2e_skip"),
+            ("--shard", "scs_e2e_shard"),
+        ] {
+            if let Some(v) = var(key).as_str().filter(|v| !v.is_empty()) {
+                more.extend([flag.to_string(), v.to_string()]);
+            }
+        }
+        more.extend(
+            var("scs_e2e_extra_args")
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+        passes(job, &env, &suites, &more);
         checked += 1;
     }
     assert!(checked >= 3, "the kind and OpenStack jobs were checked ({checked})");
@@ -861,7 +886,7 @@ fn every_ci_job_dry_runs_its_own_command_line() {
         .and_then(|rest| rest.split('\'').next())
         .expect("the workflow's default suites");
     let suites: Vec<String> = defaults.split_whitespace().map(String::from).collect();
-    passes("e2e-kind.yml", "kind", &suites);
+    passes("e2e-kind.yml", "kind", &suites, &[]);
 }
 
 /// The dry run that guards the CI jobs refuses what cannot run: the quickstart's in-memory
@@ -874,4 +899,38 @@ fn a_stack_the_environment_cannot_run_is_refused_before_anything_is_touched() {
         err.contains("provider `inmemory` (quickstart.cluster-stack-lifecycle, step 1)") && err.contains("--env lab or --env kind"),
         "{err}"
     );
+}
+
+/// The dry run also refuses a stack source that is not there or lacks a version the suite
+/// installs, naming the scenario, step and file, so a CI job fails in seconds, not at step N.
+#[test]
+fn a_stack_source_without_the_version_is_refused_by_the_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("src.yaml");
+    std::fs::write(
+        &suite,
+        r#"apiVersion: scs-e2e/v1alpha1
+kind: Suite
+name: src
+scenarios:
+  - name: a
+    steps:
+      - installClusterStack: {provider: inmemory, name: scs, kubernetesVersion: "1.33", versions: [v2, v9], source: "builtin:inmemory/scs"}
+      - installClusterStack: {provider: openstack, name: scs, kubernetesVersion: "1.32", versions: [v1], source: "../no-such-stack"}
+"#,
+    )
+    .unwrap();
+    let (code, err) = dry_run("lab", &[suite.display().to_string()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("src.a, step 1") && err.contains("no release of inmemory/scs 1.33 v9") && err.contains("inmemory/scs 1.33 v2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("src.a, step 2") && err.contains("no-such-stack: no such directory"),
+        "{err}"
+    );
+    // The suites' own sources are all there.
+    let (code, err) = dry_run("openstack", &["openstack".to_string()]);
+    assert_eq!(code, Some(0), "{err}");
 }

@@ -233,6 +233,14 @@ impl Environment for OpenStackEnv {
             ("OPENSTACK_CLOUD".to_string(), self.cloud.name.clone()),
             ("OPENSTACK_SECRET_NAME".to_string(), self.naming.secret.clone()),
         ]);
+        // What the clusters get as `external_id` (found in the cloud, or from the config), so a
+        // suite can check that the rendered OpenStackCluster uses it; empty when there is none.
+        let external = self
+            .clusters
+            .as_ref()
+            .and_then(|c| c.variables.get("external_id").and_then(|v| v.as_str().map(str::to_string)))
+            .unwrap_or_default();
+        v.insert("OPENSTACK_EXTERNAL_NETWORK_ID".into(), external);
         match &self.management {
             Management::Kind(k) => v.extend(k.step_vars()),
             Management::Existing(_) => {
