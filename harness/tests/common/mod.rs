@@ -32,6 +32,21 @@ pub fn assets() -> Assets {
     a
 }
 
+/// The real csctl, built on first use (it is not part of `lab install`): the reference that
+/// `scs-e2e stack build` is compared with.
+pub fn csctl() -> PathBuf {
+    let a = Assets::locate(None, None);
+    if !a.path("csctl").is_file() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "building csctl into {} (first run: about two minutes)",
+            a.bin_dir.display()
+        );
+    }
+    build::ensure(&a, "csctl", &build::Quiet).expect("csctl (go build of fixtures/lab/csctl)")
+}
+
 fn labs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("labs")
 }

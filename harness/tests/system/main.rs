@@ -10,6 +10,7 @@ mod common;
 mod architecture;
 mod checks;
 mod cli;
+mod csctl;
 mod kind;
 mod lab;
 mod lab_faults;

@@ -28,6 +28,7 @@ fn cold_cost(module_dir: &str) -> u32 {
         "cso" => 260,
         "sonobuoy" => 170,
         "helm" => 150,
+        "csctl" => 110,
         _ => 60,
     }
 }
@@ -72,6 +73,8 @@ static HELM: Module = go_module!("helm");
 
 static KIND: Module = go_module!("kind");
 
+static CSCTL: Module = go_module!("csctl");
+
 /// The Cluster API release the lab builds (pinned in `fixtures/lab/capi`).
 pub const CLUSTER_API_VERSION: &str = "v1.10.10";
 /// The Cluster Stack Operator release the lab builds (pinned in `fixtures/lab/cso`).
@@ -80,6 +83,8 @@ pub const CSO_VERSION: &str = "v0.1.0-alpha.7";
 pub const HELM_VERSION: &str = "v3.18.6";
 /// The kind release the lab builds (pinned in `fixtures/lab/kind`).
 pub const KIND_VERSION: &str = "v0.29.0";
+/// The csctl release built on demand (pinned in `fixtures/lab/csctl`).
+pub const CSCTL_VERSION: &str = "v0.0.5";
 
 /// Manifests a controller ships in its Go module: CRDs and webhook configurations, copied into
 /// `<bin>/manifests/<component>/` at install time so the lab never needs Go at start-up.
@@ -102,9 +107,13 @@ pub struct Component {
     kube_version: bool,
     /// CRDs and webhooks to copy out of its module (controllers only; None for the rest).
     pub manifests: Option<Manifests>,
+    /// Built only when asked for ([`ensure`]), never by [`install`]: tools only some tests
+    /// need, which should not cost every lab install their build.
+    pub on_demand: bool,
 }
 
-/// What the lab needs, in build order (etcd first: it is the smallest and checks the toolchain).
+/// What the lab needs, in build order (etcd first: it is the smallest and checks the toolchain),
+/// and the tools built only on demand.
 pub static COMPONENTS: &[Component] = &[
     Component {
         name: "etcd",
@@ -112,6 +121,7 @@ pub static COMPONENTS: &[Component] = &[
         package: "./etcd",
         kube_version: false,
         manifests: None,
+        on_demand: false,
     },
     Component {
         name: "kube-apiserver",
@@ -119,6 +129,7 @@ pub static COMPONENTS: &[Component] = &[
         package: "k8s.io/kubernetes/cmd/kube-apiserver",
         kube_version: true,
         manifests: None,
+        on_demand: false,
     },
     Component {
         name: "kube-controller-manager",
@@ -126,6 +137,7 @@ pub static COMPONENTS: &[Component] = &[
         package: "k8s.io/kubernetes/cmd/kube-controller-manager",
         kube_version: true,
         manifests: None,
+        on_demand: false,
     },
     Component {
         name: "kubectl",
@@ -133,6 +145,7 @@ pub static COMPONENTS: &[Component] = &[
         package: "k8s.io/kubernetes/cmd/kubectl",
         kube_version: true,
         manifests: None,
+        on_demand: false,
     },
     // Not part of the lab itself: the CLI the Sonobuoy checks drive.
     Component {
@@ -141,6 +154,7 @@ pub static COMPONENTS: &[Component] = &[
         package: "github.com/vmware-tanzu/sonobuoy",
         kube_version: false,
         manifests: None,
+        on_demand: false,
     },
     // The Cluster API layer (started only for plans with cluster-stack steps).
     Component {
@@ -153,6 +167,7 @@ pub static COMPONENTS: &[Component] = &[
             crds: "config/crd/bases",
             webhooks: "config/webhook/manifests.yaml",
         }),
+        on_demand: false,
     },
     Component {
         name: "kubeadm-bootstrap",
@@ -164,6 +179,7 @@ pub static COMPONENTS: &[Component] = &[
             crds: "bootstrap/kubeadm/config/crd/bases",
             webhooks: "bootstrap/kubeadm/config/webhook/manifests.yaml",
         }),
+        on_demand: false,
     },
     Component {
         name: "kubeadm-control-plane",
@@ -175,6 +191,7 @@ pub static COMPONENTS: &[Component] = &[
             crds: "controlplane/kubeadm/config/crd/bases",
             webhooks: "controlplane/kubeadm/config/webhook/manifests.yaml",
         }),
+        on_demand: false,
     },
     // CAPD: since v1.9 its DevCluster/DevMachine in-memory backend is the in-memory provider.
     Component {
@@ -187,6 +204,7 @@ pub static COMPONENTS: &[Component] = &[
             crds: "infrastructure/docker/config/crd/bases",
             webhooks: "infrastructure/docker/config/webhook/manifests.yaml",
         }),
+        on_demand: false,
     },
     Component {
         name: "cso",
@@ -198,6 +216,7 @@ pub static COMPONENTS: &[Component] = &[
             crds: "config/crd/bases",
             webhooks: "config/webhook/manifests.yaml",
         }),
+        on_demand: false,
     },
     // CSO runs `helm template` as a child process.
     Component {
@@ -206,6 +225,7 @@ pub static COMPONENTS: &[Component] = &[
         package: "helm.sh/helm/v3/cmd/helm",
         kube_version: false,
         manifests: None,
+        on_demand: false,
     },
     // Tools `--env kind|openstack` drive; here the tests run them for their command lines, error
     // paths and (clusterctl) a real `init` against the lab.
@@ -215,6 +235,7 @@ pub static COMPONENTS: &[Component] = &[
         package: "sigs.k8s.io/cluster-api/cmd/clusterctl",
         kube_version: false,
         manifests: None,
+        on_demand: false,
     },
     Component {
         name: "kind",
@@ -222,6 +243,16 @@ pub static COMPONENTS: &[Component] = &[
         package: "sigs.k8s.io/kind",
         kube_version: false,
         manifests: None,
+        on_demand: false,
+    },
+    // The reference `scs-e2e stack build` is compared with.
+    Component {
+        name: "csctl",
+        module: &CSCTL,
+        package: "github.com/SovereignCloudStack/csctl",
+        kube_version: false,
+        manifests: None,
+        on_demand: true,
     },
 ];
 
@@ -261,6 +292,17 @@ pub enum BuildError {
         detail: String,
         /// The full build log (or the module directory, when copying manifests failed).
         log: String,
+    },
+    /// A given (not managed) bin directory lacks an on-demand tool, which is built only into the
+    /// managed cache.
+    #[error(
+        "{dir} (SCS_E2E_LAB_BIN_DIR or lab.binDir, used as is) has no {name}: put one there, or unset it so that scs-e2e builds {name} into its cache"
+    )]
+    NotGiven {
+        /// The bin directory.
+        dir: String,
+        /// The absent tool.
+        name: String,
     },
     /// A given (not managed) bin directory lacks binaries the lab needs.
     #[error("{dir} lacks {missing}: SCS_E2E_LAB_BIN_DIR (or lab.binDir) must hold {} (the KUBEBUILDER_ASSETS layout)", REQUIRED.join(", "))]
@@ -308,10 +350,11 @@ impl Assets {
         self.bin_dir.join(name)
     }
 
-    /// Components whose binary (or copied manifests) is absent.
+    /// Components of the lab install whose binary (or copied manifests) is absent.
     pub fn missing(&self) -> Vec<&'static str> {
         COMPONENTS
             .iter()
+            .filter(|c| !c.on_demand)
             .filter(|c| !self.path(c.name).is_file() || (c.manifests.is_some() && !self.manifests_dir(c.name).is_dir()))
             .map(|c| c.name)
             .collect()
@@ -357,25 +400,43 @@ pub fn default_cache_dir() -> PathBuf {
 pub fn write_modules(dest: &Path) -> std::io::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for m in COMPONENTS.iter().map(|c| c.module).filter(|m| seen.insert(m.dir)) {
-        for (p, text) in m.files {
-            crate::base::write_file(&dest.join(m.dir).join(p), text.as_bytes())?;
-        }
+        write_module(dest, m)?;
+    }
+    Ok(())
+}
+
+fn write_module(dest: &Path, m: &Module) -> std::io::Result<()> {
+    for (p, text) in m.files {
+        crate::base::write_file(&dest.join(m.dir).join(p), text.as_bytes())?;
     }
     Ok(())
 }
 
 /// Changes whenever a pinned module changes, so a new pin never reuses stale binaries.
+/// On-demand components are left out (adding or moving one must not make every lab rebuild);
+/// each of theirs is checked against its own [`component_hash`] instead.
 pub fn source_hash() -> String {
     let mut h = Sha256::new();
-    for c in COMPONENTS {
-        h.update(c.name);
-        h.update(c.package);
-        for (p, text) in c.module.files {
-            h.update(p);
-            h.update(text);
-        }
+    for c in COMPONENTS.iter().filter(|c| !c.on_demand) {
+        hash_component(&mut h, c);
     }
     format!("{:x}", h.finalize())[..10].to_string()
+}
+
+/// The pin of one component: its name, package and module files.
+fn component_hash(c: &Component) -> String {
+    let mut h = Sha256::new();
+    hash_component(&mut h, c);
+    format!("{:x}", h.finalize())[..10].to_string()
+}
+
+fn hash_component(h: &mut Sha256, c: &Component) {
+    h.update(c.name);
+    h.update(c.package);
+    for (p, text) in c.module.files {
+        h.update(p);
+        h.update(text);
+    }
 }
 
 /// Reports build progress (a bar on a terminal, lines otherwise); builds may run at once.
@@ -542,6 +603,63 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
     Ok(built)
 }
 
+/// Builds the on-demand component `name` (`csctl`) into the bin directory unless it is there
+/// from the same pin, and returns its path. A given (unmanaged) bin directory is used as is.
+pub fn ensure(assets: &Assets, name: &str, progress: &dyn Progress) -> Result<PathBuf, BuildError> {
+    let c = COMPONENTS
+        .iter()
+        .find(|c| c.name == name && c.on_demand)
+        .ok_or_else(|| BuildError::Build {
+            component: name.to_string(),
+            detail: "not one of the lab's on-demand tools".into(),
+            log: String::new(),
+        })?;
+    let bin = assets.path(name);
+    if !assets.managed {
+        return if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(BuildError::NotGiven {
+                dir: assets.bin_dir.display().to_string(),
+                name: name.to_string(),
+            })
+        };
+    }
+    // The lab's cache key leaves on-demand pins out, so the binary carries its own.
+    let stamp = assets.bin_dir.join(format!(".{name}.pin"));
+    let pin = component_hash(c);
+    let fresh = || bin.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == pin);
+    if fresh() {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&assets.bin_dir)?;
+    let _lock = crate::process::FileLock::acquire(&assets.bin_dir.join(".install.lock"))?;
+    if fresh() {
+        return Ok(bin);
+    }
+    let go = crate::process::which("go", &[]).ok_or(BuildError::NoGo)?;
+    let src = assets.src_dir();
+    write_module(&src, c.module)?;
+    progress.start(1);
+    progress.building(0, name);
+    let t0 = Instant::now();
+    let built = build_one(
+        &go,
+        c,
+        &ldflags(c, KUBERNETES_VERSION),
+        &src.join(c.module.dir),
+        &assets.bin_dir,
+        &src,
+    );
+    if built.is_ok() {
+        progress.done(name, t0.elapsed().as_secs_f64());
+    }
+    progress.finish();
+    built?;
+    std::fs::write(&stamp, pin)?;
+    Ok(bin)
+}
+
 /// Two `go build`s at once keep both cores busy through the single-threaded links and the
 /// narrow ends of each build; more would only compete.
 const BUILD_LANES: usize = 2;
@@ -583,6 +701,10 @@ fn ldflags(c: &Component, kube_version: &str) -> String {
     if c.name == "clusterctl" {
         // `clusterctl version` and its provider-contract checks read these.
         version_flags(&mut f, &["sigs.k8s.io/cluster-api/version"], CLUSTER_API_VERSION);
+    }
+    if c.name == "csctl" {
+        // What `csctl version` says (its Makefile sets the same variable).
+        f.push(format!("-X github.com/SovereignCloudStack/csctl/pkg/cmd.Version={CSCTL_VERSION}"));
     }
     f.join(" ")
 }
@@ -791,6 +913,50 @@ mod tests {
         assert_eq!(lanes[0][0].name, "etcd");
         // One lane for a single module.
         assert_eq!(super::lanes(&all[..2], 2).len(), 1);
+    }
+
+    #[test]
+    fn on_demand_tools_stay_out_of_the_lab_install_and_its_cache_key() {
+        let cache = tempfile::tempdir().unwrap();
+        let a = Assets::locate(None, Some(cache.path().to_path_buf()));
+        assert!(a.missing().contains(&"kind"));
+        assert!(!a.missing().contains(&"csctl"), "install must not build csctl");
+        let csctl = COMPONENTS.iter().find(|c| c.name == "csctl").unwrap();
+        assert!(csctl.on_demand);
+        // A pin of its own, so a new csctl pin rebuilds csctl and nothing else.
+        let mut h = Sha256::new();
+        for c in COMPONENTS.iter().filter(|c| c.name != "csctl") {
+            hash_component(&mut h, c);
+        }
+        assert_eq!(source_hash(), format!("{:x}", h.finalize())[..10]);
+    }
+
+    #[test]
+    fn ensure_reuses_a_binary_of_the_same_pin_and_uses_a_given_dir_as_is() {
+        let cache = tempfile::tempdir().unwrap();
+        let a = Assets::locate(None, Some(cache.path().to_path_buf()));
+        std::fs::create_dir_all(&a.bin_dir).unwrap();
+        std::fs::write(a.path("csctl"), "").unwrap();
+        let csctl = COMPONENTS.iter().find(|c| c.name == "csctl").unwrap();
+        std::fs::write(a.bin_dir.join(".csctl.pin"), component_hash(csctl)).unwrap();
+        // Nothing is built (no `go` needed): the stamp matches.
+        assert_eq!(ensure(&a, "csctl", &Quiet).unwrap(), a.path("csctl"));
+        let e = ensure(&a, "kind", &Quiet).unwrap_err().to_string();
+        assert!(e.contains("not one of the lab's on-demand tools"), "{e}");
+
+        let given = tempfile::tempdir().unwrap();
+        let g = Assets::locate(Some(given.path().to_path_buf()), None);
+        let e = ensure(&g, "csctl", &Quiet).unwrap_err().to_string();
+        assert!(e.contains("has no csctl"), "{e}");
+        std::fs::write(g.path("csctl"), "").unwrap();
+        assert_eq!(ensure(&g, "csctl", &Quiet).unwrap(), g.path("csctl"));
+    }
+
+    #[test]
+    fn csctl_reports_its_pinned_version() {
+        let csctl = COMPONENTS.iter().find(|c| c.name == "csctl").unwrap();
+        let f = ldflags(csctl, KUBERNETES_VERSION);
+        assert!(f.contains("-X github.com/SovereignCloudStack/csctl/pkg/cmd.Version=v0.0.5"), "{f}");
     }
 
     #[test]
