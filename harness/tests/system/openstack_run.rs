@@ -482,6 +482,20 @@ async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects()
     )
     .unwrap();
     let suite = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/openstack.yaml");
+    // The README's pull-request recipe: the stack's hash-mode version from `stack build`, then
+    // the suite with it (the step builds in hash mode and checks the directory still hashes so).
+    let snapshot = fixtures().join("cluster-stacks/upstream/openstack-scs");
+    let built = Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
+        .args(["stack", "build"])
+        .arg(&snapshot)
+        .args(["--mode", "hash", "--print-version", "-o"])
+        .arg(tmp.path().join("rel"))
+        .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let version = String::from_utf8(built.stdout).unwrap().trim().to_string();
+    assert!(version.starts_with("v0-sha.") && version.len() == 14, "{version}");
     let art = tmp.path().join("artifacts");
     let ns = format!("os-suite-{}", std::process::id());
     let mut cmd = scs_run_suite(&work, tmp.path(), &art, &suite);
@@ -495,6 +509,7 @@ async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects()
         "--var",
         "WORKER_FLAVOR=SCS-4V-16",
     ])
+    .args(["--var", &format!("STACK_VERSION={version}")])
     .args(["--run-id", &ns])
     .env("XDG_CACHE_HOME", scs_e2e::base::cache_root().parent().unwrap())
     .env("PATH", scs_e2e::process::path_with(&[assets().bin_dir]))
@@ -517,7 +532,8 @@ async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects()
         .filter_map(|s| s.log.as_ref())
         .map(|l| std::fs::read_to_string(art.join(l)).unwrap_or_default())
         .collect();
-    assert!(logs.contains("openstack-scs-1-32-v1"), "{logs}");
+    let class = format!("openstack-scs-1-32-{version}");
+    assert!(logs.contains(&format!("ClusterClass {class}")), "{logs}");
     assert!(
         logs.contains(
             "OpenStackMachineTemplate [cluster.x-k8s.io/cluster-name=rendered,topology.cluster.x-k8s.io/deployment-name]: all 1 match"
@@ -525,19 +541,23 @@ async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects()
         "{logs}"
     );
     let install = std::fs::read_to_string(art.join(sc.steps[0].log.as_deref().unwrap())).unwrap();
+    let dashed = version.replace('.', "-");
     assert!(
-        install.contains("built release assets") && install.contains("openstack-scs-1-32-v1"),
+        install.contains(&format!("openstack-scs-1-32-{dashed} (cluster addon {version}")),
         "{install}"
     );
     // The release CSO read: the new layout's addon archive and clusteraddon.yaml.
-    let release = lab.release_dir().unwrap().join("cluster-stacks/openstack-scs-1-32-v1");
+    let release = lab
+        .release_dir()
+        .unwrap()
+        .join(format!("cluster-stacks/openstack-scs-1-32-{dashed}"));
     for f in [
-        "clusteraddon.yaml",
-        "metadata.yaml",
-        "openstack-scs-1-32-cluster-addon-v1.tgz",
-        "openstack-scs-1-32-cluster-class-v1.tgz",
+        "clusteraddon.yaml".to_string(),
+        "metadata.yaml".to_string(),
+        format!("openstack-scs-1-32-cluster-addon-{version}.tgz"),
+        format!("openstack-scs-1-32-cluster-class-{version}.tgz"),
     ] {
-        assert!(release.join(f).is_file(), "{f} in {}", release.display());
+        assert!(release.join(&f).is_file(), "{f} in {}", release.display());
     }
     // The external network the OpenStackCluster assert compared with came from the cloud (the
     // class patches externalNetwork.id from external_id): the one network marked external.
