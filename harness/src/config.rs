@@ -164,10 +164,12 @@ pub struct ManagementConfig {
     /// ORC's install manifest (file or URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orc_manifest: Option<String>,
-    /// CSO chart: OCI reference, directory or .tgz.
+    /// CSO chart: OCI reference, directory or .tgz (default: `mgmt::CSO_CHART` at
+    /// `mgmt::CSO_CHART_VERSION` running `mgmt::CSO_VERSION`). Naming one, or a version, runs
+    /// that chart's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cso_chart: Option<String>,
-    /// CSO chart version (OCI charts only; default: the chart's newest).
+    /// CSO chart version (OCI charts only; unset with `cso_chart` set: the chart's newest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cso_chart_version: Option<String>,
     /// Where CSO fetches stack releases (`clusterStackVariables.ociRepository`).

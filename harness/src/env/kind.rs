@@ -456,8 +456,7 @@ impl Environment for KindEnv {
                 );
                 let m = tokio::task::spawn_blocking(move || prepare_offline(&engine, &image, &dir, progress)).await??;
                 self.spec.clusterctl_config = Some(m.clusterctl_config.clone());
-                self.spec.cso.chart = m.cso_chart.display().to_string();
-                self.spec.cso.version = None;
+                self.spec.cso.use_generated_chart(&m.cso_chart);
                 m.images
             }
             images::Mode::Pull => Vec::new(),

@@ -15,12 +15,19 @@ use tokio_util::sync::CancellationToken;
 use crate::kube::{Target, Verdict, WaitError};
 
 // The management cluster's version pins, in one place. Cluster API and CSO follow the lab's Go
-// module pins (fixtures/lab/), so the lab, kind and the offline images run the same releases.
+// module pins (fixtures/lab/), so the lab, kind (offline and pull) and the offline images run
+// the same releases.
 
 /// Cluster API release `clusterctl init` installs (the one the lab runs, and clusterctl's own).
 pub const CAPI_VERSION: &str = crate::env::lab::build::CLUSTER_API_VERSION;
 /// The CSO release the lab runs and the offline chart and image are built as.
 pub const CSO_VERSION: &str = crate::env::lab::build::CSO_VERSION;
+/// The published CSO chart pull mode installs, with its image tag set to [`CSO_VERSION`]: no
+/// published chart names that release (charts start at 0.2.0, for v0.1.0-alpha.8), and 0.4.1's
+/// templates come from a `config/` identical to [`CSO_VERSION`]'s (see the README).
+pub const CSO_CHART_VERSION: &str = "0.4.1";
+/// The chart value of the manager's image tag (CSO's `charts/values.yaml`).
+pub const CSO_CHART_IMAGE_TAG: &str = "controllerManager.manager.image.tag";
 /// The cert-manager `clusterctl init` installs by default (clusterctl v1.10.10's
 /// `CertManagerDefaultVersion`); the offline images are built at it.
 pub const CERT_MANAGER_VERSION: &str = "v1.19.1";
@@ -290,6 +297,9 @@ pub struct Cso {
     pub chart: String,
     /// Chart version (OCI charts only; a local chart is what it is).
     pub version: Option<String>,
+    /// The manager image tag set over the chart's own, so the published chart runs the release
+    /// the lab tests; `None` leaves the chart's (a chart the config names runs its own image).
+    pub image_tag: Option<String>,
     /// Where the stacks' release assets are published (`clusterStackVariables.ociRepository`).
     pub oci_repository: String,
     /// Extra values files for the chart.
@@ -297,6 +307,16 @@ pub struct Cso {
     /// Run CSO in local mode, reading release assets from this directory inside the node
     /// (a hostPath), so an unreleased stack can be tested.
     pub local_release_dir: Option<String>,
+}
+
+impl Cso {
+    /// Installs `chart`, made here from the release's module: it names the release image itself
+    /// and has neither a version to ask for nor the published chart's image value.
+    pub fn use_generated_chart(&mut self, chart: &Path) {
+        self.chart = chart.display().to_string();
+        self.version = None;
+        self.image_tag = None;
+    }
 }
 
 impl Spec {
@@ -310,7 +330,8 @@ impl Spec {
             orc_manifest: orc_manifest_url(ORC_VERSION),
             cso: Cso {
                 chart: CSO_CHART.into(),
-                version: None,
+                version: Some(CSO_CHART_VERSION.into()),
+                image_tag: Some(CSO_VERSION.into()),
                 oci_repository: CSO_OCI_REPOSITORY.into(),
                 values: Vec::new(),
                 local_release_dir: None,
@@ -339,7 +360,11 @@ impl Spec {
         set(&mut s.cso.chart, &c.cso_chart);
         set(&mut s.cso.oci_repository, &c.cso_oci_repository);
         s.clusterctl_config.clone_from(&c.clusterctl_config);
-        s.cso.version.clone_from(&c.cso_chart_version);
+        // Our pin is for our chart: another chart gets no version unless one is named.
+        if c.cso_chart.is_some() || c.cso_chart_version.is_some() {
+            s.cso.version.clone_from(&c.cso_chart_version);
+            s.cso.image_tag = None;
+        }
         s.cso.values.clone_from(&c.cso_values);
         if let Some(t) = &c.timeout {
             s.timeout = t.0;
@@ -433,6 +458,10 @@ impl Spec {
         }
         a.push("--set".into());
         a.push(format!("clusterStackVariables.ociRepository={}", c.oci_repository));
+        if let Some(t) = &c.image_tag {
+            a.push("--set".into());
+            a.push(format!("{CSO_CHART_IMAGE_TAG}={t}"));
+        }
         if self.infrastructure == Infrastructure::OpenStack {
             // The scs2 stacks create ORC Images from the management cluster through CSO.
             for (i, verb) in ["create", "delete", "get", "list", "patch", "update", "watch"].iter().enumerate() {
@@ -955,6 +984,9 @@ pub fn properties(spec: &Spec) -> BTreeMap<String, String> {
             None => spec.cso.chart.clone(),
         },
     );
+    if let Some(t) = &spec.cso.image_tag {
+        p.insert("cso_image_tag".into(), t.clone());
+    }
     if let Some(d) = &spec.cso.local_release_dir {
         p.insert("cso_local_release_dir".into(), d.clone());
     }
@@ -1018,6 +1050,57 @@ mod tests {
                 "cso-system"
             ]
         );
+    }
+
+    #[test]
+    fn pull_mode_pins_the_chart_and_runs_the_labs_cso_release_in_it() {
+        let a = Spec::new(Infrastructure::Docker).helm_cso_args(Path::new("/k")).join(" ");
+        assert!(
+            a.contains(&format!(
+                "oci://registry.scs.community/cluster-stacks/cso --version {CSO_CHART_VERSION} "
+            )),
+            "{a}"
+        );
+        assert!(
+            a.contains(&format!("--set controllerManager.manager.image.tag={CSO_VERSION}")),
+            "{a}"
+        );
+        assert_eq!((CSO_CHART_VERSION, CSO_VERSION), ("0.4.1", "v0.1.0-alpha.7"));
+        // A version from the config wins, and that chart runs its own image.
+        let c = crate::config::ManagementConfig {
+            cso_chart_version: Some("0.3.0".into()),
+            ..Default::default()
+        };
+        let a = Spec::from_config(Infrastructure::Docker, Some(&c))
+            .helm_cso_args(Path::new("/k"))
+            .join(" ");
+        assert!(a.contains("--version 0.3.0 "), "{a}");
+        assert!(!a.contains("image.tag"), "{a}");
+        // Another chart is not asked for our pinned version.
+        let c = crate::config::ManagementConfig {
+            cso_chart: Some("oci://example.org/cso".into()),
+            ..Default::default()
+        };
+        let a = Spec::from_config(Infrastructure::Docker, Some(&c))
+            .helm_cso_args(Path::new("/k"))
+            .join(" ");
+        assert!(!a.contains("--version") && !a.contains("image.tag"), "{a}");
+        // Settings that name no CSO chart keep the pins.
+        let c = crate::config::ManagementConfig {
+            cso_oci_repository: Some("example.org/stacks".into()),
+            ..Default::default()
+        };
+        let s = Spec::from_config(Infrastructure::Docker, Some(&c));
+        assert_eq!(s.cso.version.as_deref(), Some(CSO_CHART_VERSION));
+        assert_eq!(properties(&s)["cso_chart"], format!("{CSO_CHART}:{CSO_CHART_VERSION}"));
+        assert_eq!(properties(&s)["cso_image_tag"], CSO_VERSION);
+        // Offline kind's chart, generated from the module, carries the release image itself.
+        let mut s = Spec::new(Infrastructure::Docker);
+        s.cso.use_generated_chart(Path::new("/w/charts/cso"));
+        let a = s.helm_cso_args(Path::new("/k")).join(" ");
+        assert!(a.contains(" /w/charts/cso --set clusterStackVariables"), "{a}");
+        assert!(!a.contains("--version") && !a.contains("image.tag"), "{a}");
+        assert!(!properties(&s).contains_key("cso_image_tag"));
     }
 
     #[test]

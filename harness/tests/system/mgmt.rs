@@ -65,7 +65,7 @@ async fn clusterctl_and_helm_install_real_providers_and_the_wait_names_what_neve
 
     let mut spec = Spec::new(Infrastructure::Docker);
     spec.clusterctl_config = Some(capi_repository(&tmp.path().join("repo"), &kubectl));
-    spec.cso.chart = cso_chart(tmp.path(), &kubectl).display().to_string();
+    spec.cso.use_generated_chart(&cso_chart(tmp.path(), &kubectl));
     spec.cso.local_release_dir = Some(mgmt::NODE_RELEASE_DIR.into());
     spec.timeout = Duration::from_secs(15);
     let tools = mgmt::Tools {
