@@ -203,6 +203,50 @@ pub struct Tools {
     pub kind: PathBuf,
 }
 
+/// The Cluster API Clusters in a management cluster (any namespace); empty when it does not
+/// answer within a few seconds (it is about to be deleted anyway).
+async fn workload_clusters(kubeconfig: &Path) -> Vec<String> {
+    let list = async {
+        let client = crate::kube::client_from_kubeconfig(kubeconfig).await?;
+        let gvk = kube::api::GroupVersionKind::gvk("cluster.x-k8s.io", "v1beta1", "Cluster");
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client, &kube::discovery::ApiResource::from_gvk(&gvk));
+        anyhow::Ok(api.list(&Default::default()).await?.items)
+    };
+    match tokio::time::timeout(Duration::from_secs(20), list).await {
+        Ok(Ok(items)) => items.into_iter().filter_map(|c| c.metadata.name).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Removes the containers (and their anonymous volumes) CAPD made for these clusters: it labels
+/// each with `io.x-k8s.kind.cluster=<cluster name>`. The names come from our own management
+/// cluster; suites name clusters after their run's namespaces, so no other run's match.
+async fn remove_capd_containers(engine: &Path, clusters: &[String]) {
+    for name in clusters {
+        let filter = format!("label=io.x-k8s.kind.cluster={name}");
+        let Ok(out) = tokio::process::Command::new(engine)
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+            .await
+        else {
+            continue;
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+        if ids.is_empty() {
+            continue;
+        }
+        tracing::warn!(
+            "removing {} container(s) of workload cluster {name}, left when its management cluster went",
+            ids.len()
+        );
+        let _ = tokio::process::Command::new(engine)
+            .args(["rm", "-f", "-v"])
+            .args(&ids)
+            .output()
+            .await;
+    }
+}
+
 /// Finds the engine and kind in `dirs` and checks the engine answers (fails fast, exit 3, with
 /// the fix).
 pub fn preflight_in(dirs: &[PathBuf]) -> Result<Tools, KindError> {
@@ -504,8 +548,12 @@ impl Environment for KindEnv {
             return Ok(());
         };
         let deadline = Instant::now() + Duration::from_secs(300);
+        // CAPD's machines and load balancers are containers beside the management node: a
+        // workload cluster still there (an interrupted run) would outlive its management cluster.
+        let workload = workload_clusters(&self.cluster.kubeconfig()).await;
         mgmt::run(&tools.kind, &self.cluster.delete_args(), &[], deadline, &CancellationToken::new()).await?;
         self.created = false;
+        remove_capd_containers(&tools.engine, &workload).await;
         // The kubeconfig lives here; with the cluster gone it is only a stale secret.
         let _ = std::fs::remove_dir_all(&self.cluster.dir);
         Ok(())

@@ -138,6 +138,13 @@ impl Operation for InstallClusterStack {
                 let built = source
                     .build_for(&id, v, &out, &helm)
                     .map_err(|e| StepFailure::error(format!("{e:#}")))?;
+                // CSO unpacks the new layout's addon archive beside it, as its own user (65532
+                // in its image, which is not ours in a kind node's hostPath).
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&built.dir, std::fs::Permissions::from_mode(0o777))
+                        .map_err(|e| StepFailure::error(format!("{}: {e}", built.dir.display())))?;
+                }
                 ctx.log.line(format!(
                     "built release assets {} (cluster addon {}, Kubernetes {})",
                     built.dir.display(),

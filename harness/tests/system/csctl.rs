@@ -100,14 +100,16 @@ fn releases(out: &std::path::Path) -> Vec<String> {
 }
 
 /// `scs-e2e stack build` and csctl v0.0.5 make the same releases of upstream's docker and
-/// OpenStack layouts (new: clusteraddon.yaml and a directory of charts) and of our in-memory
-/// stack (old: one addon chart and cluster-addon-values.yaml), in hash and custom mode: release
+/// OpenStack layouts and our docker stack (new: clusteraddon.yaml and a directory of charts with
+/// vendored dependencies) and of our in-memory stack (old: one addon chart and
+/// cluster-addon-values.yaml), in hash and custom mode: release
 /// directory names, file names, metadata.yaml, hashes.json and the addon files byte for byte, and
 /// every archive's entry list.
 #[test]
 fn stack_build_makes_what_csctl_makes() {
     let csctl = common::csctl();
-    let cases = [upstream("docker-scs"), upstream("openstack-scs"), inmemory_1_33()];
+    let ours = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cluster-stacks/docker/scs/1-33");
+    let cases = [upstream("docker-scs"), upstream("openstack-scs"), inmemory_1_33(), ours];
     let custom = [
         "--mode",
         "custom",

@@ -443,3 +443,50 @@ fn an_engine_whose_runc_needs_a_capability_the_machine_lacks_is_refused_with_the
         assert!(docker(&["ps", "-aq", "--filter", "label=io.x-k8s.kind.role"]).stdout.is_empty());
     }
 }
+
+/// `suites/docker.yaml`: real workload clusters. CAPD starts the machines as containers of our
+/// node image, CSO applies the docker stack's addons at the lifecycle hooks (kindnet, built here),
+/// nodes and kube-system pods become Ready, a Service answers by name, the same-minor upgrade
+/// replaces every machine and the ClusterAddon follows the new release; afterwards no container
+/// of the workload cluster and no kind cluster is left.
+#[test]
+fn offline_docker_suite_runs_a_real_workload_cluster_and_leaves_no_container() {
+    let run = KindRun::new("kd");
+    let t0 = Instant::now();
+    let out = run.command("docker", &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let left = clusters().contains(&run.name);
+    if left {
+        kind_delete(&run.name);
+    }
+    // The workload cluster is named after its scenario's namespace (see the suite).
+    let r = scs_e2e::report::json::read(&run.art.join("results.json")).unwrap();
+    let sc = &r.scenarios[0];
+    let containers = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}} {{.Labels}}"])
+        .env("DOCKER_HOST", common::engine())
+        .output()
+        .unwrap();
+    let containers = String::from_utf8_lossy(&containers.stdout).into_owned();
+    let summary: Vec<String> = sc
+        .steps
+        .iter()
+        .map(|s| format!("{:?} {} {:?}", s.status, s.name, s.message))
+        .collect();
+    assert_eq!(out.status.code(), Some(0), "{summary:#?}\n{err}");
+    assert!(!left, "--delete success removes the kind cluster of a passed run");
+    let answer = sc
+        .steps
+        .iter()
+        .find(|s| s.name.starts_with("a Deployment answers"))
+        .and_then(|s| s.log.as_ref())
+        .map(|l| std::fs::read_to_string(run.art.join(l)).unwrap())
+        .unwrap();
+    assert!(answer.contains("answer: web-"), "{answer}");
+    let ns = sc.namespace.clone().unwrap_or_default();
+    assert!(
+        !ns.is_empty() && !containers.contains(&ns),
+        "containers of {ns} left:\n{containers}"
+    );
+    eprintln!("docker suite in kind: {:.0}s", t0.elapsed().as_secs_f64());
+}
