@@ -113,12 +113,14 @@ impl Operation for RunChecks {
             version_policy: {
                 let mut vp = request::VersionPolicyInputs::cached();
                 if let Some(given) = &self.version_policy {
+                    // A variable left empty means the default source, so a suite can offer one.
+                    let sub = |v: &Option<String>| v.as_deref().map(|s| ctx.substitute(s)).filter(|s| !s.is_empty());
                     let given = request::VersionPolicySources {
-                        data: given.data.as_deref().map(|s| ctx.substitute(s)),
-                        eol_data: given.eol_data.as_deref().map(|s| ctx.substitute(s)),
-                        releases: given.releases.as_deref().map(|s| ctx.substitute(s)),
-                        cve_feed: given.cve_feed.as_deref().map(|s| ctx.substitute(s)),
-                        cve_records: given.cve_records.as_deref().map(|s| ctx.substitute(s)),
+                        data: sub(&given.data),
+                        eol_data: sub(&given.eol_data),
+                        releases: sub(&given.releases),
+                        cve_feed: sub(&given.cve_feed),
+                        cve_records: sub(&given.cve_records),
                         concurrency: given.concurrency,
                     };
                     vp.sources = given.resolve(&ctx.base_dir);

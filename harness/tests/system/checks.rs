@@ -410,7 +410,7 @@ async fn real_sonobuoy_against_the_lab_aborts_clearly_and_cleans_up() {
 /// A version-policy mirror directory for the lab's version: releases of its branch published
 /// `ages` days before now (the lab's own version 90 days ago), supported branches around it, and
 /// the CVEs given as (id, score) affecting exactly the lab's version.
-fn version_policy_mirror(newer_patch_age_days: Option<i64>, cves: &[(&str, f64)]) -> tempfile::TempDir {
+pub(crate) fn version_policy_mirror(newer_patch_age_days: Option<i64>, cves: &[(&str, f64)]) -> tempfile::TempDir {
     use serde_json::json;
     let lab = scs_e2e::env::lab::build::KUBERNETES_VERSION.trim_start_matches('v');
     let parts: Vec<u32> = lab.split('.').map(|p| p.parse().unwrap()).collect();

@@ -444,34 +444,53 @@ fn an_engine_whose_runc_needs_a_capability_the_machine_lacks_is_refused_with_the
     }
 }
 
-/// `suites/docker.yaml`: real workload clusters. CAPD starts the machines as containers of our
-/// node image, CSO applies the docker stack's addons at the lifecycle hooks (kindnet, built here),
-/// nodes and kube-system pods become Ready, a Service answers by name, the same-minor upgrade
-/// replaces every machine and the ClusterAddon follows the new release; afterwards no container
-/// of the workload cluster and no kind cluster is left.
+/// `suites/docker.yaml` and `suites/docker-checks.yaml` in one run (two workload clusters at
+/// once): CAPD starts the machines as containers of our node image, CSO applies the docker
+/// stack's addons at the lifecycle hooks (kindnet, local-path storage), nodes and kube-system pods
+/// become Ready, a Service answers by name, the same-minor upgrade replaces every machine and the
+/// ClusterAddon follows the new release; the SCS checks run against the workload cluster (its
+/// version in the compliance report); afterwards no container of either workload cluster and no
+/// kind cluster is left.
 #[test]
-fn offline_docker_suite_runs_a_real_workload_cluster_and_leaves_no_container() {
+fn offline_docker_suites_run_real_workload_clusters_and_leave_no_container() {
     let run = KindRun::new("kd");
+    let mirror = crate::checks::version_policy_mirror(None, &[]);
+    let data = format!("VERSION_POLICY_DATA={}", mirror.path().display());
     let t0 = Instant::now();
-    let out = run.command("docker", &[]).output().unwrap();
+    let out = run
+        .command("docker", &["--suite", "docker-checks", "--var", &data])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     let left = clusters().contains(&run.name);
     if left {
         kind_delete(&run.name);
     }
-    // The workload cluster is named after its scenario's namespace (see the suite).
+    // The workload clusters are named after their scenarios' namespaces (see the suites).
     let r = scs_e2e::report::json::read(&run.art.join("results.json")).unwrap();
-    let sc = &r.scenarios[0];
-    let containers = Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}} {{.Labels}}"])
-        .env("DOCKER_HOST", common::engine())
-        .output()
-        .unwrap();
-    let containers = String::from_utf8_lossy(&containers.stdout).into_owned();
-    let summary: Vec<String> = sc
-        .steps
+    let sc = r.scenarios.iter().find(|s| s.suite == "docker").unwrap();
+    let checks = r.scenarios.iter().find(|s| s.suite == "docker-checks").unwrap();
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", common::engine())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let containers = docker(&["ps", "-a", "--format", "{{.Names}} {{.Labels}}"]);
+    // A failed run keeps its clusters; with the management cluster deleted above, CAPD's
+    // containers would stay: removed before anything is asserted.
+    for ns in [&sc.namespace, &checks.namespace].into_iter().flatten() {
+        let ids = docker(&["ps", "-aq", "--filter", &format!("label=io.x-k8s.kind.cluster={ns}")]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            docker(&[&["rm", "-f", "-v"][..], &ids].concat());
+        }
+    }
+    let summary: Vec<String> = [sc, checks]
         .iter()
-        .map(|s| format!("{:?} {} {:?}", s.status, s.name, s.message))
+        .flat_map(|sc| sc.steps.iter().map(|s| format!("{:?} {} {:?}", s.status, s.name, s.message)))
         .collect();
     assert_eq!(out.status.code(), Some(0), "{summary:#?}\n{err}");
     assert!(!left, "--delete success removes the kind cluster of a passed run");
@@ -483,10 +502,17 @@ fn offline_docker_suite_runs_a_real_workload_cluster_and_leaves_no_container() {
         .map(|l| std::fs::read_to_string(run.art.join(l)).unwrap())
         .unwrap();
     assert!(answer.contains("answer: web-"), "{answer}");
-    let ns = sc.namespace.clone().unwrap_or_default();
-    assert!(
-        !ns.is_empty() && !containers.contains(&ns),
-        "containers of {ns} left:\n{containers}"
-    );
-    eprintln!("docker suite in kind: {:.0}s", t0.elapsed().as_secs_f64());
+    for ns in [&sc.namespace, &checks.namespace].map(|n| n.clone().unwrap_or_default()) {
+        assert!(
+            !ns.is_empty() && !containers.contains(&ns),
+            "containers of {ns} left:\n{containers}"
+        );
+    }
+    // The checks saw the workload cluster: its version, and each check ran.
+    let yaml = std::fs::read_to_string(run.art.join("docker-checks/workload/docker-workload-compliance.yaml")).unwrap();
+    assert!(yaml.contains("The K8s cluster version 1.33.13 "), "{yaml}");
+    for id in ["version-policy-check", "node-distribution-check", "default-storage-class"] {
+        assert!(yaml.contains(id), "{id} in {yaml}");
+    }
+    eprintln!("docker and docker-checks suites in kind: {:.0}s", t0.elapsed().as_secs_f64());
 }
