@@ -125,14 +125,7 @@ impl CsctlConfig {
                 at("config")
             );
         }
-        let Some(c) = KUBERNETES_VERSION.captures(&raw.config.kubernetes_version) else {
-            bail!(
-                "{}: `kubernetesVersion: {}` must be a full version like v1.33.4 (pattern ^v\\d+\\.\\d+\\.\\d+$)",
-                at("kubernetesVersion"),
-                raw.config.kubernetes_version
-            );
-        };
-        let minor = (c[1].parse()?, c[2].parse()?);
+        let minor = kubernetes_minor(&raw.config.kubernetes_version).map_err(|e| anyhow::anyhow!("{}: {e}", at("kubernetesVersion")))?;
         let provider_config = match &p.config {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Object(m)) => !m.is_empty(),
@@ -148,6 +141,16 @@ impl CsctlConfig {
         })
     }
 
+    /// The same stack at another Kubernetes version, as a later commit's csctl.yaml would say it
+    /// (checked as csctl.yaml's, its minor taken from it).
+    pub fn at_kubernetes_version(&self, version: &str) -> anyhow::Result<CsctlConfig> {
+        Ok(CsctlConfig {
+            kubernetes_version: version.to_string(),
+            minor: kubernetes_minor(version)?,
+            ..self.clone()
+        })
+    }
+
     /// `<provider>-<name>-<major>-<minor>`: the prefix of release and chart names.
     pub fn prefix(&self) -> String {
         format!("{}-{}-{}-{}", self.provider, self.cluster_stack_name, self.minor.0, self.minor.1)
@@ -157,6 +160,14 @@ impl CsctlConfig {
     pub fn minor_string(&self) -> String {
         format!("{}.{}", self.minor.0, self.minor.1)
     }
+}
+
+/// Major and minor of a full Kubernetes version like `v1.33.4`, which csctl requires.
+fn kubernetes_minor(v: &str) -> anyhow::Result<(u64, u64)> {
+    let Some(c) = KUBERNETES_VERSION.captures(v) else {
+        bail!("`kubernetesVersion: {v}` must be a full version like v1.33.4 (pattern ^v\\d+\\.\\d+\\.\\d+$)");
+    };
+    Ok((c[1].parse()?, c[2].parse()?))
 }
 
 /// A cluster stack (or component) version as CSO parses it: `v<N>` or `v<N>-<channel>.<patch>`.
@@ -237,20 +248,31 @@ pub struct ReleaseHash {
 
 /// The files under `dir` (symlinks included, directories not), as `/`-separated relative paths.
 fn files_below(dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut todo = vec![PathBuf::new()];
-    while let Some(rel) = todo.pop() {
-        for e in std::fs::read_dir(dir.join(&rel))? {
-            let e = e?;
+    let mut out: Vec<String> = walk(dir)?.into_iter().filter(|(_, is_dir)| !is_dir).map(|(p, _)| p).collect();
+    // Whole paths in byte order, as Go's dirhash sorts them (`a-b` before `a/c`).
+    out.sort();
+    Ok(out)
+}
+
+/// Everything under `dir` as `/`-separated relative paths with "is a directory", depth first in
+/// name order like Go's filepath.Walk (symlinks are not followed, so they count as files); the
+/// top directory itself is no entry.
+fn walk(dir: &Path) -> std::io::Result<Vec<(String, bool)>> {
+    fn go(dir: &Path, rel: &Path, out: &mut Vec<(String, bool)>) -> std::io::Result<()> {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(rel))?.collect::<Result<_, _>>()?;
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
             let r = rel.join(e.file_name());
-            if e.file_type()?.is_dir() {
-                todo.push(r);
-            } else {
-                out.push(r.to_string_lossy().replace('\\', "/"));
+            let is_dir = e.file_type()?.is_dir();
+            out.push((r.to_string_lossy().replace('\\', "/"), is_dir));
+            if is_dir {
+                go(dir, &r, out)?;
             }
         }
+        Ok(())
     }
-    out.sort();
+    let mut out = Vec::new();
+    go(dir, Path::new(""), &mut out)?;
     Ok(out)
 }
 
@@ -636,23 +658,8 @@ fn helm_package(helm: &Path, chart: &Path, dest: &Path) -> anyhow::Result<()> {
 fn tar_dir(dir: &Path, tgz: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::create(tgz)?;
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
-    // Depth first in name order, like Go's filepath.Walk; the top directory itself is no entry.
-    fn walk(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(rel))?.collect::<Result<_, _>>()?;
-        names.sort_by_key(|e| e.file_name());
-        for e in names {
-            let r = rel.join(e.file_name());
-            out.push(r.clone());
-            if e.file_type()?.is_dir() {
-                walk(dir, &r, out)?;
-            }
-        }
-        Ok(())
-    }
-    let mut entries = Vec::new();
-    walk(dir, Path::new(""), &mut entries)?;
-    for rel in entries {
-        let path = dir.join(&rel);
+    for (name, is_dir) in walk(dir)? {
+        let path = dir.join(&name);
         let meta = std::fs::metadata(&path)?;
         let mut h = tar::Header::new_gnu();
         h.set_uid(0);
@@ -660,8 +667,7 @@ fn tar_dir(dir: &Path, tgz: &Path) -> anyhow::Result<()> {
         h.set_mtime(0);
         h.set_username("root")?;
         h.set_groupname("root")?;
-        let name = rel.to_string_lossy().replace('\\', "/");
-        if meta.is_dir() {
+        if is_dir {
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(0o755);
             h.set_size(0);

@@ -104,7 +104,9 @@ impl Source {
                     let dir = root.join(&r.dir);
                     let mut config = CsctlConfig::load(&dir)?;
                     if let Some(k) = &r.kubernetes_version {
-                        config.kubernetes_version.clone_from(k);
+                        config = config
+                            .at_kubernetes_version(k)
+                            .map_err(|e| anyhow::anyhow!("{} (release {}): {e}", root.join(WRAPPER_FILE).display(), r.version))?;
                     }
                     Ok(Planned {
                         dir,
@@ -241,5 +243,46 @@ pub fn open(source: &str, resolve: impl Fn(&str) -> PathBuf) -> anyhow::Result<S
     match source.strip_prefix(super::builtin::PREFIX) {
         Some(name) => Source::open(&super::builtin::materialize(name)?),
         None => Source::open(&resolve(source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(minor: &str) -> StackId {
+        StackId {
+            provider: "inmemory".into(),
+            name: "scs".into(),
+            kubernetes_version: minor.into(),
+        }
+    }
+
+    /// A release's `kubernetesVersion` is the stack's version for matching too: a directory
+    /// released at the next minor is found under that minor, not its csctl.yaml's.
+    #[test]
+    fn a_release_at_another_kubernetes_version_is_found_under_its_minor() {
+        let d = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cluster-stacks/inmemory/scs/1-33");
+        crate::base::copy_tree(&fixture, &d.path().join("1-33")).unwrap();
+        let write = |k: &str| {
+            std::fs::write(
+                d.path().join(WRAPPER_FILE),
+                format!("releases:\n  - dir: 1-33\n    version: v1\n    kubernetesVersion: {k}\n"),
+            )
+            .unwrap()
+        };
+        write("v1.34.2");
+        let s = Source::open(d.path()).unwrap();
+        s.check_for(&id("1.34"), "v1").unwrap();
+        let e = s.check_for(&id("1.33"), "v1").unwrap_err().to_string();
+        assert!(e.contains("it has: inmemory/scs 1.34 v1"), "{e}");
+        write("1.34");
+        let e = Source::open(d.path())
+            .unwrap()
+            .check_for(&id("1.34"), "v1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stack.yaml (release v1)") && e.contains("like v1.33.4"), "{e}");
     }
 }

@@ -111,10 +111,8 @@ impl Plan {
                     continue;
                 }
                 let at = format!("{}, step {}", sc.id(), i + 1);
-                let source = match crate::stack::source::open(src, |p| {
-                    let p = std::path::Path::new(p);
-                    if p.is_absolute() { p.to_path_buf() } else { sc.suite_dir.join(p) }
-                }) {
+                // As the step resolves it: relative to the suite, absolute as is (join keeps it).
+                let source = match crate::stack::source::open(src, |p| sc.suite_dir.join(p)) {
                     Ok(s) => s,
                     Err(e) => {
                         errors.push(format!("{at} ({}): {e:#}", sc.suite_file));

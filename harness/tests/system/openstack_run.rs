@@ -93,6 +93,15 @@ async fn management_lab(name: &str) -> (scs_e2e::env::lab::Lab, PathBuf) {
     (lab, kc)
 }
 
+/// A real Keystone whose catalog points at the loopback compute, network, volume and image
+/// services.
+async fn loopback_cloud() -> (FakeOpenStack, keystone::Keystone) {
+    let fake = FakeOpenStack::start().await;
+    let ks = keystone::start(3600, Some(&fake.catalog_spec())).await;
+    fake.set_keystone(&ks.url());
+    (fake, ks)
+}
+
 const APP_SECRET: &str = "canary-appcred-secret-5e0b";
 const GITHUB_TOKEN: &str = "ghp_canaryOpenStackRun0123456789";
 
@@ -102,9 +111,7 @@ async fn env_openstack_puts_credentials_labels_and_variables_around_clusters_and
 
     // The cloud: Keystone's catalog points at the loopback services; an application credential
     // whose secret lives only in secure.yaml.
-    let fake = FakeOpenStack::start().await;
-    let ks = keystone::start(3600, Some(&fake.catalog_spec())).await;
-    fake.set_keystone(&ks.url());
+    let (fake, ks) = loopback_cloud().await;
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
@@ -461,9 +468,7 @@ scenarios:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects() {
     let (lab, kc) = management_lab("os-suite").await;
-    let fake = FakeOpenStack::start().await;
-    let ks = keystone::start(3600, Some(&fake.catalog_spec())).await;
-    fake.set_keystone(&ks.url());
+    let (fake, ks) = loopback_cloud().await;
     let ext = fake.add(Coll::Networks, json!({"name": "public", "router:external": true}));
     for (name, vcpus, ram) in [("SCS-2V-4-20s", 2, 4096), ("SCS-2V-4", 2, 4096), ("SCS-4V-16", 4, 16384)] {
         fake.add(Coll::Flavors, json!({"name": name, "vcpus": vcpus, "ram": ram, "disk": 0}));

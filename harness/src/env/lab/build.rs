@@ -603,17 +603,22 @@ pub fn install(assets: &Assets, progress: &dyn Progress) -> Result<Vec<&'static 
     Ok(built)
 }
 
+/// The component `name`, if it is of the kind `is` asks for; else the error says `what` it is not.
+fn component(name: &str, is: impl Fn(&Component) -> bool, what: &str) -> Result<&'static Component, BuildError> {
+    COMPONENTS
+        .iter()
+        .find(|c| c.name == name && is(c))
+        .ok_or_else(|| BuildError::Build {
+            component: name.to_string(),
+            detail: what.into(),
+            log: String::new(),
+        })
+}
+
 /// Builds the on-demand component `name` (`csctl`) into the bin directory unless it is there
 /// from the same pin, and returns its path. A given (unmanaged) bin directory is used as is.
 pub fn ensure(assets: &Assets, name: &str, progress: &dyn Progress) -> Result<PathBuf, BuildError> {
-    let c = COMPONENTS
-        .iter()
-        .find(|c| c.name == name && c.on_demand)
-        .ok_or_else(|| BuildError::Build {
-            component: name.to_string(),
-            detail: "not one of the lab's on-demand tools".into(),
-            log: String::new(),
-        })?;
+    let c = component(name, |c| c.on_demand, "not one of the lab's on-demand tools")?;
     let bin = assets.path(name);
     if !assets.managed {
         return if bin.is_file() {
@@ -727,14 +732,7 @@ fn version_flags(f: &mut Vec<String>, pkgs: &[&str], v: &str) {
 /// sources and flags, so with the lab's Go cache warm only the link runs. Tests use it for a real
 /// API server of another version.
 pub fn build_with_version(assets: &Assets, name: &str, version: &str, out_dir: &Path) -> Result<PathBuf, BuildError> {
-    let c = COMPONENTS
-        .iter()
-        .find(|c| c.name == name && c.kube_version)
-        .ok_or_else(|| BuildError::Build {
-            component: name.to_string(),
-            detail: "not one of the lab's Kubernetes binaries".into(),
-            log: String::new(),
-        })?;
+    let c = component(name, |c| c.kube_version, "not one of the lab's Kubernetes binaries")?;
     let go = crate::process::which("go", &[]).ok_or(BuildError::NoGo)?;
     let src = assets.src_dir();
     if !src.join(c.module.dir).join("go.mod").is_file() {
