@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{CAPI_GROUP_VERSION, CLUSTER_NAME_LABEL, CSO_GROUP_VERSION, StackId};
 use crate::context::{Scope, StepFailure};
-use crate::kube::{Target, Verdict, conditions, describe_conditions, wait_until, wait_until_ticking};
+use crate::kube::{Target, Verdict, WaitError, conditions, describe_conditions, wait_until, wait_until_ticking};
 
 const FIELD_MANAGER: &str = crate::context::FIELD_MANAGER;
 /// How long `ReleaseAssetsNotDownloadedYet` may last before we call the assets missing:
@@ -299,8 +299,101 @@ pub async fn wait_cluster_ready(scope: &Scope, cluster: &str, hook_limit: Durati
             }
         },
     )
-    .await?;
-    Ok(done[cluster].clone())
+    .await;
+    match done {
+        Ok(done) => Ok(done[cluster].clone()),
+        // The Cluster's conditions name MachineDeployments at best; the one Machine that holds
+        // it up (a node that never joined, a dead container) is what a reader needs.
+        Err(WaitError::Timeout { elapsed, last }) => {
+            let machines = match api(scope, CAPI_GROUP_VERSION, "Machine").await {
+                Ok(m) => m
+                    .list(&ListParams::default().labels(&format!("{CLUSTER_NAME_LABEL}={cluster}")))
+                    .await
+                    .map(|l| unready_machines(&l.items))
+                    .unwrap_or_else(|e| format!("its Machines could not be listed: {e}")),
+                Err(e) => format!("its Machines could not be listed: {}", e.message),
+            };
+            Err(WaitError::Timeout {
+                elapsed,
+                last: format!("{last}; {machines}"),
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The Machines that are not ready (v1beta2 `Ready`, else v1beta1 `Ready` and `NodeHealthy`),
+/// each with its phase, node and the conditions that are not True.
+pub fn unready_machines(machines: &[DynamicObject]) -> String {
+    let v2_conditions = |m: &DynamicObject| m.data.pointer("/status/v1beta2/conditions").and_then(Value::as_array).cloned();
+    let mut bad = Vec::new();
+    for m in machines {
+        let name = m.metadata.name.as_deref().unwrap_or("?");
+        let failing: Vec<String> = match v2_conditions(m) {
+            Some(conds) => {
+                let ready = conds.iter().any(|c| {
+                    c.get("type").and_then(Value::as_str) == Some("Ready") && c.get("status").and_then(Value::as_str) == Some("True")
+                });
+                if ready {
+                    continue;
+                }
+                conds
+                    .iter()
+                    .filter(|c| c.get("status").and_then(Value::as_str) != Some("True"))
+                    .map(|c| {
+                        let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+                        let mut s = format!("{}={}", field("type"), field("status"));
+                        if !field("message").is_empty() {
+                            s.push_str(&format!(": {}", field("message").replace('\n', " ")));
+                        }
+                        s
+                    })
+                    .collect()
+            }
+            None => {
+                if condition_is(m, "Ready", "True") && condition_is(m, "NodeHealthy", "True") {
+                    continue;
+                }
+                conditions(m)
+                    .iter()
+                    .filter(|c| c.status != "True")
+                    .map(|c| {
+                        format!(
+                            "{}={}{}",
+                            c.type_,
+                            c.status,
+                            if c.message.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", c.message)
+                            }
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let deleting = if m.metadata.deletion_timestamp.is_some() {
+            ", being deleted"
+        } else {
+            ""
+        };
+        bad.push(format!(
+            "Machine {name} ({}{deleting}, node {}): {}",
+            str_at(m, "/status/phase").unwrap_or("no phase"),
+            str_at(m, "/status/nodeRef/name").unwrap_or("none"),
+            if failing.is_empty() {
+                "no conditions yet".to_string()
+            } else {
+                failing.join("; ")
+            }
+        ));
+    }
+    match bad.len() {
+        0 if machines.is_empty() => "the cluster has no Machine".into(),
+        0 => format!("all {} Machines ready", machines.len()),
+        _ => format!("not ready: {}", bad.join(" | ")),
+    }
 }
 
 /// The workload cluster's kubeconfig from Secret `<cluster>-kubeconfig` (key `value`), written
@@ -478,4 +571,51 @@ pub async fn wait_none_left(
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_timeout_names_the_machines_that_hold_the_cluster_up() {
+        let ready = machine(serde_json::json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+            "metadata": {"name": "c-cp-1"},
+            "status": {"phase": "Running", "nodeRef": {"name": "c-cp-1"},
+                "v1beta2": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        }));
+        let dead = machine(serde_json::json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+            "metadata": {"name": "c-md-0-x", "deletionTimestamp": "2026-12-01T00:00:00Z"},
+            "status": {"phase": "Running", "nodeRef": {"name": "c-md-0-x"},
+                "v1beta2": {"conditions": [
+                    {"type": "Ready", "status": "False", "message": "* NodeHealthy: Node is unreachable\n* HealthCheckSucceeded: failed"},
+                    {"type": "InfrastructureReady", "status": "True"}]}}
+        }));
+        let v1 = machine(serde_json::json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+            "metadata": {"name": "old"},
+            "status": {"phase": "Provisioned", "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "NodeHealthy", "status": "False", "message": "waiting for a node"}]}
+        }));
+        let text = unready_machines(&[ready.clone(), dead, v1]);
+        assert!(!text.contains("c-cp-1"), "{text}");
+        assert!(
+            text.contains("Machine c-md-0-x (Running, being deleted, node c-md-0-x): Ready=False: * NodeHealthy: Node is unreachable * HealthCheckSucceeded: failed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Machine old (Provisioned, node none): NodeHealthy=False: waiting for a node"),
+            "{text}"
+        );
+        assert!(!text.contains("InfrastructureReady"), "{text}");
+        assert_eq!(unready_machines(&[ready]), "all 1 Machines ready");
+        assert_eq!(unready_machines(&[]), "the cluster has no Machine");
+    }
 }

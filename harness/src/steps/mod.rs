@@ -10,6 +10,7 @@ pub mod delete;
 pub mod delete_cluster;
 pub mod delete_cluster_stack;
 pub mod install_cluster_stack;
+pub mod load_images;
 pub mod upgrade_cluster;
 pub mod wait;
 pub mod wait_cluster;
@@ -88,6 +89,7 @@ operations! {
     "delete" => Delete(delete::Delete), cluster_api: false;
     "command" => Command(command::Command), cluster_api: false;
     "runChecks" => RunChecks(checks::RunChecks), cluster_api: false;
+    "loadImages" => LoadImages(load_images::LoadImages), cluster_api: false;
     "installClusterStack" => InstallClusterStack(install_cluster_stack::InstallClusterStack), cluster_api: true;
     "waitClusterStackRelease" => WaitClusterStackRelease(wait_cluster_stack_release::WaitClusterStackRelease), cluster_api: true;
     "createCluster" => CreateCluster(create_cluster::CreateCluster), cluster_api: true;

@@ -444,23 +444,150 @@ fn an_engine_whose_runc_needs_a_capability_the_machine_lacks_is_refused_with_the
     }
 }
 
+/// Faults done to a running docker suites run from outside, as an operator would see them.
+#[derive(Debug, Default)]
+struct Faults {
+    /// The docker-checks worker (Machine, node container) killed, and when.
+    killed: Option<(String, String, chrono::DateTime<chrono::Utc>)>,
+    /// That Machine was deleted (remediated) while the run went on.
+    remediated: bool,
+    /// The CSO pod deleted once the docker cluster's class was v2, and when.
+    cso_deleted: Option<(String, chrono::DateTime<chrono::Utc>)>,
+    /// The CSO pod that took over, Ready.
+    cso_replacement: Option<String>,
+}
+
+/// Watches the run's kind management cluster and does two faults: it kills the docker-checks
+/// cluster's worker container once the worker's node registered but before the Cluster is
+/// Available (so during `waitCluster`; the stack's MachineHealthCheck must replace it), and
+/// deletes the CSO pod once the docker cluster was moved to the v2 class (mid-upgrade; the
+/// upgrade must still complete). Polls the objects until `stop` is set.
+fn inject_faults(cluster: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<Faults> {
+    use serde_json::Value;
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("mgmt.kubeconfig");
+        let mut have_kubeconfig = false;
+        let mut f = Faults::default();
+        let get = |kind_: &str, ns: Option<&str>| -> Vec<Value> {
+            let mut c = Command::new(kubectl());
+            c.arg("--kubeconfig").arg(&kubeconfig).args(["get", kind_, "-o", "json"]);
+            match ns {
+                Some(ns) => c.args(["-n", ns]),
+                None => c.arg("-A"),
+            };
+            c.output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                .and_then(|v| v["items"].as_array().cloned())
+                .unwrap_or_default()
+        };
+        let in_ns = |o: &Value, prefix: &str| o["metadata"]["namespace"].as_str().is_some_and(|n| n.starts_with(prefix));
+        let available = |c: &Value| {
+            c["status"]["v1beta2"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|x| x["type"] == "Available" && x["status"] == "True"))
+        };
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) && (f.cso_replacement.is_none() || !f.remediated) {
+            std::thread::sleep(Duration::from_secs(2));
+            if !have_kubeconfig {
+                let out = Command::new(kind())
+                    .args(["get", "kubeconfig", "--name", &cluster])
+                    .env("DOCKER_HOST", common::engine())
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    std::fs::write(&kubeconfig, &out.stdout).unwrap();
+                    have_kubeconfig = true;
+                }
+                continue;
+            }
+            let machines = get("machines.cluster.x-k8s.io", None);
+            let clusters = get("clusters.cluster.x-k8s.io", None);
+            match &f.killed {
+                None => {
+                    let checks_available = clusters.iter().any(|c| in_ns(c, "e2e-workload-") && available(c));
+                    let worker = machines.iter().find(|m| {
+                        in_ns(m, "e2e-workload-")
+                            && m["metadata"]["labels"]["cluster.x-k8s.io/deployment-name"].is_string()
+                            && m["status"]["nodeRef"]["name"].is_string()
+                    });
+                    if let (Some(m), false) = (worker, checks_available) {
+                        let node = m["status"]["nodeRef"]["name"].as_str().unwrap().to_string();
+                        let out = Command::new("docker")
+                            .args(["kill", &node])
+                            .env("DOCKER_HOST", common::engine())
+                            .output()
+                            .unwrap();
+                        assert!(out.status.success(), "docker kill {node}: {}", String::from_utf8_lossy(&out.stderr));
+                        eprintln!("fault: killed worker node container {node}");
+                        let name = m["metadata"]["name"].as_str().unwrap().to_string();
+                        f.killed = Some((name, node, chrono::Utc::now()));
+                    }
+                }
+                Some((name, ..)) if !f.remediated => {
+                    f.remediated = !machines.iter().any(|m| m["metadata"]["name"] == name.as_str());
+                }
+                _ => {}
+            }
+            let pods = || get("pods", Some("cso-system"));
+            let ready = |p: &Value| {
+                p["metadata"]["deletionTimestamp"].is_null()
+                    && p["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"))
+            };
+            match &f.cso_deleted {
+                None => {
+                    let upgrading = clusters
+                        .iter()
+                        .any(|c| in_ns(c, "e2e-lifecycle-") && c["spec"]["topology"]["class"].as_str().is_some_and(|k| k.ends_with("-v2")));
+                    if upgrading {
+                        let pods = pods();
+                        let pod = pods.iter().find(|p| ready(p)).expect("a CSO pod runs before the upgrade");
+                        let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+                        kctl(&kubeconfig, &["-n", "cso-system", "delete", "pod", &name, "--wait=false"]);
+                        eprintln!("fault: deleted the CSO pod {name} mid-upgrade");
+                        f.cso_deleted = Some((name, chrono::Utc::now()));
+                    }
+                }
+                Some((old, _)) if f.cso_replacement.is_none() => {
+                    f.cso_replacement = pods()
+                        .iter()
+                        .find(|p| ready(p) && p["metadata"]["name"] != old.as_str())
+                        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string());
+                }
+                _ => {}
+            }
+        }
+        f
+    })
+}
+
 /// `suites/docker.yaml` and `suites/docker-checks.yaml` in one run (two workload clusters at
 /// once): CAPD starts the machines as containers of our node image, CSO applies the docker
 /// stack's addons at the lifecycle hooks (kindnet, local-path storage), nodes and kube-system pods
 /// become Ready, a Service answers by name, the same-minor upgrade replaces every machine and the
 /// ClusterAddon follows the new release; the SCS checks run against the workload cluster (its
 /// version in the compliance report); afterwards no container of either workload cluster and no
-/// kind cluster is left.
+/// kind cluster is left. Faults on the way (see [`inject_faults`]): the docker-checks worker's
+/// container is killed during `waitCluster` and replaced by the stack's MachineHealthCheck, and
+/// the CSO pod is deleted mid-upgrade.
 #[test]
 fn offline_docker_suites_run_real_workload_clusters_and_leave_no_container() {
     let run = KindRun::new("kd");
     let mirror = crate::checks::version_policy_mirror(None, &[]);
     let data = format!("VERSION_POLICY_DATA={}", mirror.path().display());
     let t0 = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let faults = inject_faults(run.name.clone(), stop.clone());
     let out = run
         .command("docker", &["--suite", "docker-checks", "--var", &data])
         .output()
         .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let faults = faults.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     let left = clusters().contains(&run.name);
     if left {
@@ -492,7 +619,29 @@ fn offline_docker_suites_run_real_workload_clusters_and_leave_no_container() {
         .iter()
         .flat_map(|sc| sc.steps.iter().map(|s| format!("{:?} {} {:?}", s.status, s.name, s.message)))
         .collect();
-    assert_eq!(out.status.code(), Some(0), "{summary:#?}\n{err}");
+    assert_eq!(out.status.code(), Some(0), "{summary:#?}\n{err}\n{faults:?}");
+    // The node fault hit the docker-checks cluster while its waitCluster ran, and the
+    // MachineHealthCheck replaced the Machine (the wait then passed: asserted above).
+    let (machine, node, at) = faults.killed.clone().expect("the worker's node registered, and was killed");
+    let wait = checks.steps.iter().find(|s| s.operation == "waitCluster").unwrap();
+    let wait_end = wait.started_at + chrono::Duration::milliseconds((wait.duration_secs * 1000.0) as i64);
+    assert!(
+        wait.started_at < at && at < wait_end,
+        "{node} was killed at {at}, outside waitCluster ({} + {}s)",
+        wait.started_at,
+        wait.duration_secs
+    );
+    assert!(faults.remediated, "Machine {machine} (node {node}) was not replaced: {faults:?}");
+    // The CSO fault came during the docker cluster's upgrade, which completed (the end state
+    // asserts passed) with another CSO pod.
+    let (pod, at) = faults.cso_deleted.clone().expect("the CSO pod was deleted mid-upgrade");
+    let upgrade = sc.steps.iter().find(|s| s.operation == "upgradeCluster").unwrap();
+    assert!(
+        upgrade.started_at < at,
+        "CSO pod {pod} deleted at {at}, before the upgrade began at {}",
+        upgrade.started_at
+    );
+    assert!(faults.cso_replacement.is_some(), "no CSO pod took over from {pod}: {faults:?}");
     assert!(!left, "--delete success removes the kind cluster of a passed run");
     let answer = sc
         .steps
