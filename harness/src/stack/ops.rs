@@ -338,9 +338,13 @@ pub fn unready_machines(machines: &[DynamicObject]) -> String {
                 if ready {
                     continue;
                 }
+                // Paused and Deleting are False when all is well; Available only repeats Ready.
                 conds
                     .iter()
-                    .filter(|c| c.get("status").and_then(Value::as_str) != Some("True"))
+                    .filter(|c| {
+                        let (t, st) = (c.get("type").and_then(Value::as_str), c.get("status").and_then(Value::as_str));
+                        st != Some("True") && !matches!((t, st), (Some("Paused" | "Deleting"), Some("False")) | (Some("Available"), _))
+                    })
                     .map(|c| {
                         let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
                         let mut s = format!("{}={}", field("type"), field("status"));
@@ -595,7 +599,10 @@ mod tests {
             "status": {"phase": "Running", "nodeRef": {"name": "c-md-0-x"},
                 "v1beta2": {"conditions": [
                     {"type": "Ready", "status": "False", "message": "* NodeHealthy: Node is unreachable\n* HealthCheckSucceeded: failed"},
-                    {"type": "InfrastructureReady", "status": "True"}]}}
+                    {"type": "InfrastructureReady", "status": "True"},
+                    {"type": "Available", "status": "False"},
+                    {"type": "Paused", "status": "False"},
+                    {"type": "Deleting", "status": "False"}]}}
         }));
         let v1 = machine(serde_json::json!({
             "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
@@ -614,7 +621,9 @@ mod tests {
             text.contains("Machine old (Provisioned, node none): NodeHealthy=False: waiting for a node"),
             "{text}"
         );
-        assert!(!text.contains("InfrastructureReady"), "{text}");
+        for fine in ["InfrastructureReady", "Available", "Paused", "Deleting"] {
+            assert!(!text.contains(fine), "{fine} in {text}");
+        }
         assert_eq!(unready_machines(&[ready]), "all 1 Machines ready");
         assert_eq!(unready_machines(&[]), "the cluster has no Machine");
     }
