@@ -218,12 +218,15 @@ async fn workload_clusters(kubeconfig: &Path) -> Vec<String> {
     }
 }
 
+/// The label CAPD's Docker machines carry, valued with their Cluster's name (kind's own).
+pub const CAPD_CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+
 /// Removes the containers (and their anonymous volumes) CAPD made for these clusters: it labels
 /// each with `io.x-k8s.kind.cluster=<cluster name>`. The names come from our own management
 /// cluster; suites name clusters after their run's namespaces, so no other run's match.
 async fn remove_capd_containers(engine: &Path, clusters: &[String]) {
     for name in clusters {
-        let filter = format!("label=io.x-k8s.kind.cluster={name}");
+        let filter = format!("label={CAPD_CLUSTER_LABEL}={name}");
         let Ok(out) = tokio::process::Command::new(engine)
             .args(["ps", "-aq", "--filter", &filter])
             .output()

@@ -22,8 +22,7 @@ pub struct LoadImages {
     pub images: Vec<String>,
 }
 
-/// The node label CAPD's Docker machines carry (kind's own).
-const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+use crate::env::kind::CAPD_CLUSTER_LABEL as CLUSTER_LABEL;
 
 #[async_trait]
 impl Operation for LoadImages {
