@@ -4,6 +4,7 @@
 
 pub mod fake_openstack;
 pub mod keystone;
+pub mod openstack_services;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

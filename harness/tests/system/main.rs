@@ -19,6 +19,7 @@ mod mgmt;
 mod openstack;
 mod openstack_resources;
 mod openstack_run;
+mod openstack_services;
 mod reports;
 mod stacks;
 mod upload;

@@ -1,0 +1,382 @@
+//! The real OpenStack services of `fixtures/openstack` (Keystone, Nova with the fake hypervisor,
+//! Neutron, Glance, Cinder, Octavia) through the harness's own client: a tenant's network,
+//! router, server, volume and load balancer come up, the conflicts a real cloud raises are
+//! there, lists page, everything deletes cleanly, and `down` leaves no process.
+
+use crate::common;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use common::openstack_services::{self, OpenStackServices, processes_using};
+use reqwest::Method;
+use scs_e2e::env::openstack::clouds::{Lookup, load};
+use scs_e2e::env::openstack::identity::Session;
+use scs_e2e::env::openstack::resources::{ApiError, OpenStack, Port, Service};
+use serde_json::{Value, json};
+
+async fn login(os: &OpenStackServices, cloud: &str) -> Session {
+    let c = load(&Lookup {
+        cloud: Some(cloud.into()),
+        config_file: Some(os.clouds_yaml.clone()),
+        cwd: os.state_dir().to_path_buf(),
+        etc: os.state_dir().join("none"),
+        ..Default::default()
+    })
+    .unwrap();
+    Session::login(&c).await.unwrap_or_else(|e| panic!("login to {cloud}: {e}"))
+}
+
+/// A request to a service; panics unless it answers 2xx. Returns the JSON body (Null if none).
+async fn call(api: &OpenStack<'_>, svc: Service, method: Method, path: &str, body: Option<Value>) -> Value {
+    let url = format!("{}{path}", api.base(svc).unwrap());
+    let r = api.session.send(method.clone(), &url, body.as_ref()).await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{method} {path} answered {status}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn id(v: &Value, key: &str) -> String {
+    v[key]["id"].as_str().unwrap_or_else(|| panic!("no {key}.id in {v}")).to_string()
+}
+
+/// Polls a real state until `check` gives a value (`Err`: a terminal state, fail at once):
+/// the services have nothing to subscribe to.
+async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(e) => panic!("{what}: {e}"),
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// GET a resource's JSON under `key`; `None` once it is gone (404).
+async fn get(api: &OpenStack<'_>, svc: Service, path: &str, key: &str) -> Option<Value> {
+    let url = format!("{}{path}", api.base(svc).unwrap());
+    api.get_json(svc, &url).await.unwrap().map(|v| v[key].clone())
+}
+
+async fn gone(api: &OpenStack<'_>, svc: Service, path: String, key: &str) -> Result<Option<()>, String> {
+    Ok(get(api, svc, &path, key).await.is_none().then_some(()))
+}
+
+fn conflict(r: Result<impl std::fmt::Debug, ApiError>, what: &str) {
+    match r {
+        Err(e) if e.status() == Some(409) => {}
+        other => panic!("{what}: expected 409 Conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_comes_up_conflicts_pages_and_goes_away_on_real_services() {
+    let os = openstack_services::start().await;
+    let session = login(&os, "scs-e2e").await;
+    assert!(
+        session.project_id.is_some(),
+        "the application credential is scoped to the member's project"
+    );
+    let api = OpenStack::new(&session);
+
+    // What the fixture provides: SCS flavors and the external network.
+    let flavors = api.flavors().await.unwrap();
+    let flavor = flavors.iter().find(|f| f.name == "SCS-2V-4-20s").expect("flavor SCS-2V-4-20s");
+    assert_eq!((flavor.vcpus, flavor.ram, flavor.disk), (2, 4096, 20));
+    let public = api
+        .networks()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.name == "public")
+        .expect("network public");
+    assert!(public.external, "public is external");
+
+    // Network, subnet, router with its gateway on public and an interface in the subnet.
+    let net = id(
+        &call(
+            &api,
+            Service::Network,
+            Method::POST,
+            "/networks",
+            Some(json!({"network": {"name": "t-net"}})),
+        )
+        .await,
+        "network",
+    );
+    let subnet = id(
+        &call(
+            &api,
+            Service::Network,
+            Method::POST,
+            "/subnets",
+            Some(json!({"subnet": {"name": "t-subnet", "network_id": net, "ip_version": 4, "cidr": "10.20.0.0/24"}})),
+        )
+        .await,
+        "subnet",
+    );
+    let router = call(
+        &api,
+        Service::Network,
+        Method::POST,
+        "/routers",
+        Some(json!({"router": {"name": "t-router", "external_gateway_info": {"network_id": public.id}}})),
+    )
+    .await;
+    let router_id = id(&router, "router");
+    let gw_ips = router["router"]["external_gateway_info"]["external_fixed_ips"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        gw_ips
+            .iter()
+            .any(|ip| ip["ip_address"].as_str().is_some_and(|a| a.starts_with("203.0.113."))),
+        "the gateway has an address on public: {router}"
+    );
+    call(
+        &api,
+        Service::Network,
+        Method::PUT,
+        &format!("/routers/{router_id}/add_router_interface"),
+        Some(json!({"subnet_id": subnet})),
+    )
+    .await;
+
+    // A tiny image in Glance (raw upload: the client speaks JSON only).
+    let image = call(
+        &api,
+        Service::Image,
+        Method::POST,
+        "/images",
+        Some(json!({"name": "t-image", "disk_format": "raw", "container_format": "bare"})),
+    )
+    .await["id"]
+        .as_str()
+        .expect("the new image's id")
+        .to_string();
+    let upload = reqwest::Client::new()
+        .put(format!("{}/images/{image}/file", api.base(Service::Image).unwrap()))
+        .header("X-Auth-Token", session.token().await.unwrap())
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status().as_u16(), 204, "image upload: {:?}", upload.text().await);
+    until("image active", Duration::from_secs(60), || async {
+        let i = get(&api, Service::Image, &format!("/images/{image}"), "status").await;
+        Ok(i.filter(|s| s == "active").map(|_| ()))
+    })
+    .await;
+
+    // A server on the fake hypervisor: scheduled, its port bound, ACTIVE.
+    let server = id(
+        &call(
+            &api,
+            Service::Compute,
+            Method::POST,
+            "/servers",
+            Some(json!({"server": {"name": "t-server", "imageRef": image, "flavorRef": flavor.id, "networks": [{"uuid": net}]}})),
+        )
+        .await,
+        "server",
+    );
+    until("server ACTIVE", Duration::from_secs(180), || async {
+        let s = get(&api, Service::Compute, &format!("/servers/{server}"), "server")
+            .await
+            .ok_or("server vanished")?;
+        match s["status"].as_str() {
+            Some("ACTIVE") => Ok(Some(())),
+            Some("ERROR") => Err(format!("server ERROR: {}", s["fault"])),
+            _ => Ok(None),
+        }
+    })
+    .await;
+    let server_ports = api.ports_of_device(&server).await.unwrap();
+    assert_eq!(server_ports.len(), 1, "one port for the server: {server_ports:?}");
+    assert!(server_ports[0].fixed_ips.iter().any(|ip| ip.ip_address.starts_with("10.20.0.")));
+
+    // A volume (Cinder's fake driver) and a load balancer (Octavia's noop drivers).
+    let volume = id(
+        &call(
+            &api,
+            Service::BlockStorage,
+            Method::POST,
+            "/volumes",
+            Some(json!({"volume": {"name": "t-volume", "size": 1}})),
+        )
+        .await,
+        "volume",
+    );
+    let lb = id(
+        &call(
+            &api,
+            Service::LoadBalancer,
+            Method::POST,
+            "/lbaas/loadbalancers",
+            Some(json!({"loadbalancer": {"name": "t-lb", "vip_subnet_id": subnet}})),
+        )
+        .await,
+        "loadbalancer",
+    );
+    until("volume available", Duration::from_secs(120), || async {
+        let v = get(&api, Service::BlockStorage, &format!("/volumes/{volume}"), "volume")
+            .await
+            .ok_or("volume vanished")?;
+        match v["status"].as_str() {
+            Some("available") => Ok(Some(())),
+            Some("error") => Err(format!("volume error: {v}")),
+            _ => Ok(None),
+        }
+    })
+    .await;
+    until("load balancer ACTIVE", Duration::from_secs(180), || async {
+        let l = api
+            .load_balancer(&lb)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("load balancer vanished")?;
+        match l.provisioning_status.as_str() {
+            "ACTIVE" => Ok(Some(())),
+            "ERROR" => Err(format!("load balancer ERROR: {l:?}")),
+            _ => Ok(None),
+        }
+    })
+    .await;
+
+    // The conflicts a real Neutron raises.
+    conflict(api.delete_router(&router_id).await, "deleting a router that has an interface");
+    conflict(api.delete_network(&net).await, "deleting a network a server's port is on");
+
+    // Pagination: one port a page, following the markers, gives the unpaged list.
+    let first = get(&api, Service::Network, "/ports?limit=1", "ports_links").await;
+    let next = first
+        .as_ref()
+        .and_then(|l| l.as_array())
+        .and_then(|l| l.iter().find(|x| x["rel"] == "next"))
+        .cloned();
+    assert!(
+        next.is_some_and(|n| n["href"].as_str().unwrap_or("").contains("marker=")),
+        "a next link with a marker: {first:?}"
+    );
+    let all: Vec<Port> = api.ports().await.unwrap();
+    let paged: Vec<Port> = api.list(Service::Network, "/ports?limit=1", "ports").await.unwrap();
+    assert!(all.len() >= 2, "the server's and the router interface's ports at least: {all:?}");
+    assert_eq!(paged.len(), all.len(), "pages add up");
+    assert_eq!(
+        paged.iter().map(|p| p.id.clone()).collect::<BTreeSet<_>>(),
+        all.iter().map(|p| p.id.clone()).collect::<BTreeSet<_>>()
+    );
+
+    // Clean deletion, in dependency order, each waited for.
+    api.delete_load_balancer(&lb).await.unwrap();
+    api.delete_server(&server).await.unwrap();
+    api.delete_volume(&volume).await.unwrap();
+    until("load balancer deleted", Duration::from_secs(120), || async {
+        Ok(match api.load_balancer(&lb).await.map_err(|e| e.to_string())? {
+            None => Some(()),
+            Some(l) if l.provisioning_status == "DELETED" => Some(()),
+            Some(_) => None,
+        })
+    })
+    .await;
+    until("server deleted", Duration::from_secs(120), || {
+        gone(&api, Service::Compute, format!("/servers/{server}"), "server")
+    })
+    .await;
+    until("volume deleted", Duration::from_secs(120), || {
+        gone(&api, Service::BlockStorage, format!("/volumes/{volume}"), "volume")
+    })
+    .await;
+    call(
+        &api,
+        Service::Network,
+        Method::PUT,
+        &format!("/routers/{router_id}/remove_router_interface"),
+        Some(json!({"subnet_id": subnet})),
+    )
+    .await;
+    api.clear_router_gateway(&router_id).await.unwrap();
+    api.delete_router(&router_id).await.unwrap();
+    api.delete_network(&net).await.unwrap();
+    api.delete_image(&image).await.unwrap();
+
+    assert!(api.servers().await.unwrap().is_empty(), "no server left");
+    assert!(api.volumes().await.unwrap().is_empty(), "no volume left");
+    assert!(api.routers().await.unwrap().is_empty(), "no router left");
+    assert!(api.ports().await.unwrap().is_empty(), "no port left");
+    assert!(
+        api.subnets().await.unwrap().iter().all(|s| s.network_id == public.id),
+        "only public's subnet left"
+    );
+    assert_eq!(
+        api.networks().await.unwrap().iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["public"],
+        "only the external network left"
+    );
+    assert!(api.images().await.unwrap().iter().all(|i| i.id != image), "the image is gone");
+    let lbs = api.load_balancers().await.unwrap();
+    assert!(
+        lbs.iter().all(|l| l.provisioning_status == "DELETED"),
+        "no load balancer left: {lbs:?}"
+    );
+
+    // The admin cloud works too (the fixture's second entry).
+    let admin = login(&os, "scs-e2e-admin").await;
+    assert!(OpenStack::new(&admin).flavors().await.unwrap().len() >= 4);
+
+    // `down` stops every process of the fixture, within seconds.
+    let dir = os.state_dir().to_path_buf();
+    assert!(!processes_using(&dir).is_empty(), "the fixture's processes name its state dir");
+    let t = Instant::now();
+    let out = os.down();
+    assert!(out.status.success(), "down: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(t.elapsed() < Duration::from_secs(10), "down took {:?}", t.elapsed());
+    let left = processes_using(&dir);
+    assert!(left.is_empty(), "processes left after down: {left:?}");
+}
+
+#[tokio::test]
+async fn the_cloud_stops_itself_when_its_owner_dies() {
+    // A stand-in for a test process that is SIGKILLed: the fixture watches its owner's pidfd.
+    let mut owner = tokio::process::Command::new("sleep")
+        .arg("3600")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let os = openstack_services::start_owned_by(owner.id().unwrap()).await;
+    let dir = os.state_dir().to_path_buf();
+    assert!(!processes_using(&dir).is_empty(), "the fixture's processes name its state dir");
+    owner.kill().await.unwrap();
+    let t = Instant::now();
+    until(
+        "every process of the fixture gone after its owner died",
+        Duration::from_secs(20),
+        || async { Ok(processes_using(&dir).is_empty().then_some(())) },
+    )
+    .await;
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(10), "teardown took {took:?}");
+    let status = std::process::Command::new("sh")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/openstack/openstack.sh"))
+        .arg("status")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "status after the owner died: {}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}
