@@ -348,9 +348,11 @@ async fn a_tenant_comes_up_conflicts_pages_and_goes_away_on_real_services() {
 
 #[tokio::test]
 async fn the_cloud_stops_itself_when_its_owner_dies() {
-    // A stand-in for a test process that is SIGKILLed: the fixture watches its owner's pidfd.
-    let mut owner = tokio::process::Command::new("sleep")
-        .arg("3600")
+    // A stand-in for a test process that is SIGKILLed (the fixture watches its owner's pidfd):
+    // `cat` ends with our end of its stdin, so it cannot outlive this test if the test is killed.
+    let mut owner = tokio::process::Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
