@@ -462,6 +462,43 @@ mod tests {
     }
 
     #[test]
+    fn junit_lists_the_e2e_tests_sonobuoy_ran_and_counts_the_skipped_ones() {
+        let r = request(None);
+        let mut inv = Invocation::new("cncf-k8s-conformance", "sonobuoy".into());
+        inv.results.insert("cncf-k8s-conformance".into(), -1);
+        inv.e2e = [
+            ("[sig-apps] RC lifecycle", "passed"),
+            ("[sig-network] basic endpoint", "failed"),
+            ("[sig-x] known", "failed_ok"),
+        ]
+        .into_iter()
+        .chain(std::iter::repeat_n(("[sig-y] not focused", "skipped"), 5))
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+        let rep = report_of("2026-11-30 10:10:02", BTreeMap::from([("1".into(), inv)]));
+        let j = quick_junit::Report::deserialize_from_str(&junit(&r, &rep)).unwrap();
+        let e2e = j
+            .test_suites
+            .iter()
+            .find(|s| s.name.as_str() == "sonobuoy.cncf-k8s-conformance")
+            .unwrap();
+        let status = |name: &str| {
+            let c = e2e.test_cases.iter().find(|c| c.name.as_str() == name).unwrap();
+            matches!(c.status, quick_junit::TestCaseStatus::Success { .. })
+        };
+        assert_eq!(e2e.test_cases.len(), 3, "skipped specs are not listed");
+        assert!(
+            status("[sig-apps] RC lifecycle") && status("[sig-x] known"),
+            "passed and okToFail pass"
+        );
+        assert!(!status("[sig-network] basic endpoint"));
+        assert_eq!(
+            e2e.system_out.as_ref().map(|s| s.as_str()),
+            Some("5 e2e tests not selected (skipped) are not listed")
+        );
+    }
+
+    #[test]
     fn exit_code_counts_criticals_errors_and_failures_capped() {
         let mut inv = Invocation::new("x", "x".into());
         inv.critical = 100;

@@ -95,7 +95,8 @@ pub enum Cmd {
         command: LabCmd,
     },
     /// Container images built from source for `--env kind` (kind node image, management
-    /// controllers), so nothing is ever pulled: air-gapped sites, machines without a registry.
+    /// controllers, Sonobuoy and the e2e test images), so nothing is ever pulled: air-gapped
+    /// sites, machines without a registry.
     Images {
         /// The images subcommand.
         #[command(subcommand)]

@@ -13,7 +13,8 @@ use crate::checks::{compliance, render, runner};
 use crate::context::{StepCtx, StepFailure};
 
 /// Runs a spec's testcases (default: the built-in scs-compatible-kaas) and fails unless every
-/// selected testcase passes. The compliance YAML goes to the scenario's artifacts. Every check,
+/// selected testcase passes. The compliance YAML and a JUnit file (`junit_<subject>-checks.xml`,
+/// with one testcase per e2e test Sonobuoy ran) go to the scenario's artifacts. Every check,
 /// native or script, checks the cluster of `kubeconfig` (or `assign.kubeconfig`), by default the
 /// environment's.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -145,6 +146,10 @@ impl Operation for RunChecks {
         let path = ctx.artifacts.join(format!("{}-compliance.yaml", crate::base::slug(&subject)));
         let yaml = render::yaml(&report);
         crate::redact::write_atomic(&path, &yaml).map_err(|e| StepFailure::error(e.to_string()))?;
+        // One testcase per spec testcase and per e2e test Sonobuoy ran, for CI systems that
+        // show JUnit beside the run's own (Zuul, GitHub Actions, Prow collect junit_*.xml).
+        let junit = ctx.artifacts.join(format!("junit_{}-checks.xml", crate::base::slug(&subject)));
+        crate::redact::write_atomic(&junit, &render::junit(&req, &report)).map_err(|e| StepFailure::error(e.to_string()))?;
         let results = compliance::results(&report);
         let selected: Vec<String> = req.select().into_iter().filter(|s| !s.manual).map(|s| s.id).collect();
         let bad: Vec<String> = selected

@@ -24,6 +24,21 @@ pub struct LoadImages {
 
 use crate::env::kind::CAPD_CLUSTER_LABEL as CLUSTER_LABEL;
 
+/// CAPD's label for what a container is: `control-plane`, `worker`, or `external-load-balancer`
+/// (haproxy, which carries the cluster label too but runs no containerd).
+const ROLE_LABEL: &str = "io.x-k8s.kind.role";
+
+/// The node containers among `docker ps` lines of `<name> <role>`: all but the load balancer.
+fn node_containers(ps: &str) -> Vec<String> {
+    ps.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next()?;
+            (parts.next() != Some("external-load-balancer")).then(|| name.to_string())
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Operation for LoadImages {
     fn summary(&self) -> String {
@@ -55,9 +70,17 @@ impl Operation for LoadImages {
             .collect::<Result<_, _>>()?;
         let filter = format!("label={CLUSTER_LABEL}={cluster}");
         let nodes = engine
-            .run(&["ps", "--filter", &filter, "--filter", "status=running", "--format", "{{.Names}}"])
+            .run(&[
+                "ps",
+                "--filter",
+                &filter,
+                "--filter",
+                "status=running",
+                "--format",
+                &format!("{{{{.Names}}}} {{{{.Label \"{ROLE_LABEL}\"}}}}"),
+            ])
             .map_err(|e| StepFailure::error(e.to_string()))?;
-        let nodes: Vec<String> = nodes.lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+        let nodes = node_containers(&nodes);
         if nodes.is_empty() {
             return Err(StepFailure::failed(format!(
                 "cluster {cluster} has no running node container (label {CLUSTER_LABEL}={cluster}); loadImages needs the Docker machines of --env kind"
@@ -119,5 +142,17 @@ impl Operation for LoadImages {
             ctx.log.line(l);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_containers;
+
+    #[test]
+    fn the_load_balancer_is_not_a_node_and_blank_lines_are_nothing() {
+        let ps = "c1-lb external-load-balancer\nc1-cp-x control-plane\n\nc1-md-0-y worker\nold-node \n";
+        assert_eq!(node_containers(ps), ["c1-cp-x", "c1-md-0-y", "old-node"]);
+        assert!(node_containers("c1-lb external-load-balancer\n").is_empty());
     }
 }

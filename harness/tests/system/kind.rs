@@ -570,7 +570,8 @@ fn inject_faults(cluster: String, stop: std::sync::Arc<std::sync::atomic::Atomic
 /// stack's addons at the lifecycle hooks (kindnet, local-path storage), nodes and kube-system pods
 /// become Ready, a Service answers by name, the same-minor upgrade replaces every machine and the
 /// ClusterAddon follows the new release; the SCS checks run against the workload cluster (its
-/// version in the compliance report); afterwards no container of either workload cluster and no
+/// version in the compliance report; Sonobuoy's focus of conformance tests with the images built
+/// here, each test a passed JUnit testcase); afterwards no container of either workload cluster and no
 /// kind cluster is left. Faults on the way (see [`inject_faults`]): the docker-checks worker's
 /// container is killed during `waitCluster` and replaced by the stack's MachineHealthCheck, and
 /// the CSO pod is deleted mid-upgrade.
@@ -660,8 +661,35 @@ fn offline_docker_suites_run_real_workload_clusters_and_leave_no_container() {
     // The checks saw the workload cluster: its version, and each check ran.
     let yaml = std::fs::read_to_string(run.art.join("docker-checks/workload/docker-workload-compliance.yaml")).unwrap();
     assert!(yaml.contains("The K8s cluster version 1.33.13 "), "{yaml}");
-    for id in ["version-policy-check", "node-distribution-check", "default-storage-class"] {
+    for id in [
+        "cncf-k8s-conformance",
+        "version-policy-check",
+        "node-distribution-check",
+        "default-storage-class",
+    ] {
         assert!(yaml.contains(id), "{id} in {yaml}");
     }
+    // Sonobuoy ran the focus in the workload cluster with the images built here: each of the
+    // three conformance tests is a passed testcase of the step's JUnit, and no other e2e test ran.
+    let junit = std::fs::read_to_string(run.art.join("docker-checks/workload/junit_docker-workload-checks.xml")).unwrap();
+    let e2e: Vec<&str> = junit.split("<testcase ").filter(|t| t.contains("classname=\"sonobuoy.")).collect();
+    for name in [
+        "Pods should be submitted and removed",
+        "Services should serve a basic endpoint from pods",
+        "ReplicationController should test the lifecycle of a ReplicationController",
+    ] {
+        let case = e2e
+            .iter()
+            .find(|t| t.contains(name))
+            .unwrap_or_else(|| panic!("no e2e testcase {name:?} in {junit}"));
+        let body = case.split("</testcase>").next().unwrap_or(case);
+        assert!(
+            !body.contains("<failure") && !body.contains("<skipped"),
+            "{name} did not pass: {case}"
+        );
+    }
+    // Besides ginkgo's suite nodes ([SynchronizedBeforeSuite], ...), only the focus ran.
+    let specs = e2e.iter().filter(|t| t.starts_with("name=\"[It] ")).count();
+    assert_eq!(specs, 3, "only the focus ran: {junit}");
     eprintln!("docker and docker-checks suites in kind: {:.0}s", t0.elapsed().as_secs_f64());
 }

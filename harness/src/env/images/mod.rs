@@ -37,6 +37,9 @@ pub enum Group {
     Node,
     /// Controllers loaded into the management cluster.
     Management,
+    /// What tests run inside workload clusters (Sonobuoy and the e2e conformance images), loaded
+    /// into their nodes by the `loadImages` step.
+    Test,
 }
 
 /// What a recipe produces.
@@ -119,6 +122,14 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("cert-manager-webhook", Management, ["quay.io/jetstack/cert-manager-webhook:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
     recipe!("cert-manager-cainjector", Management, ["quay.io/jetstack/cert-manager-cainjector:v1.19.1"], needs [], inputs ["images/mgmt/", "images/cert-manager/"], lab false),
     recipe!("haproxy", Management, ["docker.io/kindest/haproxy:v20230606-42a2262b"], needs [], inputs ["images/mgmt/"], lab false),
+    // Sonobuoy's aggregator and worker, its e2e plugin and the images the offline focus of
+    // conformance tests runs (suites/specs/scs-compatible-kaas-offline.yaml). e2e.test is the
+    // longest compile after cert-manager's; agnhost shares its module, so they go one after
+    // the other.
+    recipe!("conformance", Test, ["registry.k8s.io/conformance:v1.33.13"], needs [], inputs ["images/conformance/", "lab/control-plane/"], lab true),
+    recipe!("sonobuoy", Test, ["docker.io/sonobuoy/sonobuoy:v0.57.3"], needs [], inputs ["images/sonobuoy/"], lab true),
+    recipe!("agnhost", Test, ["registry.k8s.io/e2e-test-images/agnhost:2.53"], needs [], inputs ["images/conformance/"], lab false),
+    recipe!("nginx", Test, ["registry.k8s.io/e2e-test-images/nginx:1.14-4"], needs [], inputs [], lab false),
 ];
 
 /// The recipe of that name (`etcd`, `kind-node`, `cso`, ...).
@@ -671,6 +682,7 @@ pub fn list(engine: Option<&Engine>, cache: &Cache) -> Vec<BTreeMap<&'static str
                 match r.group {
                     Group::Node => "node",
                     Group::Management => "management",
+                    Group::Test => "test",
                 }
                 .to_string(),
             );
