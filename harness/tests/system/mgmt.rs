@@ -85,9 +85,11 @@ async fn clusterctl_and_helm_install_real_providers_and_the_wait_names_what_neve
     .await
     .expect_err("no kubelet: nothing becomes Available");
     let msg = err.to_string();
-    // It waited the whole timeout (minus the installs), not less, and not much more.
+    // It gave up at its timeout instead of waiting on (the guarded failure: a wait that ignores
+    // it runs for many minutes). The bound covers the installs before the wait too: clusterctl
+    // and helm took more than 15 s of it on a machine loaded by a cold CI run.
     assert!(
-        started.elapsed() < spec.timeout + Duration::from_secs(15),
+        started.elapsed() < spec.timeout + Duration::from_secs(90),
         "{:?}",
         started.elapsed()
     );
