@@ -22,6 +22,10 @@ pub enum LabCmd {
         /// Operator in local mode; release assets go to `<dir>/releases`.
         #[arg(long)]
         cluster_api: bool,
+        /// Also run the OpenStack provider (CAPO) and ORC on top of `--cluster-api` (implied),
+        /// built on first use; clusters name their cloud in a credentials Secret as usual.
+        #[arg(long)]
+        openstack: bool,
     },
     /// Stop a lab and remove its data.
     Down {
@@ -75,18 +79,28 @@ pub(super) async fn lab_cmd(cmd: LabCmd) -> Result<Exit, Fatal> {
             dir,
             apiserver_port,
             cluster_api,
+            openstack,
         } => {
             let assets = build::Assets::locate(assets.bin_dir, assets.cache_dir);
             let a2 = assets.clone();
-            tokio::task::spawn_blocking(move || build::install(&a2, &build::ConsoleProgress::new()))
-                .await
-                .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
-                .map_err(Fatal::infra)?;
+            tokio::task::spawn_blocking(move || {
+                build::install(&a2, &build::ConsoleProgress::new())?;
+                if openstack {
+                    for c in build::OPENSTACK {
+                        build::ensure(&a2, c, &build::ConsoleProgress::new())?;
+                    }
+                }
+                Ok::<_, build::BuildError>(())
+            })
+            .await
+            .map_err(|e| Fatal::infra(anyhow::anyhow!(e)))?
+            .map_err(Fatal::infra)?;
             let dir = dir.unwrap_or_else(lab::default_dir);
             let mut opts = LabOptions::new(dir.clone(), assets);
             opts.apiserver_port = apiserver_port;
             opts.detached = true;
-            opts.cluster_api = cluster_api;
+            opts.cluster_api = cluster_api || openstack;
+            opts.openstack = openstack;
             let t0 = std::time::Instant::now();
             let lab = lab::Lab::start(opts).await.map_err(|e| match e {
                 lab::LabError::Running { .. }

@@ -8,6 +8,7 @@
 mod common;
 
 mod architecture;
+mod capo;
 mod checks;
 mod cli;
 mod csctl;

@@ -29,6 +29,7 @@ fn cold_cost(module_dir: &str) -> u32 {
         "sonobuoy" => 170,
         "helm" => 150,
         "csctl" => 110,
+        "capo" | "orc" => 300,
         _ => 60,
     }
 }
@@ -75,6 +76,10 @@ static KIND: Module = go_module!("kind");
 
 static CSCTL: Module = go_module!("csctl");
 
+static CAPO: Module = go_module!("capo");
+
+static ORC: Module = go_module!("orc");
+
 /// The Cluster API release the lab builds (pinned in `fixtures/lab/capi`).
 pub const CLUSTER_API_VERSION: &str = "v1.10.10";
 /// The Cluster Stack Operator release the lab builds (pinned in `fixtures/lab/cso`).
@@ -85,6 +90,10 @@ pub const HELM_VERSION: &str = "v3.18.6";
 pub const KIND_VERSION: &str = "v0.29.0";
 /// The csctl release built on demand (pinned in `fixtures/lab/csctl`).
 pub const CSCTL_VERSION: &str = "v0.0.5";
+/// The OpenStack provider (CAPO) release built on demand (pinned in `fixtures/lab/capo`).
+pub const CAPO_VERSION: &str = "v0.12.1";
+/// The OpenStack Resource Controller release built on demand (pinned in `fixtures/lab/orc`).
+pub const ORC_VERSION: &str = "v2.2.0";
 
 /// Manifests a controller ships in its Go module: CRDs and webhook configurations, copied into
 /// `<bin>/manifests/<component>/` at install time so the lab never needs Go at start-up.
@@ -93,8 +102,8 @@ pub struct Manifests {
     pub module: &'static str,
     /// Relative to the module: the CRD directory and the webhook manifest.
     pub crds: &'static str,
-    /// The webhook manifest, relative to the module.
-    pub webhooks: &'static str,
+    /// The webhook manifest, relative to the module (None: the controller serves no webhook).
+    pub webhooks: Option<&'static str>,
 }
 
 /// One binary the lab builds: its Go package in a pinned wrapper module.
@@ -165,7 +174,7 @@ pub static COMPONENTS: &[Component] = &[
         manifests: Some(Manifests {
             module: "sigs.k8s.io/cluster-api",
             crds: "config/crd/bases",
-            webhooks: "config/webhook/manifests.yaml",
+            webhooks: Some("config/webhook/manifests.yaml"),
         }),
         on_demand: false,
     },
@@ -177,7 +186,7 @@ pub static COMPONENTS: &[Component] = &[
         manifests: Some(Manifests {
             module: "sigs.k8s.io/cluster-api",
             crds: "bootstrap/kubeadm/config/crd/bases",
-            webhooks: "bootstrap/kubeadm/config/webhook/manifests.yaml",
+            webhooks: Some("bootstrap/kubeadm/config/webhook/manifests.yaml"),
         }),
         on_demand: false,
     },
@@ -189,7 +198,7 @@ pub static COMPONENTS: &[Component] = &[
         manifests: Some(Manifests {
             module: "sigs.k8s.io/cluster-api",
             crds: "controlplane/kubeadm/config/crd/bases",
-            webhooks: "controlplane/kubeadm/config/webhook/manifests.yaml",
+            webhooks: Some("controlplane/kubeadm/config/webhook/manifests.yaml"),
         }),
         on_demand: false,
     },
@@ -202,7 +211,7 @@ pub static COMPONENTS: &[Component] = &[
         manifests: Some(Manifests {
             module: "sigs.k8s.io/cluster-api/test",
             crds: "infrastructure/docker/config/crd/bases",
-            webhooks: "infrastructure/docker/config/webhook/manifests.yaml",
+            webhooks: Some("infrastructure/docker/config/webhook/manifests.yaml"),
         }),
         on_demand: false,
     },
@@ -214,7 +223,7 @@ pub static COMPONENTS: &[Component] = &[
         manifests: Some(Manifests {
             module: "github.com/SovereignCloudStack/cluster-stack-operator",
             crds: "config/crd/bases",
-            webhooks: "config/webhook/manifests.yaml",
+            webhooks: Some("config/webhook/manifests.yaml"),
         }),
         on_demand: false,
     },
@@ -254,7 +263,36 @@ pub static COMPONENTS: &[Component] = &[
         manifests: None,
         on_demand: true,
     },
+    // The OpenStack layer (a lab started with `openstack`): CAPO and ORC against a real
+    // OpenStack. Only the OpenStack tests need them, so they are built on first use.
+    Component {
+        name: "orc",
+        module: &ORC,
+        package: "github.com/k-orc/openstack-resource-controller/v2/cmd/manager",
+        kube_version: false,
+        manifests: Some(Manifests {
+            module: "github.com/k-orc/openstack-resource-controller/v2",
+            crds: "config/crd/bases",
+            webhooks: None,
+        }),
+        on_demand: true,
+    },
+    Component {
+        name: "capo",
+        module: &CAPO,
+        package: "sigs.k8s.io/cluster-api-provider-openstack",
+        kube_version: false,
+        manifests: Some(Manifests {
+            module: "sigs.k8s.io/cluster-api-provider-openstack",
+            crds: "config/crd/bases",
+            webhooks: Some("config/webhook/manifests.yaml"),
+        }),
+        on_demand: true,
+    },
 ];
+
+/// The OpenStack layer's controllers, in start order (ORC's Image CRD is one CAPO watches).
+pub const OPENSTACK: &[&str] = &["orc", "capo"];
 
 /// The Cluster API layer's binaries, in start order (helm is not a process but CSO needs it).
 pub const CLUSTER_API: &[&str] = &["cluster-api", "kubeadm-bootstrap", "kubeadm-control-plane", "capd", "cso", "helm"];
@@ -368,6 +406,17 @@ impl Assets {
     /// Fails unless the Cluster API layer (binaries and manifests) is present.
     pub fn check_cluster_api(&self) -> Result<(), BuildError> {
         self.incomplete(self.missing().into_iter().filter(|n| CLUSTER_API.contains(n)).collect())
+    }
+
+    /// Fails unless the OpenStack layer (CAPO and ORC, built on demand by [`ensure`]) is present.
+    pub fn check_openstack(&self) -> Result<(), BuildError> {
+        self.incomplete(
+            OPENSTACK
+                .iter()
+                .copied()
+                .filter(|n| !self.path(n).is_file() || !self.manifests_dir(n).is_dir())
+                .collect(),
+        )
     }
 
     /// Fails unless the binaries `lab up` needs are present.
@@ -633,7 +682,11 @@ pub fn ensure(assets: &Assets, name: &str, progress: &dyn Progress) -> Result<Pa
     // The lab's cache key leaves on-demand pins out, so the binary carries its own.
     let stamp = assets.bin_dir.join(format!(".{name}.pin"));
     let pin = component_hash(c);
-    let fresh = || bin.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == pin);
+    let fresh = || {
+        bin.is_file()
+            && std::fs::read_to_string(&stamp).is_ok_and(|s| s == pin)
+            && (c.manifests.is_none() || assets.manifests_dir(name).is_dir())
+    };
     if fresh() {
         return Ok(bin);
     }
@@ -648,14 +701,11 @@ pub fn ensure(assets: &Assets, name: &str, progress: &dyn Progress) -> Result<Pa
     progress.start(1);
     progress.building(0, name);
     let t0 = Instant::now();
-    let built = build_one(
-        &go,
-        c,
-        &ldflags(c, KUBERNETES_VERSION),
-        &src.join(c.module.dir),
-        &assets.bin_dir,
-        &src,
-    );
+    let mdir = src.join(c.module.dir);
+    let built = build_one(&go, c, &ldflags(c, KUBERNETES_VERSION), &mdir, &assets.bin_dir, &src).and_then(|()| match &c.manifests {
+        Some(m) => copy_manifests(&go, name, m, &mdir, &assets.manifests_dir(name)),
+        None => Ok(()),
+    });
     if built.is_ok() {
         progress.done(name, t0.elapsed().as_secs_f64());
     }
@@ -818,7 +868,11 @@ fn copy_manifests(go: &Path, name: &str, m: &Manifests, module_dir: &Path, dest:
             log: module_dir.display().to_string(),
         });
     }
-    std::fs::copy(src.join(m.webhooks), tmp.join("webhooks.yaml"))?;
+    // A controller without webhooks gets an empty manifest: the lab reads every one the same way.
+    match m.webhooks {
+        Some(w) => std::fs::copy(src.join(w), tmp.join("webhooks.yaml")).map(drop)?,
+        None => std::fs::write(tmp.join("webhooks.yaml"), "")?,
+    }
     // The module cache is read-only; our copies must be removable with the cache.
     for p in [tmp.join("crds"), tmp.join("webhooks.yaml")] {
         set_writable(&p)?;

@@ -25,8 +25,19 @@ use super::{Lab, LabError};
 /// Controllers in start order: webhooks a later controller's objects need come first.
 pub const CONTROLLERS: &[&str] = &["cluster-api", "kubeadm-bootstrap", "kubeadm-control-plane", "capd", "cso"];
 
+/// The controllers of a lab, in start order: the OpenStack layer (ORC, CAPO) after the rest.
+pub fn controllers(openstack: bool) -> Vec<&'static str> {
+    let extra: &[&str] = if openstack { super::build::OPENSTACK } else { &[] };
+    CONTROLLERS.iter().chain(extra).copied().collect()
+}
+
+/// Whether `name` is one of the controllers a lab may run.
+pub fn is_controller(name: &str) -> bool {
+    controllers(true).contains(&name)
+}
+
 /// Cluster API providers (their CRDs carry the contract label).
-const PROVIDERS: &[&str] = &["kubeadm-bootstrap", "kubeadm-control-plane", "capd"];
+const PROVIDERS: &[&str] = &["kubeadm-bootstrap", "kubeadm-control-plane", "capd", "capo"];
 
 /// Ports the controllers hard-code (see the module comment).
 pub const CSO_WEBHOOK_PORT: u16 = 9443;
@@ -57,10 +68,10 @@ pub struct ControllerPorts {
 }
 
 /// Free loopback ports for every controller, all chosen while held so none repeat.
-pub fn pick_ports() -> std::io::Result<BTreeMap<String, ControllerPorts>> {
-    let held = super::reserve_ports(CONTROLLERS.len() * 4)?;
+pub fn pick_ports(controllers: &[&str]) -> std::io::Result<BTreeMap<String, ControllerPorts>> {
+    let held = super::reserve_ports(controllers.len() * 4)?;
     let p = super::ports_of(&held)?;
-    Ok(CONTROLLERS
+    Ok(controllers
         .iter()
         .enumerate()
         .map(|(i, n)| {
@@ -87,10 +98,18 @@ pub fn process_specs(
     let kubeconfig = d(&dir.join("kubeconfig"));
     let webhook_dir = d(&pki.webhook_dir());
     let mut out = BTreeMap::new();
-    for name in CONTROLLERS {
-        let p = ports[*name];
+    for name in controllers(true).into_iter().filter(|n| ports.contains_key(*n)) {
+        let p = ports[name];
         let mut env = BTreeMap::from([("KUBECONFIG".to_string(), kubeconfig.clone())]);
-        let args: Vec<String> = if *name == "cso" {
+        let args: Vec<String> = if name == "orc" {
+            vec![
+                "--leader-elect=false".into(),
+                format!("--health-probe-bind-address=127.0.0.1:{}", p.health),
+                format!("--metrics-bind-address=127.0.0.1:{}", p.metrics),
+                // Plain HTTP: the lab has no metrics clients to authenticate.
+                "--metrics-secure=false".into(),
+            ]
+        } else if name == "cso" {
             // CSO's webhook server has no cert-dir flag: controller-runtime looks in
             // $TMPDIR/k8s-webhook-server/serving-certs, so TMPDIR points into the lab.
             env.insert("TMPDIR".into(), d(&dir.join("cso-tmp")));
@@ -108,20 +127,24 @@ pub fn process_specs(
                 "--log-level=info".into(),
             ]
         } else {
-            if *name == "capd" {
+            if name == "capd" {
                 // The in-memory workload API servers listen here.
                 env.insert("POD_IP".into(), "127.0.0.1".into());
             }
-            vec![
+            let mut args: Vec<String> = vec![
                 "--leader-elect=false".into(),
                 format!("--webhook-port={}", p.webhook),
                 format!("--webhook-cert-dir={webhook_dir}"),
                 format!("--health-addr=127.0.0.1:{}", p.health),
                 format!("--diagnostics-address=127.0.0.1:{}", p.metrics),
                 "--insecure-diagnostics=true".into(),
-                format!("--feature-gates={FEATURE_GATES}"),
                 "--v=2".into(),
-            ]
+            ];
+            // CAPO shares Cluster API's manager flags but has no feature-gates flag.
+            if name != "capo" {
+                args.push(format!("--feature-gates={FEATURE_GATES}"));
+            }
+            args
         };
         out.insert(name.to_string(), (args, env));
     }
@@ -279,10 +302,12 @@ pub async fn start(lab: &Lab, client: &kube::Client, pki: &Pki) -> Result<(), La
     let assets = &lab.opts.assets;
     assets.check_cluster_api()?;
     let ports = lab.state().controller_ports;
+    let all = controllers(true);
+    let started: Vec<&str> = all.iter().copied().filter(|n| ports.contains_key(*n)).collect();
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem);
     let crd_ar = ar("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions");
     let mut names = Vec::new();
-    for c in CONTROLLERS {
+    for c in &started {
         for doc in crds(assets, c, ports[*c].webhook, &ca_b64)? {
             apply(client, &crd_ar, &doc).await?;
             names.push(
@@ -300,7 +325,7 @@ pub async fn start(lab: &Lab, client: &kube::Client, pki: &Pki) -> Result<(), La
             .await
             .map_err(|e| LabError::Manifests(format!("CRD {n} never became Established: {e}")))?;
     }
-    for c in CONTROLLERS {
+    for c in &started {
         for doc in webhooks(assets, c, ports[*c].webhook, &ca_b64)? {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
             let plural = format!("{}s", kind.to_lowercase());
@@ -311,7 +336,7 @@ pub async fn start(lab: &Lab, client: &kube::Client, pki: &Pki) -> Result<(), La
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| LabError::Manifests(e.to_string()))?;
-    for c in CONTROLLERS {
+    for c in &started {
         lab.spawn(c)?;
         wait_healthy(lab, &http, c, ports[*c].health, deadline).await?;
     }
@@ -396,8 +421,8 @@ mod tests {
 
     #[test]
     fn ports_are_distinct_and_cso_keeps_its_fixed_webhook_port() {
-        let p = pick_ports().unwrap();
-        assert_eq!(p.len(), CONTROLLERS.len());
+        let p = pick_ports(&controllers(true)).unwrap();
+        assert_eq!(p.len(), CONTROLLERS.len() + 2);
         assert_eq!(p["cso"].webhook, CSO_WEBHOOK_PORT);
         let mut all: Vec<u16> = p
             .iter()
@@ -415,5 +440,37 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), n, "a port repeats: {p:?}");
+    }
+
+    #[test]
+    fn the_openstack_layer_starts_after_the_rest_and_each_controller_gets_its_own_flags() {
+        assert_eq!(controllers(false), CONTROLLERS);
+        assert_eq!(controllers(true)[CONTROLLERS.len()..], ["orc", "capo"]);
+        let dir = tempfile::tempdir().unwrap();
+        let pki = super::super::pki::generate(&dir.path().join("pki")).unwrap();
+        let assets = Assets::locate(Some(dir.path().join("bin")), None);
+        let without = process_specs(dir.path(), &pki, &assets, &pick_ports(&controllers(false)).unwrap());
+        assert!(!without.contains_key("capo") && !without.contains_key("orc"), "{without:?}");
+        let ports = pick_ports(&controllers(true)).unwrap();
+        let specs = process_specs(dir.path(), &pki, &assets, &ports);
+        let capo = specs["capo"].0.join(" ");
+        // CAPO serves its webhooks (the conversion of its older API versions) on its own port
+        // with the lab's certificate, and takes no Cluster API feature gates (it has no such flag).
+        assert!(capo.contains(&format!("--webhook-port={}", ports["capo"].webhook)), "{capo}");
+        assert!(
+            capo.contains(&format!("--webhook-cert-dir={}", pki.webhook_dir().display())),
+            "{capo}"
+        );
+        assert!(!capo.contains("--feature-gates"), "{capo}");
+        // ORC has controller-runtime's flag names, and no webhook.
+        let orc = specs["orc"].0.join(" ");
+        assert!(
+            orc.contains(&format!("--health-probe-bind-address=127.0.0.1:{}", ports["orc"].health)),
+            "{orc}"
+        );
+        assert!(!orc.contains("webhook"), "{orc}");
+        for (_, env) in specs.values() {
+            assert_eq!(env["KUBECONFIG"], dir.path().join("kubeconfig").display().to_string());
+        }
     }
 }

@@ -175,6 +175,9 @@ pub struct LabOptions {
     pub ready_timeout: Duration,
     /// Also run Cluster API, its kubeadm and in-memory providers, and CSO.
     pub cluster_api: bool,
+    /// Also run the OpenStack provider (CAPO) and ORC (needs `cluster_api`, and both built:
+    /// [`build::ensure`]). They reach the cloud named in each cluster's credentials Secret.
+    pub openstack: bool,
 }
 
 impl LabOptions {
@@ -188,6 +191,7 @@ impl LabOptions {
             detached: false,
             ready_timeout: Duration::from_secs(60),
             cluster_api: false,
+            openstack: false,
         }
     }
 }
@@ -204,9 +208,13 @@ pub fn default_dir() -> PathBuf {
 
 /// Every port of a lab, the control plane's held while the controllers' are chosen so that no
 /// port is given twice.
-fn choose_ports(apiserver: Option<u16>, cluster_api: bool) -> Result<(Ports, BTreeMap<String, capi::ControllerPorts>), LabError> {
+fn choose_ports(apiserver: Option<u16>, controllers: &[&str]) -> Result<(Ports, BTreeMap<String, capi::ControllerPorts>), LabError> {
     let (ports, held) = pick_ports(apiserver)?;
-    let controllers = if cluster_api { capi::pick_ports()? } else { BTreeMap::new() };
+    let controllers = if controllers.is_empty() {
+        BTreeMap::new()
+    } else {
+        capi::pick_ports(controllers)?
+    };
     drop(held);
     Ok((ports, controllers))
 }
@@ -246,8 +254,16 @@ impl Lab {
     pub async fn start(opts: LabOptions) -> Result<Lab, LabError> {
         check_dir(&opts.dir)?;
         opts.assets.check()?;
+        if opts.openstack && !opts.cluster_api {
+            return Err(LabError::Manifests(
+                "the OpenStack layer (CAPO, ORC) runs on the Cluster API layer: start the lab with both".into(),
+            ));
+        }
         if opts.cluster_api {
             opts.assets.check_cluster_api()?;
+        }
+        if opts.openstack {
+            opts.assets.check_openstack()?;
         }
         let machine_lock = match opts.cluster_api {
             true => Some(std::sync::Arc::new(capi::MachineLock::acquire().await?)),
@@ -277,7 +293,12 @@ impl Lab {
 
     async fn attempt(opts: LabOptions, machine_lock: Option<std::sync::Arc<capi::MachineLock>>) -> Result<Lab, LabError> {
         let dir = opts.dir.clone();
-        let (ports, controller_ports) = choose_ports(opts.apiserver_port, opts.cluster_api)?;
+        let controllers = if opts.cluster_api {
+            capi::controllers(opts.openstack)
+        } else {
+            Vec::new()
+        };
+        let (ports, controller_ports) = choose_ports(opts.apiserver_port, &controllers)?;
         for sub in ["pki", "logs", "etcd"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -521,7 +542,7 @@ impl Lab {
         tokio::task::spawn_blocking(move || {
             // The Cluster API layer's controllers are independent of each other: stop them
             // together (each may take seconds to drain), then the control plane in order.
-            let (controllers, base): (Vec<_>, Vec<_>) = children.into_iter().partition(|(n, _)| capi::CONTROLLERS.contains(&n.as_str()));
+            let (controllers, base): (Vec<_>, Vec<_>) = children.into_iter().partition(|(n, _)| capi::is_controller(n));
             std::thread::scope(|s| {
                 for (_, c) in controllers {
                     s.spawn(move || stop_child(c));
@@ -620,10 +641,10 @@ mod tests {
 
     #[test]
     fn no_port_is_given_twice_across_control_plane_and_controllers() {
-        // Each round draws 4 + 24 ports from a few thousand: were the control plane's let go
+        // Each round draws 4 + 28 ports from a few thousand: were the control plane's let go
         // before the controllers' are chosen, repeats would show within these rounds.
         for _ in 0..300 {
-            let (p, controllers) = choose_ports(None, true).unwrap();
+            let (p, controllers) = choose_ports(None, &capi::controllers(true)).unwrap();
             let mut all = vec![p.etcd_client, p.etcd_peer, p.apiserver, p.controller_manager];
             for c in controllers.values() {
                 all.extend([c.webhook, c.health, c.metrics, c.hook].into_iter().filter(|&x| x != 0));

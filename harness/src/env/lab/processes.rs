@@ -5,6 +5,8 @@ use super::*;
 
 /// Controllers before the control plane they talk to, the API server before etcd.
 pub(super) const STOP_ORDER: &[&str] = &[
+    "capo",
+    "orc",
     "cso",
     "capd",
     "kubeadm-control-plane",
