@@ -5,7 +5,9 @@
 //! into Glance, CAPO makes the network, subnet, router, security groups, the API server's load
 //! balancer with its floating IP and the control plane's server, and removes them all when the
 //! cluster is deleted; the leak check afterwards must find nothing. The servers run on Nova's
-//! fake hypervisor, so no node ever joins (the suite says so).
+//! fake hypervisor, so no node ever joins (the suite says so). Then a deliberate leak that
+//! `scs-e2e cleanup` must find and remove exactly, beside a same-name cluster it must not touch;
+//! and the quota preflight refuses the cluster from Nova's real quota (lowered by the admin).
 
 use crate::common;
 
@@ -73,10 +75,28 @@ async fn get_json(s: &Session, url: &str) -> Result<Value, String> {
     }
 }
 
-/// Names of what the admin sees in the cloud (every project): networks, routers, security
-/// groups, ports, floating IPs, load balancers and servers.
-async fn cloud_names(admin: &Session) -> Vec<String> {
-    let mut names = Vec::new();
+/// One resource the admin sees: its kind, id, and name with description.
+struct Res {
+    kind: &'static str,
+    id: String,
+    text: String,
+}
+
+/// What the admin sees in the cloud (every project): networks, routers, security groups,
+/// ports, floating IPs, load balancers and servers.
+async fn cloud_resources(admin: &Session) -> Vec<Res> {
+    let mut out = Vec::new();
+    let mut add = |kind: &'static str, r: &Value, extra: &str| {
+        out.push(Res {
+            kind,
+            id: r["id"].as_str().unwrap_or("").to_string(),
+            text: format!(
+                "{} {} {extra}",
+                r["name"].as_str().unwrap_or(""),
+                r["description"].as_str().unwrap_or("")
+            ),
+        })
+    };
     let network = admin.endpoint("network").unwrap();
     for (path, key) in [
         ("v2.0/networks", "networks"),
@@ -87,28 +107,68 @@ async fn cloud_names(admin: &Session) -> Vec<String> {
     ] {
         let v: Value = get_json(admin, &format!("{network}/{path}")).await.unwrap();
         for r in v[key].as_array().unwrap() {
-            names.push(format!(
-                "{key} {} {}",
-                r["name"].as_str().unwrap_or(""),
-                r["description"].as_str().unwrap_or("")
-            ));
+            add(key, r, "");
         }
     }
     let lb = admin.endpoint("load-balancer").unwrap();
     let v: Value = get_json(admin, &format!("{lb}/v2/lbaas/loadbalancers")).await.unwrap();
     for r in v["loadbalancers"].as_array().unwrap() {
-        names.push(format!("loadbalancer {}", r["name"].as_str().unwrap_or("")));
+        add("loadbalancers", r, "");
     }
     let compute = admin.endpoint("compute").unwrap();
     let v: Value = get_json(admin, &format!("{compute}/servers?all_tenants=1")).await.unwrap();
     for r in v["servers"].as_array().unwrap() {
-        names.push(format!("server {}", r["name"].as_str().unwrap_or("")));
+        add("servers", r, "");
     }
-    names
+    out
+}
+
+async fn cloud_names(admin: &Session) -> Vec<String> {
+    cloud_resources(admin)
+        .await
+        .into_iter()
+        .map(|r| format!("{} {}", r.kind, r.text))
+        .collect()
+}
+
+/// Two scenarios, `kept` and `leaked`, each making cluster `infra` from the stack and waiting
+/// for its control plane's server; neither deletes it.
+fn two_clusters_suite() -> String {
+    let mut s = String::from(
+        r#"apiVersion: scs-e2e/v1alpha1
+kind: Suite
+name: two
+vars: {KUBERNETES: "1.32", TOPOLOGY_VERSION: v1.32.5, NODE_CIDR: 10.8.0.0/20}
+scenarios:
+"#,
+    );
+    for name in ["kept", "leaked"] {
+        s.push_str(&format!(
+            r#"  - name: {name}
+    steps:
+      - installClusterStack: {{provider: openstack, name: scs, kubernetesVersion: "${{KUBERNETES}}", versions: ["${{STACK_VERSION}}"], source: "${{STACK_SOURCE}}"}}
+      - timeout: 3m
+        waitClusterStackRelease: {{provider: openstack, name: scs, kubernetesVersion: "${{KUBERNETES}}", version: "${{STACK_VERSION}}"}}
+      - createCluster:
+          name: infra
+          stack: {{provider: openstack, name: scs, kubernetesVersion: "${{KUBERNETES}}", version: "${{STACK_VERSION}}"}}
+          topologyVersion: ${{TOPOLOGY_VERSION}}
+          controlPlaneReplicas: 1
+          workers: 1
+          variables: {{controller_flavor: SCS-2V-4-20s, worker_flavor: SCS-2V-4, node_cidr: "${{NODE_CIDR}}"}}
+      - name: server ACTIVE
+        timeout: 10m
+        assert:
+          resource: {{apiVersion: infrastructure.cluster.x-k8s.io/v1alpha1, kind: OpenStackServer, selector: cluster.x-k8s.io/cluster-name=infra}}
+          matches: {{status: {{ready: true, instanceState: ACTIVE}}}}
+"#
+        ));
+    }
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_services() {
+async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_services_within_the_real_quota() {
     let assets = common::assets();
     let built = tokio::task::spawn_blocking({
         let a = assets.clone();
@@ -162,30 +222,53 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
     assert!(built.status.success(), "{built:?}");
     let version = String::from_utf8(built.stdout).unwrap().trim().to_string();
 
-    let run_id = format!("capo-{}", std::process::id());
-    let art = tmp.path().join("artifacts");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
-        .args(["run", "--env", "openstack", "--config", "config.yaml", "--suite"])
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/openstack.yaml"))
-        .args(["--focus", "openstack\\.infrastructure", "--delete", "always", "--run-id", &run_id])
-        .arg("--var")
-        .arg(format!("STACK_SOURCE={}", stack.display()))
-        .args(["--var", &format!("STACK_VERSION={version}")])
-        .arg("--artifacts")
-        .arg(&art)
-        .current_dir(&work)
-        .env("HOME", tmp.path())
-        .env("PATH", &path)
-        .env("XDG_CACHE_HOME", scs_e2e::base::cache_root().parent().unwrap())
-        .env_remove("OS_CLOUD")
-        .env_remove("OS_CLIENT_CONFIG_FILE")
-        .env_remove("OS_CLIENT_SECURE_FILE")
-        .env_remove("KUBECONFIG")
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let r: RunReport = scs_e2e::report::json::read(&art.join("results.json")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let admin = Session::login(
+        &load(&Lookup {
+            cloud: Some("scs-e2e-admin".into()),
+            config_file: Some(cloud.clouds_yaml.clone()),
+            etc: tmp.path().join("none"),
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let suite = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/openstack.yaml");
+    let run = |suite: &Path, focus: &str, delete: &str, run_id: String, art: PathBuf| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_scs-e2e"));
+        c.args(["run", "--env", "openstack", "--config", "config.yaml", "--suite"])
+            .arg(suite)
+            .args(["--focus", focus, "--delete", delete, "--run-id", &run_id])
+            .arg("--var")
+            .arg(format!("STACK_SOURCE={}", stack.display()))
+            .args(["--var", &format!("STACK_VERSION={version}")])
+            .arg("--artifacts")
+            .arg(&art)
+            .current_dir(&work)
+            .env("HOME", tmp.path())
+            .env("PATH", &path)
+            .env("XDG_CACHE_HOME", scs_e2e::base::cache_root().parent().unwrap())
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .env_remove("OS_CLIENT_SECURE_FILE")
+            .env_remove("KUBECONFIG");
+        async move {
+            let out = c.output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let r: RunReport = scs_e2e::report::json::read(&art.join("results.json")).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+            (out, r, stderr)
+        }
+    };
+
+    let infrastructure = "openstack\\.infrastructure";
+    let (out, r, stderr) = run(
+        &suite,
+        infrastructure,
+        "always",
+        format!("capo-{}", std::process::id()),
+        tmp.path().join("artifacts"),
+    )
+    .await;
     let sc = r.scenarios.iter().find(|s| s.name == "infrastructure").unwrap();
     let summary: Vec<String> = sc
         .steps
@@ -200,6 +283,7 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
             .unwrap_or_else(|| panic!("{name} in {summary:#?}"))
     };
     for name in [
+        "ORC imported the stack's node image",
         "CAPO made the network, router, security groups and the API server's load balancer",
         "the control plane's machine is ready",
         "the control plane's server is ACTIVE",
@@ -214,32 +298,249 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
 
     // What CAPO made is gone, looked at from outside the product too: the admin sees no
     // network, router, group, port, address, load balancer or server of the cluster's.
-    let admin = Session::login(
-        &load(&Lookup {
-            cloud: Some("scs-e2e-admin".into()),
-            config_file: Some(cloud.clouds_yaml.clone()),
-            etc: tmp.path().join("none"),
-            ..Default::default()
-        })
-        .unwrap(),
-    )
-    .await
-    .unwrap();
     let left: Vec<String> = cloud_names(&admin)
         .await
         .into_iter()
         .filter(|n| n.contains(&format!("{ns}-infra")) || n.contains(&format!("{ns}/infra")) || n.contains(" infra-"))
         .collect();
     assert!(left.is_empty(), "{left:#?}");
-    // And ORC's import is there: the stack's node image, active, from our URL's bytes.
-    let image_ep = admin.endpoint("image").unwrap();
-    let v: Value = get_json(&admin, &format!("{image_ep}/v2/images?name=ubuntu-capi-image-v1.32.5"))
+
+    let identity = admin.endpoint("identity").unwrap();
+    let projects = get_json(&admin, &format!("{identity}/projects?name=scs-e2e")).await.unwrap();
+    let project = projects["projects"][0]["id"].as_str().unwrap().to_string();
+    // A deliberate leak, as a stuck controller or a killed run leaves one: clusters `infra` in
+    // two namespaces, kept; one is then deleted while paused and without its finalizers, so
+    // CAPO never cleans up, and a port with CAPO's naming joins what it left. The leak check
+    // (`cleanup` without --yes) lists exactly that cluster's resources, and `cleanup --yes`
+    // removes exactly them: the same-name cluster in the other namespace keeps all of its own.
+    // Each namespace's copy of the stack has an ORC Image of the same name, managed: ORC
+    // adopts a Glance image of that name that is already there, and deletes it with its
+    // namespace, under every other namespace that adopted it too (seen: the first run's
+    // teardown took the node image from under the next run's clusters). So the first run's
+    // image goes first, then the node image is uploaded once for both clusters to adopt.
+    let glance = admin.endpoint("image").unwrap();
+    let by_name = format!("{glance}/v2/images?name=ubuntu-capi-image-v1.32.5");
+    let mut gone = false;
+    for _ in 0..180 {
+        if get_json(&admin, &by_name).await.unwrap()["images"].as_array().unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert!(gone, "ORC deleted the first run's image with its namespace");
+    let created = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("{glance}/v2/images"),
+            Some(&serde_json::json!({"name": "ubuntu-capi-image-v1.32.5", "disk_format": "raw",
+                "container_format": "bare", "owner": project, "visibility": "private"})),
+        )
         .await
         .unwrap();
-    let images = v["images"].as_array().unwrap();
-    assert_eq!(images.len(), 1, "{v:#}");
-    assert_eq!(images[0]["status"], "active", "{v:#}");
-    assert_eq!(images[0]["size"], 1 << 20, "{v:#}");
+    assert_eq!(created.status().as_u16(), 201);
+    let created: Value = created.json().await.unwrap();
+    let put = reqwest::Client::new()
+        .put(format!("{glance}/v2/images/{}/file", created["id"].as_str().unwrap()))
+        .header("X-Auth-Token", admin.current_token().await)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+    std::fs::write(work.join("two.yaml"), two_clusters_suite()).unwrap();
+    let (out, r, stderr) = run(
+        &work.join("two.yaml"),
+        ".",
+        "never",
+        format!("capo-two-{}", std::process::id()),
+        tmp.path().join("two"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let ns_of = |name: &str| {
+        r.scenarios
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.namespace.clone())
+            .unwrap()
+    };
+    let (kept, leaked) = (ns_of("kept"), ns_of("leaked"));
+    let kubectl = |args: &[&str]| {
+        let out = Command::new(assets.path("kubectl"))
+            .arg("--kubeconfig")
+            .arg(lab.kubeconfig())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let server_id = |ns: &str| kubectl(&["-n", ns, "get", "openstackservers", "-o", "jsonpath={.items[*].status.instanceID}"]);
+    let (kept_server, leaked_server) = (server_id(&kept), server_id(&leaked));
+    assert!(!kept_server.is_empty() && !leaked_server.is_empty() && !kept_server.contains(' '));
+    kubectl(&[
+        "-n",
+        &leaked,
+        "patch",
+        "cluster",
+        "infra",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"paused":true}}"#,
+    ]);
+    // Deleted first, then stripped: a controller may add a finalizer to a live object, never to
+    // one being deleted. Garbage collection takes the rest; CAPO, paused, does nothing about it.
+    kubectl(&["-n", &leaked, "delete", "cluster", "infra", "--wait=false"]);
+    let kinds = "clusters.cluster.x-k8s.io,kubeadmcontrolplanes,machinedeployments,machinesets,machines,kubeadmconfigs,openstackclusters,openstackmachines,openstackservers";
+    let mut gone = false;
+    for _ in 0..120 {
+        let left = kubectl(&["-n", &leaked, "get", kinds, "-o", "name"]);
+        if left.trim().is_empty() {
+            gone = true;
+            break;
+        }
+        for obj in left.lines() {
+            // An object may vanish between the listing and the patch.
+            let _ = Command::new(assets.path("kubectl"))
+                .arg("--kubeconfig")
+                .arg(lab.kubeconfig())
+                .args([
+                    "-n",
+                    &leaked,
+                    "patch",
+                    obj,
+                    "--type",
+                    "merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ])
+                .output();
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert!(gone, "the leaked cluster's objects were all deleted");
+    let of = |ns: &str, all: &[Res]| -> Vec<(String, String)> {
+        let c = scs_e2e::env::openstack::ownership::ClusterRef::new(ns, "infra");
+        all.iter()
+            .filter(|x| x.text.contains(&c.resource_name()))
+            .map(|x| (x.kind.to_string(), x.id.clone()))
+            .collect()
+    };
+    let before = cloud_resources(&admin).await;
+    let leaked_net = before
+        .iter()
+        .find(|x| x.kind == "networks" && x.text.contains(&format!("{leaked}-infra")))
+        .unwrap()
+        .id
+        .clone();
+    let network = admin.endpoint("network").unwrap();
+    let stray = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("{network}/v2.0/ports"),
+            Some(&serde_json::json!({"port": {
+                "network_id": leaked_net, "name": "infra-stray-0", "project_id": project,
+                "description": scs_e2e::env::openstack::ownership::ClusterRef::new(&leaked, "infra").capo_description()}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stray.status().as_u16(), 201);
+    let stray: Value = stray.json().await.unwrap();
+    let stray = stray["port"]["id"].as_str().unwrap().to_string();
+    let before = cloud_resources(&admin).await;
+    let (kept_has, leaked_has) = (of(&kept, &before), of(&leaked, &before));
+    assert!(leaked_has.iter().any(|(_, id)| *id == stray), "{leaked_has:?}");
+    for k in ["networks", "routers", "security_groups", "loadbalancers", "floatingips"] {
+        assert!(leaked_has.iter().any(|(kind, _)| kind == k), "the leak has {k}: {leaked_has:?}");
+        assert!(kept_has.iter().any(|(kind, _)| kind == k), "the kept cluster has {k}: {kept_has:?}");
+    }
+    let cleanup = |yes: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_scs-e2e"));
+        c.args(["cleanup", "--cluster", "infra", "--namespace", &leaked, "--wait", "5m"])
+            .current_dir(&work)
+            .env("HOME", tmp.path())
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .env_remove("OS_CLIENT_SECURE_FILE");
+        if yes {
+            c.arg("--yes");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, listed) = cleanup(false);
+    assert_eq!(code, Some(1), "the dry run found the leak: {listed}");
+    for (kind, id) in leaked_has.iter().chain([("servers".to_string(), leaked_server.clone())].iter()) {
+        assert!(listed.contains(id.as_str()), "{kind} {id} listed:\n{listed}");
+    }
+    for (kind, id) in kept_has.iter().chain([("servers".to_string(), kept_server.clone())].iter()) {
+        assert!(
+            !listed.contains(id.as_str()),
+            "the kept cluster's {kind} {id} is not listed:\n{listed}"
+        );
+    }
+    let (code, said) = cleanup(true);
+    assert_eq!(code, Some(0), "{said}");
+    let after = cloud_resources(&admin).await;
+    let ids: Vec<&str> = after.iter().map(|x| x.id.as_str()).collect();
+    for (kind, id) in &leaked_has {
+        assert!(!ids.contains(&id.as_str()), "the leak's {kind} {id} is gone");
+    }
+    assert!(!ids.contains(&leaked_server.as_str()), "the leak's server is gone");
+    for (kind, id) in &kept_has {
+        assert!(ids.contains(&id.as_str()), "the kept cluster's {kind} {id} stays");
+    }
+    assert!(ids.contains(&kept_server.as_str()), "the kept cluster's server stays");
+    // The kept cluster is still CAPO's to delete, and its deletion leaves nothing.
+    kubectl(&["-n", &kept, "delete", "cluster", "infra", "--timeout=10m"]);
+    let left: Vec<String> = cloud_names(&admin)
+        .await
+        .into_iter()
+        .filter(|n| n.contains(&format!("{kept}-infra")) || n.contains(&format!("{leaked}-infra")))
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+
+    // The quota preflight against real Nova: with 3 cores left to the project, the cluster's two
+    // machines (2 cores each) are refused before anything is made. Last, because this run's
+    // namespace gets the stack's ORC Image too, which adopts the Glance image of the same name,
+    // and deletes it with the namespace: a run beside it would lose its node image (seen).
+    let compute = admin.endpoint("compute").unwrap();
+    let set_cores = |n: u32| {
+        let (admin, url) = (&admin, format!("{compute}/os-quota-sets/{project}"));
+        async move {
+            let body = serde_json::json!({"quota_set": {"cores": n}});
+            let r = admin.send(reqwest::Method::PUT, &url, Some(&body)).await.unwrap();
+            assert!(r.status().is_success(), "{:?}", r.text().await);
+        }
+    };
+    set_cores(3).await;
+    let (out, r, stderr) = run(
+        &suite,
+        infrastructure,
+        "always",
+        format!("capo-quota-{}", std::process::id()),
+        tmp.path().join("quota"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let sc = &r.scenarios[0];
+    let create = sc.steps.iter().find(|s| s.name == "create a cluster").unwrap();
+    assert_eq!(create.status, Status::Error, "{stderr}");
+    let m = create.message.as_deref().unwrap();
+    assert!(
+        m.starts_with("openstack cannot hold cluster infra: quota: 4 cores needed, 3 free (0 of 3 used)"),
+        "{m}"
+    );
+    let quota_ns = sc.namespace.clone().unwrap();
+    let made: Vec<String> = cloud_names(&admin).await.into_iter().filter(|n| n.contains(&quota_ns)).collect();
+    assert!(made.is_empty(), "nothing made for a refused cluster: {made:#?}");
+    set_cores(20).await;
 
     lab.stop().await.unwrap();
 }
