@@ -281,3 +281,22 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Polls a real state until `check` gives a value (`Err`: a terminal state, fail at once):
+/// the services have nothing to subscribe to.
+pub async fn until<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, String>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(e) => panic!("{what}: {e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

@@ -13,6 +13,7 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::openstack_services;
 use scs_e2e::env::lab::build;
@@ -320,15 +321,15 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
     // image goes first, then the node image is uploaded once for both clusters to adopt.
     let glance = admin.endpoint("image").unwrap();
     let by_name = format!("{glance}/v2/images?name=ubuntu-capi-image-v1.32.5");
-    let mut gone = false;
-    for _ in 0..180 {
-        if get_json(&admin, &by_name).await.unwrap()["images"].as_array().unwrap().is_empty() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-    assert!(gone, "ORC deleted the first run's image with its namespace");
+    common::until(
+        "ORC deleted the first run's image with its namespace",
+        Duration::from_secs(180),
+        || async {
+            let v = get_json(&admin, &by_name).await?;
+            Ok(v["images"].as_array().unwrap().is_empty().then_some(()))
+        },
+    )
+    .await;
     let created = admin
         .send(
             reqwest::Method::POST,
@@ -367,13 +368,16 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
             .unwrap()
     };
     let (kept, leaked) = (ns_of("kept"), ns_of("leaked"));
-    let kubectl = |args: &[&str]| {
-        let out = Command::new(assets.path("kubectl"))
+    let kubectl_output = |args: &[&str]| {
+        Command::new(assets.path("kubectl"))
             .arg("--kubeconfig")
             .arg(lab.kubeconfig())
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let kubectl = |args: &[&str]| {
+        let out = kubectl_output(args);
         assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -395,19 +399,14 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
     // one being deleted. Garbage collection takes the rest; CAPO, paused, does nothing about it.
     kubectl(&["-n", &leaked, "delete", "cluster", "infra", "--wait=false"]);
     let kinds = "clusters.cluster.x-k8s.io,kubeadmcontrolplanes,machinedeployments,machinesets,machines,kubeadmconfigs,openstackclusters,openstackmachines,openstackservers";
-    let mut gone = false;
-    for _ in 0..120 {
-        let left = kubectl(&["-n", &leaked, "get", kinds, "-o", "name"]);
-        if left.trim().is_empty() {
-            gone = true;
-            break;
-        }
-        for obj in left.lines() {
-            // An object may vanish between the listing and the patch.
-            let _ = Command::new(assets.path("kubectl"))
-                .arg("--kubeconfig")
-                .arg(lab.kubeconfig())
-                .args([
+    common::until(
+        "the leaked cluster's objects were all deleted",
+        Duration::from_secs(120),
+        || async {
+            let left = kubectl(&["-n", &leaked, "get", kinds, "-o", "name"]);
+            for obj in left.lines() {
+                // An object may vanish between the listing and the patch.
+                kubectl_output(&[
                     "-n",
                     &leaked,
                     "patch",
@@ -416,12 +415,12 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
                     "merge",
                     "-p",
                     r#"{"metadata":{"finalizers":null}}"#,
-                ])
-                .output();
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-    assert!(gone, "the leaked cluster's objects were all deleted");
+                ]);
+            }
+            Ok(left.trim().is_empty().then_some(()))
+        },
+    )
+    .await;
     let of = |ns: &str, all: &[Res]| -> Vec<(String, String)> {
         let c = scs_e2e::env::openstack::ownership::ClusterRef::new(ns, "infra");
         all.iter()

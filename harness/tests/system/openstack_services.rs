@@ -6,10 +6,10 @@
 use crate::common;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::openstack_services::{self, OpenStackServices, processes_using};
+use common::until;
 use reqwest::Method;
 use scs_e2e::env::openstack::clouds::{Lookup, load};
 use scs_e2e::env::openstack::identity::Session;
@@ -40,25 +40,6 @@ async fn call(api: &OpenStack<'_>, svc: Service, method: Method, path: &str, bod
 
 fn id(v: &Value, key: &str) -> String {
     v[key]["id"].as_str().unwrap_or_else(|| panic!("no {key}.id in {v}")).to_string()
-}
-
-/// Polls a real state until `check` gives a value (`Err`: a terminal state, fail at once):
-/// the services have nothing to subscribe to.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return v,
-            Ok(None) => {}
-            Err(e) => panic!("{what}: {e}"),
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// GET a resource's JSON under `key`; `None` once it is gone (404).
