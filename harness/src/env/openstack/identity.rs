@@ -22,15 +22,26 @@ const REFRESH_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// the cloud and never carry a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    /// The HTTP request got no answer (connection, TLS handshake, timeout): Keystone's, or a
-    /// service's when a token was being used.
+    /// The login request got no answer (connection, TLS handshake, timeout).
     #[error("cloud `{cloud}`: cannot reach Keystone at {url}: {detail}")]
     Unreachable {
         /// The cloud's name in clouds.yaml.
         cloud: String,
         /// The URL that was requested.
         url: String,
-        /// The HTTP client's error text.
+        /// The HTTP client's error text with its causes.
+        detail: String,
+    },
+    /// A service request (with a token) got no answer, after the retries that were safe.
+    #[error("cloud `{cloud}`: no answer to {call} ({}): {detail}", attempts_text(*.attempts))]
+    NoAnswer {
+        /// The cloud's name in clouds.yaml.
+        cloud: String,
+        /// Method and URL, e.g. `DELETE http://nova:8774/v2.1/servers/ID`.
+        call: String,
+        /// How many times it was sent.
+        attempts: u32,
+        /// The HTTP client's error text with its causes.
         detail: String,
     },
     /// Keystone answered the login with an error status (wrong password, expired credential, ...).
@@ -193,6 +204,36 @@ pub fn auth_body(cloud: &Cloud) -> Value {
     }
 }
 
+fn attempts_text(n: u32) -> String {
+    if n == 1 { "1 attempt".into() } else { format!("{n} attempts") }
+}
+
+/// How often a request that got no answer is sent in all, where sending it again is safe.
+const TRANSPORT_ATTEMPTS: u32 = 3;
+
+/// The client error and its causes: reqwest's own text ("error sending request") hides whether
+/// the connection was refused, reset or timed out.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a request that got no answer may be sent again. A refused connection never reached
+/// the service. Otherwise only idempotent methods: servers close idle keep-alive connections
+/// (gunicorn after 2 s, proxies after their own timeouts) and a request can cross the close on
+/// the wire; a POST may have been acted on, a DELETE or GET repeated is harmless (a repeated
+/// DELETE answers 404, which callers read as gone).
+fn may_resend(method: &reqwest::Method, e: &reqwest::Error) -> bool {
+    use reqwest::Method;
+    e.is_connect() || [Method::GET, Method::HEAD, Method::PUT, Method::DELETE, Method::OPTIONS].contains(method)
+}
+
 /// An HTTP client honouring the cloud's `cacert` and `verify: false`.
 pub fn http_client(cloud: &Cloud) -> Result<reqwest::Client, IdentityError> {
     let tls = |detail: String| IdentityError::Tls {
@@ -230,16 +271,25 @@ impl Session {
 
     async fn authenticate(cloud: &Cloud, http: &reqwest::Client) -> Result<(Token, TokenInfo), IdentityError> {
         let url = format!("{}/auth/tokens", identity_url(&cloud.auth.auth_url));
-        let r = http
-            .post(&url)
-            .json(&auth_body(cloud))
-            .send()
-            .await
-            .map_err(|e| IdentityError::Unreachable {
-                cloud: cloud.name.clone(),
-                url: url.clone(),
-                detail: e.to_string(),
-            })?;
+        // A login may be sent again whatever happened to the first: a second token is harmless.
+        let mut attempt = 1;
+        let r = loop {
+            match http.post(&url).json(&auth_body(cloud)).send().await {
+                Ok(r) => break r,
+                Err(e) if attempt < TRANSPORT_ATTEMPTS => {
+                    tracing::debug!(cloud = %cloud.name, %url, error = %describe(&e), "login got no answer; sending it again");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(IdentityError::Unreachable {
+                        cloud: cloud.name.clone(),
+                        url: url.clone(),
+                        detail: describe(&e),
+                    });
+                }
+            }
+        };
         let status = r.status();
         let token = r.headers().get("x-subject-token").and_then(|v| v.to_str().ok()).map(String::from);
         let body: Value = r.json().await.unwrap_or(Value::Null);
@@ -295,26 +345,40 @@ impl Session {
         self.send(reqwest::Method::GET, url, None).await
     }
 
-    /// A request with the token (and a JSON body); on 401 logs in once more and retries.
+    /// A request with the token (and a JSON body); on 401 logs in once more and retries. A
+    /// request that got no answer is sent again (up to 3 times in all, with a short pause) when
+    /// that is safe: see [`may_resend`].
     pub async fn send(&self, method: reqwest::Method, url: &str, body: Option<&Value>) -> Result<reqwest::Response, IdentityError> {
-        for attempt in 0..2 {
+        let mut relogged = false;
+        let mut unanswered = 0;
+        loop {
             let token = self.token().await?;
             let mut req = self.http.request(method.clone(), url).header("X-Auth-Token", token);
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let r = req.send().await.map_err(|e| IdentityError::Unreachable {
-                cloud: self.cloud.name.clone(),
-                url: url.to_string(),
-                detail: e.to_string(),
-            })?;
-            if r.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
-                self.invalidate().await;
-                continue;
+            match req.send().await {
+                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED && !relogged => {
+                    relogged = true;
+                    self.invalidate().await;
+                }
+                Ok(r) => return Ok(r),
+                Err(e) if unanswered + 1 < TRANSPORT_ATTEMPTS && may_resend(&method, &e) => {
+                    unanswered += 1;
+                    tracing::debug!(cloud = %self.cloud.name, %method, %url, error = %describe(&e), "no answer; sending it again");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(unanswered))).await;
+                }
+                Err(e) => {
+                    unanswered += 1;
+                    return Err(IdentityError::NoAnswer {
+                        cloud: self.cloud.name.clone(),
+                        call: format!("{method} {url}"),
+                        attempts: unanswered,
+                        detail: describe(&e),
+                    });
+                }
             }
-            return Ok(r);
         }
-        unreachable!("the loop returns on its second attempt")
     }
 
     /// The current token's value (to revoke it in tests, or hand to a CLI).
@@ -364,6 +428,101 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    /// A loopback server that reads each request's head and then, by the request's number
+    /// (from 1), drops the connection unanswered or answers 204. Counts the requests it saw.
+    async fn dropping_server(answer_from: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                if n >= answer_from {
+                    let _ = sock.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await;
+                }
+                // Dropping the socket closes the connection, answered or not.
+            }
+        });
+        (base, seen)
+    }
+
+    fn session(base: &str) -> Session {
+        let c = cloud(&format!(
+            "clouds:\n  c:\n    auth: {{auth_url: '{base}', username: u, password: p, project_name: pr}}\n"
+        ));
+        Session {
+            http: http_client(&c).unwrap(),
+            cloud: c,
+            token: Mutex::new(Token {
+                value: "t".into(),
+                expires_at: Utc::now() + chrono::TimeDelta::hours(1),
+            }),
+            catalog: Vec::new(),
+            project_id: None,
+            user_id: None,
+            logins: std::sync::atomic::AtomicUsize::new(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_delete_is_sent_again_and_a_dropped_post_is_not() {
+        use std::sync::atomic::Ordering;
+        let (base, seen) = dropping_server(3).await;
+        let s = session(&base);
+        let url = format!("{base}/v2.1/servers/x");
+        let r = s
+            .send(reqwest::Method::DELETE, &url, None)
+            .await
+            .expect("the third DELETE is answered");
+        assert_eq!(r.status(), 204);
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "two unanswered DELETEs, then the answered one");
+
+        let (base, seen) = dropping_server(2).await;
+        let s = session(&base);
+        let url = format!("{base}/v2.0/ports");
+        let e = s.send(reqwest::Method::POST, &url, Some(&json!({}))).await.unwrap_err().to_string();
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a POST the server may have acted on is not repeated"
+        );
+        assert!(e.starts_with(&format!("cloud `c`: no answer to POST {url} (1 attempt): ")), "{e}");
+        assert!(!e.contains("Keystone"), "a service is not Keystone: {e}");
+
+        let (base, seen) = dropping_server(usize::MAX).await;
+        let s = session(&base);
+        let url = format!("{base}/v2.1/servers");
+        let e = s.get(&url).await.unwrap_err().to_string();
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        assert!(e.contains("(3 attempts)"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_even_for_a_post_and_named_with_its_cause() {
+        // A port nobody listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let s = session(&base);
+        let e = s
+            .send(reqwest::Method::POST, &format!("{base}/v2.0/ports"), Some(&json!({})))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(3 attempts)"), "{e}");
+        assert!(e.to_lowercase().contains("refused"), "the cause is named: {e}");
     }
 
     #[test]
