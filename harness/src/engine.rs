@@ -2,7 +2,7 @@
 //! timeout, with attempts), collectors, clean-up per the delete policy, environment down.
 //! Cancellation stops running steps but still runs collectors and clean-up, and yields a report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,6 +81,21 @@ struct Shared<'a> {
     extra_path: Vec<PathBuf>,
     partial: Mutex<Vec<ScenarioResult>>,
     base: RunReport,
+    /// One lock per name scenarios hold to themselves (`exclusive`).
+    exclusive: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Shared<'_> {
+    /// Waits until the scenario has every name of its `exclusive` to itself; holds them until
+    /// the guards drop. In sorted order, so two scenarios never wait on each other.
+    async fn hold(&self, names: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut guards = Vec::new();
+        for n in names {
+            let lock = self.exclusive.lock().unwrap().entry(n.clone()).or_default().clone();
+            guards.push(lock.lock_owned().await);
+        }
+        guards
+    }
 }
 
 /// Runs the plan and writes the reports (also when interrupted or when the environment fails).
@@ -150,11 +165,15 @@ pub async fn run(plan: &Plan, env: &mut dyn Environment, opts: &RunOptions, canc
                 extra_path: env.bin_dirs(),
                 partial: Mutex::new(Vec::new()),
                 base: base.clone(),
+                exclusive: Mutex::new(HashMap::new()),
             };
             let mut done: Vec<(usize, ScenarioResult)> = futures::stream::iter(plan.scenarios.iter().enumerate())
                 .map(|(i, sc)| {
                     let shared = &shared;
-                    async move { (i, run_scenario(sc, shared).await) }
+                    async move {
+                        let _held = shared.hold(&sc.exclusive).await;
+                        (i, run_scenario(sc, shared).await)
+                    }
                 })
                 .buffer_unordered(opts.parallel.max(1))
                 .collect()
@@ -535,7 +554,20 @@ async fn run_scenario(sc: &PlannedScenario, sh: &Shared<'_>) -> ScenarioResult {
             status = scenario_status(&steps);
         }
         let api: Api<Namespace> = Api::all(sh.resolver.client().clone());
-        let _ = api.delete(&namespace, &DeleteParams::background()).await;
+        let deleting = api.delete(&namespace, &DeleteParams::background()).await;
+        // What the scenario holds to itself can go with its namespace (a finalizer of an object
+        // in it deletes a cloud resource): the next holder starts once the namespace is gone.
+        let pending = deleting.ok().and_then(|d| d.left()).and_then(|ns| ns.metadata.uid);
+        if let Some(uid) = pending.filter(|_| !sc.exclusive.is_empty()) {
+            let gone = kube::runtime::wait::await_condition(api, &namespace, kube::runtime::wait::conditions::is_deleted(&uid));
+            if tokio::time::timeout(sh.opts.teardown_timeout, gone).await.is_err() {
+                sh.obs.on(Event::Note(&format!(
+                    "namespace {namespace} still there after {}: the next scenario needing {} starts anyway",
+                    crate::format::duration::HumanDuration(sh.opts.teardown_timeout),
+                    sc.exclusive.join(", ")
+                )));
+            }
+        }
     }
 
     let result = ScenarioResult {

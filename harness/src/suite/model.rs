@@ -80,6 +80,13 @@ pub struct Scenario {
     /// Set it to use an existing namespace (it is then neither created nor deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Things outside the scenario's namespace it must have to itself, by any name: scenarios
+    /// naming the same one never run at the same time, whatever `--parallel` says (one waiting
+    /// for another takes one of the parallel places). E.g. a cluster stack whose releases make a
+    /// cloud-wide object per namespace: the SCS OpenStack stack's ORC Image is one Glance image
+    /// that every namespace adopts and the first one deleted takes with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusive: Vec<String>,
     /// Expands the scenario once per combination of values; `${KEY}` is substituted everywhere.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Vec<MatrixValue>>,

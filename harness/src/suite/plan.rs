@@ -48,6 +48,9 @@ pub struct PlannedScenario {
     /// The scenario's own namespace (substituted); None: the harness makes one and deletes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// What it must have to itself (substituted, sorted, each once): see the suite's `exclusive`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclusive: Vec<String>,
     /// The suite's `vars`, those given from outside and the matrix values, for `${NAME}` at run
     /// time.
     #[serde(skip)]
@@ -359,6 +362,13 @@ pub fn expand_suite(ls: &LoadedSuite, settings: &Settings) -> Result<Vec<Planned
                 description: sc.description.clone(),
                 matrix: combo,
                 namespace: sc.namespace.as_ref().map(|n| substitute_known(n, &vars)),
+                exclusive: sc
+                    .exclusive
+                    .iter()
+                    .map(|x| substitute_known(x, &vars))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
                 vars,
                 var_sources,
                 steps,

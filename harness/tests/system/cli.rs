@@ -137,24 +137,29 @@ fn every_attempt_is_recorded_and_a_late_pass_is_flaky() {
     assert_eq!(xml.matches("<flakyFailure").count(), 2, "{xml}");
 }
 
-/// Three scenarios wait for each other: a scenario passes only if at some moment all three were
-/// running at once. Each marks itself alive while its script runs (and removes the mark before it
-/// ends, so a later scenario never counts one that has finished); the first to see three alive
-/// leaves `met` so the others pass even if they look a moment later.
-fn barrier_suite(dir: &Path) -> PathBuf {
+/// Scenarios that wait for each other, one per entry of `exclusive` (its `exclusive:` list): a
+/// scenario passes only if at some moment all of them were running at once. Each marks itself
+/// alive while its script runs (and removes the mark before it ends, so a later scenario never
+/// counts one that has finished); the first to see all alive leaves `met` so the others pass
+/// even if they look a moment later.
+fn barrier_suite(dir: &Path, exclusive: &[&str]) -> PathBuf {
     let barrier = dir.join("barrier");
     std::fs::create_dir_all(&barrier).unwrap();
-    let body: String = (1..=3)
-        .map(|i| {
+    let n = exclusive.len();
+    let body: String = exclusive
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
             format!(
                 r#"  - name: s{i}
+    exclusive: {x}
     steps:
       - timeout: 20s
         command:
           script: |
             touch {b}/alive-{i}; end=$((SECONDS+5)); rc=1
             while [ $SECONDS -lt $end ]; do
-              if [ -e {b}/met ] || [ $(ls {b} | grep -c '^alive-') -ge 3 ]; then touch {b}/met; rc=0; break; fi
+              if [ -e {b}/met ] || [ $(ls {b} | grep -c '^alive-') -ge {n} ]; then touch {b}/met; rc=0; break; fi
               sleep 0.05
             done
             rm {b}/alive-{i}; exit $rc
@@ -169,16 +174,40 @@ fn barrier_suite(dir: &Path) -> PathBuf {
 #[test]
 fn scenarios_run_concurrently_up_to_parallel() {
     let dir = tempfile::tempdir().unwrap();
-    let suite = barrier_suite(dir.path());
+    let suite = barrier_suite(dir.path(), &["[]"; 3]);
     let (code, _, err) = run_out(&mut on_lab(&suite, &dir.path().join("p3"), &["--parallel", "3"]));
     assert_eq!(code, 0, "all three meet at the barrier: {err}");
 
     let dir = tempfile::tempdir().unwrap();
-    let suite = barrier_suite(dir.path());
+    let suite = barrier_suite(dir.path(), &["[]"; 3]);
     let (code, _, err) = run_out(&mut on_lab(&suite, &dir.path().join("p2"), &["--parallel", "2"]));
     assert_eq!(code, 1, "with two at a time three are never alive together: {err}");
     let r = results(&dir.path().join("p2"));
     assert_eq!(r.scenarios.iter().filter(|s| s.status == Status::Failed).count(), 3);
+}
+
+#[test]
+fn scenarios_that_need_the_same_thing_to_themselves_never_run_at_once() {
+    // Different things: they run together (--parallel 2) and meet.
+    let dir = tempfile::tempdir().unwrap();
+    let suite = barrier_suite(dir.path(), &["[stack image]", "[other]"]);
+    let (code, _, err) = run_out(&mut on_lab(&suite, &dir.path().join("a"), &["--parallel", "2"]));
+    assert_eq!(code, 0, "both meet at the barrier: {err}");
+    // The same thing (among others): one after the other, so neither meets the other.
+    let dir = tempfile::tempdir().unwrap();
+    let suite = barrier_suite(dir.path(), &["[stack image, b]", "[a, stack image]"]);
+    let art = dir.path().join("b");
+    let (code, _, err) = run_out(&mut on_lab(&suite, &art, &["--parallel", "2"]));
+    assert_eq!(code, 1, "they never run at once: {err}");
+    let r = results(&art);
+    assert_eq!(r.scenarios.iter().filter(|s| s.status == Status::Failed).count(), 2);
+    let (a, b) = (&r.scenarios[0], &r.scenarios[1]);
+    let (first, second) = if a.started_at <= b.started_at { (a, b) } else { (b, a) };
+    let end = first.started_at + chrono::Duration::milliseconds((first.duration_secs * 1000.0) as i64);
+    assert!(
+        second.started_at >= end - chrono::Duration::milliseconds(50),
+        "{first:?}\n{second:?}"
+    );
 }
 
 /// The first SIGINT or SIGTERM (a CI job cancelled) stops the running step, runs `finally`,
