@@ -91,20 +91,6 @@ fn containers() -> u64 {
         .sum()
 }
 
-/// MemTotal − MemAvailable, in bytes.
-fn in_use() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let field = |k: &str| -> u64 {
-        text.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    field("MemTotal:") - field("MemAvailable:")
-}
-
 struct Measured {
     /// The whole `scs-e2e run` (kind management cluster included).
     run: f64,
@@ -121,7 +107,7 @@ struct Measured {
 fn run(dir: &Path, scenarios: &[&str]) -> Measured {
     let suite = suite(dir, scenarios);
     let art = dir.join(format!("out-{}", scenarios.len()));
-    let baseline = in_use();
+    let baseline = scs_e2e::testing::memory_in_use();
     let peak = Arc::new(AtomicU64::new(baseline));
     let peak_containers = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -129,7 +115,7 @@ fn run(dir: &Path, scenarios: &[&str]) -> Measured {
         let (peak, peak_containers, stop) = (peak.clone(), peak_containers.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                peak.fetch_max(in_use(), Ordering::SeqCst);
+                peak.fetch_max(scs_e2e::testing::memory_in_use(), Ordering::SeqCst);
                 // One `docker stats` takes about two seconds: that is the sampling interval.
                 peak_containers.fetch_max(containers(), Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(200));

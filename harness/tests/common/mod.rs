@@ -2,7 +2,6 @@
 //! exits), a fresh namespace per test, and extra labs for tests that break theirs.
 #![allow(dead_code)]
 
-pub mod fake_openstack;
 pub mod keystone;
 pub mod openstack_services;
 

@@ -19,50 +19,12 @@ use common::openstack_services;
 use scs_e2e::env::lab::build;
 use scs_e2e::env::openstack::clouds::{Lookup, load};
 use scs_e2e::env::openstack::identity::Session;
+use scs_e2e::env::openstack::resources::{OpenStack, Service};
 use scs_e2e::report::{RunReport, Status};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-/// A copy of the upstream OpenStack stack snapshot whose node image ORC fetches from `url`
-/// (checked against `sha256`). The format becomes raw: Glance inspects what is uploaded, and
-/// our stand-in image is zeros, not a qcow2 file.
-fn stack_copy(dest: &Path, url: &str, sha256: &str) {
-    let src = fixtures().join("cluster-stacks/upstream/openstack-scs");
-    let out = Command::new("cp").arg("-r").arg(&src).arg(dest).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let image = dest.join("cluster-class/templates/image.yaml");
-    let text = std::fs::read_to_string(&image).unwrap();
-    let mut lines = Vec::new();
-    for l in text.lines() {
-        let t = l.trim_start();
-        let indent = &l[..l.len() - t.len()];
-        lines.push(if t.starts_with("url: ") {
-            format!("{indent}url: {url}")
-        } else if t.starts_with("value: ") {
-            format!("{indent}value: {sha256}")
-        } else if t.starts_with("diskFormat: ") {
-            format!("{indent}diskFormat: raw")
-        } else {
-            l.to_string()
-        });
-    }
-    let changed = lines.join("\n") + "\n";
-    assert_eq!(changed.matches("127.0.0.1").count(), 1, "{changed}");
-    assert!(changed.contains(sha256) && changed.contains("diskFormat: raw"), "{changed}");
-    std::fs::write(&image, changed).unwrap();
-}
-
-/// The fixture's member cloud (an application credential), renamed `openstack`: the SCS stack's
-/// ORC Image names its credentials `openstack`/`openstack` in the chart's values.
-fn member_clouds_yaml(fixture: &Path) -> String {
-    let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
-    let cloud = v["clouds"]["scs-e2e"].clone();
-    assert!(cloud.is_object(), "the fixture's clouds.yaml has scs-e2e: {}", fixture.display());
-    serde_json::to_string_pretty(&serde_json::json!({"clouds": {"openstack": cloud}})).unwrap()
 }
 
 async fn get_json(s: &Session, url: &str) -> Result<Value, String> {
@@ -84,42 +46,27 @@ struct Res {
 }
 
 /// What the admin sees in the cloud (every project): networks, routers, security groups,
-/// ports, floating IPs, load balancers and servers.
+/// ports, floating IPs, load balancers and servers, every page.
 async fn cloud_resources(admin: &Session) -> Vec<Res> {
+    let api = OpenStack::new(admin);
     let mut out = Vec::new();
-    let mut add = |kind: &'static str, r: &Value, extra: &str| {
-        out.push(Res {
-            kind,
-            id: r["id"].as_str().unwrap_or("").to_string(),
-            text: format!(
-                "{} {} {extra}",
-                r["name"].as_str().unwrap_or(""),
-                r["description"].as_str().unwrap_or("")
-            ),
-        })
-    };
-    let network = admin.endpoint("network").unwrap();
-    for (path, key) in [
-        ("v2.0/networks", "networks"),
-        ("v2.0/routers", "routers"),
-        ("v2.0/security-groups", "security_groups"),
-        ("v2.0/ports", "ports"),
-        ("v2.0/floatingips", "floatingips"),
+    for (svc, path, key) in [
+        (Service::Network, "/networks", "networks"),
+        (Service::Network, "/routers", "routers"),
+        (Service::Network, "/security-groups", "security_groups"),
+        (Service::Network, "/ports", "ports"),
+        (Service::Network, "/floatingips", "floatingips"),
+        (Service::LoadBalancer, "/lbaas/loadbalancers", "loadbalancers"),
+        (Service::Compute, "/servers/detail?all_tenants=1", "servers"),
     ] {
-        let v: Value = get_json(admin, &format!("{network}/{path}")).await.unwrap();
-        for r in v[key].as_array().unwrap() {
-            add(key, r, "");
+        let items: Vec<Value> = api.list(svc, path, key).await.unwrap();
+        for r in items {
+            out.push(Res {
+                kind: key,
+                id: r["id"].as_str().unwrap_or("").to_string(),
+                text: format!("{} {}", r["name"].as_str().unwrap_or(""), r["description"].as_str().unwrap_or("")),
+            });
         }
-    }
-    let lb = admin.endpoint("load-balancer").unwrap();
-    let v: Value = get_json(admin, &format!("{lb}/v2/lbaas/loadbalancers")).await.unwrap();
-    for r in v["loadbalancers"].as_array().unwrap() {
-        add("loadbalancers", r, "");
-    }
-    let compute = admin.endpoint("compute").unwrap();
-    let v: Value = get_json(admin, &format!("{compute}/servers?all_tenants=1")).await.unwrap();
-    for r in v["servers"].as_array().unwrap() {
-        add("servers", r, "");
     }
     out
 }
@@ -191,37 +138,9 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
 
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::write(work.join("clouds.yaml"), member_clouds_yaml(&cloud.clouds_yaml)).unwrap();
-    std::fs::write(
-        work.join("config.yaml"),
-        format!(
-            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nopenstack:\n  managementKubeconfig: {}\nmanagement:\n  csoReleaseDir: {}\n",
-            lab.kubeconfig().display(),
-            lab.release_dir().unwrap().display()
-        ),
-    )
-    .unwrap();
-
-    // The node image: 1 MiB served on loopback, the stack pointed at it.
-    let image = vec![0u8; 1 << 20];
-    let sha = format!("{:x}", Sha256::digest(&image));
-    // ORC downloads it from loopback (the stack's own URL is on the internet).
-    let base = scs_e2e::testing::serve_http(std::time::Duration::ZERO, move |_| (200, image.clone())).await;
-    let url = format!("{base}/ubuntu-capi-image.raw");
-    let stack = tmp.path().join("openstack-scs");
-    stack_copy(&stack, &url, &sha);
+    let stack = scs_e2e::testing::openstack_work_dir(&fixtures(), &work, &lab, &cloud.clouds_yaml).await;
     let path = scs_e2e::process::path_with(std::slice::from_ref(&assets.bin_dir));
-    let built = Command::new(env!("CARGO_BIN_EXE_scs-e2e"))
-        .args(["stack", "build"])
-        .arg(&stack)
-        .args(["--mode", "hash", "--print-version", "-o"])
-        .arg(tmp.path().join("rel"))
-        .env("PATH", &path)
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{built:?}");
-    let version = String::from_utf8(built.stdout).unwrap().trim().to_string();
+    let version = scs_e2e::testing::stack_hash_version(Path::new(env!("CARGO_BIN_EXE_scs-e2e")), &stack, &tmp.path().join("rel"), &path);
 
     let admin = Session::login(
         &load(&Lookup {
@@ -261,22 +180,61 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
         }
     };
 
-    let infrastructure = "openstack\\.infrastructure";
-    let (out, r, stderr) = run(
-        &suite,
-        infrastructure,
-        "always",
-        format!("capo-{}", std::process::id()),
-        tmp.path().join("artifacts"),
-    )
-    .await;
-    let sc = r.scenarios.iter().find(|s| s.name == "infrastructure").unwrap();
-    let summary: Vec<String> = sc
-        .steps
+    // The OpenStack Zuul job as Zuul runs it on its node: our run playbook with the job's
+    // variables, through ansible-playbook, so the command line is the role's own. What differs
+    // is what the node provides: the cloud's clouds.yaml where openstack-access-base writes one
+    // (here ~/.config/openstack), the management cluster (the lab, through SCS_E2E_CONFIG,
+    // instead of kind on the node), and the stack (the snapshot with its image on loopback,
+    // passed as a project's job variant passes its own: scs_e2e_extra_args).
+    let home = tmp.path().join("node");
+    std::fs::create_dir_all(home.join(".config/openstack")).unwrap();
+    std::fs::copy(work.join("clouds.yaml"), home.join(".config/openstack/clouds.yaml")).unwrap();
+    let job = "scs-e2e-openstack-quick";
+    let extra = serde_json::json!({"scs_e2e_extra_args": [
+        "--var", format!("STACK_SOURCE={}", stack.display()), "--var", format!("STACK_VERSION={version}")]});
+    let node_env = [
+        ("SCS_E2E_CONFIG", work.join("config.yaml").into_os_string()),
+        ("PATH", path.clone()),
+        (
+            "XDG_CACHE_HOME",
+            scs_e2e::base::cache_root().parent().unwrap().as_os_str().to_owned(),
+        ),
+    ];
+    let played = crate::zuul::playbook("run.yaml", job, &home, &extra, &node_env).await;
+    let art = home.join("zuul-output/artifacts");
+    let r: RunReport = scs_e2e::report::json::read(&art.join("results.json")).unwrap_or_else(|e| panic!("{e}\n{played}"));
+    // Every scenario's steps, for the messages below.
+    let all: Vec<String> = r
+        .scenarios
         .iter()
-        .map(|s| format!("{:?} {} {:?} {:?}", s.status, s.name, s.message, s.details))
+        .flat_map(|sc| {
+            std::iter::once(format!("{:?} {}", sc.status, sc.id())).chain(
+                sc.steps
+                    .iter()
+                    .map(|s| format!("  {:?} {} {:?} {:?}", s.status, s.name, s.message, s.details)),
+            )
+        })
         .collect();
-    assert_eq!(out.status.code(), Some(0), "{summary:#?}\n{stderr}");
+    assert!(played.ok, "the run playbook failed:\n{all:#?}\n{}", played.output);
+    // The command line the role built (ansible -v prints the module's argv).
+    for arg in [
+        r#""run", "--env", "openstack""#,
+        r#""--suite=openstack""#,
+        r#""--parallel", "2""#,
+        r#""--skip""#,
+    ] {
+        assert!(played.output.contains(arg), "{arg} in {}", played.output);
+    }
+    for sc in &r.scenarios {
+        // The job skips `lifecycle` (scs_e2e_skip); everything else must pass.
+        let want = if sc.name == "lifecycle" { Status::Skipped } else { Status::Passed };
+        assert_eq!(sc.status, want, "{}: {all:#?}", sc.id());
+    }
+    for suite in ["generic-steps", "custom-resources", "openstack"] {
+        assert!(r.scenarios.iter().any(|s| s.suite == suite), "{suite} ran: {all:#?}");
+    }
+    let sc = r.scenarios.iter().find(|s| s.id() == "openstack.infrastructure").unwrap();
+    let summary = &all;
     let step = |name: &str| {
         sc.steps
             .iter()
@@ -305,6 +263,19 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
         .filter(|n| n.contains(&format!("{ns}-infra")) || n.contains(&format!("{ns}/infra")) || n.contains(" infra-"))
         .collect();
     assert!(left.is_empty(), "{left:#?}");
+
+    // The job's cleanup-run playbook (which also runs after a cancel): `scs-e2e cleanup --from`
+    // the run's cluster plan, for every cluster of every scenario; all were deleted cleanly, so
+    // it finds nothing and succeeds.
+    let cleaned = crate::zuul::playbook("cleanup.yaml", job, &home, &extra, &node_env).await;
+    assert!(cleaned.ok, "{}", cleaned.output);
+    let task = cleaned
+        .output
+        .split("TASK [")
+        .find(|t| t.starts_with("scs_e2e : Remove the run's clusters from the cloud]"))
+        .unwrap_or_else(|| panic!("the cleanup task ran:\n{}", cleaned.output));
+    assert!(task.contains("changed: [localhost]"), "{task}");
+    assert!(task.contains("nothing of cluster ") && !task.contains("would delete"), "{task}");
 
     let identity = admin.endpoint("identity").unwrap();
     let projects = get_json(&admin, &format!("{identity}/projects?name=scs-e2e")).await.unwrap();
@@ -521,7 +492,7 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
     set_cores(3).await;
     let (out, r, stderr) = run(
         &suite,
-        infrastructure,
+        "openstack\\.infrastructure",
         "always",
         format!("capo-quota-{}", std::process::id()),
         tmp.path().join("quota"),

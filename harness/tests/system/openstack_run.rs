@@ -1,8 +1,8 @@
 //! `scs-e2e run --env openstack` end to end, with everything real that can run here: the lab
 //! (Cluster API, the in-memory provider, CSO) as an existing management cluster carrying the
-//! real CAPO and ORC CRDs, a real Keystone with an application credential, and loopback
-//! compute/network/volume/image services. The workload clusters are in-memory ones (no CAPO
-//! controller can make servers here), but everything the OpenStack environment adds around
+//! real CAPO and ORC CRDs, and the real OpenStack services of `fixtures/openstack` (a project of
+//! the shared cloud each, an application credential). The workload clusters are in-memory ones
+//! (`capo.rs` runs CAPO itself), but everything the OpenStack environment adds around
 //! them runs for real: credentials in each scenario namespace, the `managed-secret` label the
 //! ClusterResourceSet selects (Cluster API applies the cloud-config Secret to the workload
 //! cluster), the stack variables, the preflight, the leak check, and no secret anywhere.
@@ -12,10 +12,10 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::fake_openstack::{Coll, FakeOpenStack};
-use common::keystone::{self, ADMIN_PASSWORD, admin_clouds};
+use common::openstack_services::{self, Tenant, call, id};
 use common::{assets, lab_options};
 use scs_e2e::env::openstack::ownership::ClusterRef;
+use scs_e2e::env::openstack::resources::{OpenStack, Service};
 use scs_e2e::report::{RunReport, Status};
 use serde_json::{Value, json};
 
@@ -93,13 +93,12 @@ async fn management_lab(name: &str) -> (scs_e2e::env::lab::Lab, PathBuf) {
     (lab, kc)
 }
 
-/// A real Keystone whose catalog points at the loopback compute, network, volume and image
-/// services.
-async fn loopback_cloud() -> (FakeOpenStack, keystone::Keystone) {
-    let fake = FakeOpenStack::start().await;
-    let ks = keystone::start(3600, Some(&fake.catalog_spec())).await;
-    fake.set_keystone(&ks.url());
-    (fake, ks)
+/// A project of its own on the shared cloud, and the id of its external network `public`.
+async fn project(prefix: &str, cloud: &str) -> (Tenant, String) {
+    let tenant = openstack_services::shared().await.tenant(prefix, cloud).await;
+    let s = tenant.session().await;
+    let ext = openstack_services::public_network(&OpenStack::new(&s)).await;
+    (tenant, ext)
 }
 
 const APP_SECRET: &str = "canary-appcred-secret-5e0b";
@@ -109,20 +108,16 @@ const GITHUB_TOKEN: &str = "ghp_canaryOpenStackRun0123456789";
 async fn env_openstack_puts_credentials_labels_and_variables_around_clusters_and_checks_for_leaks() {
     let (lab, kc) = management_lab("os-run").await;
 
-    // The cloud: Keystone's catalog points at the loopback services; an application credential
-    // whose secret lives only in secure.yaml.
-    let (fake, ks) = loopback_cloud().await;
+    // The cloud: a project of the real services with Nova's default quota set explicitly (10
+    // instances, 20 cores: the numbers below) and an application credential whose secret lives
+    // only in secure.yaml.
+    let (tenant, ext) = project("os-run", "gx-lab").await;
+    let admin = openstack_services::shared().await.admin().await;
+    openstack_services::set_compute_quota(&admin, &tenant.project_id, json!({"instances": 10, "cores": 20, "ram": 51200})).await;
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    std::fs::write(tmp.path().join("admin.yaml"), admin_clouds(ks.port, ADMIN_PASSWORD)).unwrap();
-    let admin = scs_e2e::env::openstack::clouds::load(&scs_e2e::env::openstack::clouds::Lookup {
-        config_file: Some(tmp.path().join("admin.yaml")),
-        etc: tmp.path().join("none"),
-        ..Default::default()
-    })
-    .unwrap();
-    let s = scs_e2e::env::openstack::identity::Session::login(&admin).await.unwrap();
+    let s = tenant.session().await;
     let identity = s.endpoint("identity").unwrap();
     let r = s
         .send(
@@ -138,8 +133,7 @@ async fn env_openstack_puts_credentials_labels_and_variables_around_clusters_and
     std::fs::write(
         work.join("clouds.yaml"),
         format!(
-            "clouds:\n  gx-lab:\n    auth_type: v3applicationcredential\n    auth: {{auth_url: '{}', application_credential_id: {ac_id}}}\n    region_name: RegionOne\n",
-            ks.url()
+            "clouds:\n  gx-lab:\n    auth_type: v3applicationcredential\n    auth: {{auth_url: '{identity}', application_credential_id: {ac_id}}}\n    region_name: RegionOne\n"
         ),
     )
     .unwrap();
@@ -148,27 +142,34 @@ async fn env_openstack_puts_credentials_labels_and_variables_around_clusters_and
         format!("clouds:\n  gx-lab:\n    auth: {{application_credential_secret: {APP_SECRET}}}\n"),
     )
     .unwrap();
-    // The project's one external network: offered to the clusters as external_id.
-    let ext = fake.add(Coll::Networks, json!({"name": "ext-net", "router:external": true}));
-    for (name, vcpus, ram) in [("SCS-2V-4", 2, 4096), ("SCS-4V-8", 4, 8192)] {
-        fake.add(Coll::Flavors, json!({"name": name, "vcpus": vcpus, "ram": ram, "disk": 0}));
-    }
     // What the "leaky" cluster leaves: CAPO's network and a security group.
+    let api = OpenStack::new(&s);
     let ns = format!("os-run-{}", std::process::id());
     let leaky = ClusterRef::new(&ns, "leaky");
-    let net = fake.add(
-        Coll::Networks,
-        json!({"name": leaky.capo_network_name(), "description": leaky.capo_description()}),
+    let post = |svc: Service, path: &'static str, body: Value| call(&api, svc, reqwest::Method::POST, path, Some(body));
+    let net = id(
+        &post(
+            Service::Network,
+            "/networks",
+            json!({"network": {"name": leaky.capo_network_name(), "description": leaky.capo_description()}}),
+        )
+        .await,
+        "network",
     );
-    let sg = fake.add(
-        Coll::SecurityGroups,
-        json!({"name": leaky.capo_security_groups()[0], "description": "Cluster API managed group"}),
+    let sg = id(
+        &post(
+            Service::Network,
+            "/security-groups",
+            json!({"security_group": {"name": leaky.capo_security_groups()[0], "description": "Cluster API managed group"}}),
+        )
+        .await,
+        "security_group",
     );
 
     std::fs::write(
         work.join("config.yaml"),
         format!(
-            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nopenstack:\n  managementKubeconfig: {}\n  clusterVariables: {{controller_flavor: SCS-2V-4, worker_flavor: SCS-4V-8}}\nmanagement:\n  csoReleaseDir: {}\n",
+            "apiVersion: scs-e2e/v1alpha1\nkind: Config\nopenstack:\n  managementKubeconfig: {}\n  clusterVariables: {{controller_flavor: SCS-2V-4, worker_flavor: SCS-4V-8-50}}\nmanagement:\n  csoReleaseDir: {}\n",
             kc.display(),
             lab.release_dir().unwrap().display()
         ),
@@ -242,9 +243,18 @@ scenarios:
     .unwrap();
     let left_ns = scs_e2e::engine::namespace_for(plan.scenarios.iter().find(|s| s.name == "left").unwrap(), &run_id);
     let left = ClusterRef::new(&left_ns, "left");
-    let port = fake.add(
-        Coll::Ports,
-        json!({"name": "left-bastion-port", "description": left.capo_description(), "network_id": "shared"}),
+    let shared = id(
+        &post(Service::Network, "/networks", json!({"network": {"name": "shared"}})).await,
+        "network",
+    );
+    let port = id(
+        &post(
+            Service::Network,
+            "/ports",
+            json!({"port": {"name": "left-bastion-port", "description": left.capo_description(), "network_id": shared}}),
+        )
+        .await,
+        "port",
     );
 
     let art = tmp.path().join("artifacts");
@@ -365,7 +375,7 @@ scenarios:
         .is_empty()
     );
 
-    // The quota (10 instances in the loopback Nova) cannot hold 12 machines: refused before
+    // The quota (10 instances) cannot hold 12 machines: refused before
     // anything is created.
     let huge = by_name("too big for the quota");
     assert_eq!(huge.status, Status::Error, "{summary:#?}");
@@ -393,8 +403,8 @@ scenarios:
         "variable cloud_name=\"gx-lab\" from the openstack environment",
         "variable secret_name=\"gx-lab\" from the openstack environment",
         "variable controller_flavor=\"SCS-2V-4\" from the openstack environment",
-        "variable worker_flavor=\"SCS-4V-8\" from the openstack environment",
-        "preflight: flavor SCS-4V-8 (worker_flavor): 4 vCPU, 8192 MiB RAM",
+        "variable worker_flavor=\"SCS-4V-8-50\" from the openstack environment",
+        "preflight: flavor SCS-4V-8-50 (worker_flavor): 4 vCPU, 8192 MiB RAM",
         "preflight: quota cores: 6 needed",
     ] {
         assert!(leaky_log.contains(l), "{l}:\n{leaky_log}");
@@ -420,7 +430,7 @@ scenarios:
     assert!(files.len() >= 10, "{files:?}");
     for f in &files {
         let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
-        for c in [APP_SECRET, GITHUB_TOKEN, ADMIN_PASSWORD] {
+        for c in [APP_SECRET, GITHUB_TOKEN, &tenant.password] {
             assert!(!text.contains(c), "{} holds {c}", f.display());
         }
     }
@@ -451,7 +461,7 @@ scenarios:
     assert_eq!(code, Some(3), "{m}");
     assert_eq!(
         m,
-        "cloud `gx-lab` does not offer what the config file asks for: flavor `SCS-64V-256` (worker_flavor) is not offered to this project; it has: SCS-2V-4, SCS-4V-8"
+        "cloud `gx-lab` does not offer what the config file asks for: flavor `SCS-64V-256` (worker_flavor) is not offered to this project; it has: SCS-1V-2, SCS-1V-4-10, SCS-2V-4, SCS-2V-4-20s, SCS-2V-8-20, SCS-4V-16-50, SCS-4V-8-50"
     );
     let (code, m) = again(&mgmt, Some("RegionTwo"));
     assert_eq!(code, Some(3), "{m}");
@@ -468,15 +478,11 @@ scenarios:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects() {
     let (lab, kc) = management_lab("os-suite").await;
-    let (fake, ks) = loopback_cloud().await;
-    let ext = fake.add(Coll::Networks, json!({"name": "public", "router:external": true}));
-    for (name, vcpus, ram) in [("SCS-2V-4-20s", 2, 4096), ("SCS-2V-4", 2, 4096), ("SCS-4V-16", 4, 16384)] {
-        fake.add(Coll::Flavors, json!({"name": name, "vcpus": vcpus, "ram": ram, "disk": 0}));
-    }
+    let (tenant, ext) = project("os-suite", "lab").await;
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    std::fs::write(work.join("clouds.yaml"), admin_clouds(ks.port, ADMIN_PASSWORD)).unwrap();
+    std::fs::copy(&tenant.clouds_yaml, work.join("clouds.yaml")).unwrap();
     std::fs::write(
         work.join("config.yaml"),
         format!(
@@ -512,7 +518,7 @@ async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects()
         "--delete",
         "always",
         "--var",
-        "WORKER_FLAVOR=SCS-4V-16",
+        "WORKER_FLAVOR=SCS-4V-16-50",
     ])
     .args(["--var", &format!("STACK_VERSION={version}")])
     .args(["--run-id", &ns])
@@ -575,7 +581,7 @@ async fn the_openstack_suite_renders_the_scs_openstack_stack_into_capo_objects()
         "{logs}"
     );
     assert!(
-        logs.contains("preflight: flavor SCS-4V-16 (worker_flavor)"),
+        logs.contains("preflight: flavor SCS-4V-16-50 (worker_flavor)"),
         "the --var reached the Cluster: {logs}"
     );
     lab.stop().await.unwrap();

@@ -8,48 +8,15 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::openstack_services::{self, OpenStackServices, processes_using};
+use common::openstack_services::{self, OpenStackServices, call, get, gone, id, processes_using};
 use common::until;
 use reqwest::Method;
-use scs_e2e::env::openstack::clouds::{Lookup, load};
 use scs_e2e::env::openstack::identity::Session;
 use scs_e2e::env::openstack::resources::{ApiError, OpenStack, Port, Service};
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn login(os: &OpenStackServices, cloud: &str) -> Session {
-    let c = load(&Lookup {
-        cloud: Some(cloud.into()),
-        config_file: Some(os.clouds_yaml.clone()),
-        cwd: os.state_dir().to_path_buf(),
-        etc: os.state_dir().join("none"),
-        ..Default::default()
-    })
-    .unwrap();
-    Session::login(&c).await.unwrap_or_else(|e| panic!("login to {cloud}: {e}"))
-}
-
-/// A request to a service; panics unless it answers 2xx. Returns the JSON body (Null if none).
-async fn call(api: &OpenStack<'_>, svc: Service, method: Method, path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}{path}", api.base(svc).unwrap());
-    let r = api.session.send(method.clone(), &url, body.as_ref()).await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{method} {path} answered {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-fn id(v: &Value, key: &str) -> String {
-    v[key]["id"].as_str().unwrap_or_else(|| panic!("no {key}.id in {v}")).to_string()
-}
-
-/// GET a resource's JSON under `key`; `None` once it is gone (404).
-async fn get(api: &OpenStack<'_>, svc: Service, path: &str, key: &str) -> Option<Value> {
-    let url = format!("{}{path}", api.base(svc).unwrap());
-    api.get_json(svc, &url).await.unwrap().map(|v| v[key].clone())
-}
-
-async fn gone(api: &OpenStack<'_>, svc: Service, path: String, key: &str) -> Result<Option<()>, String> {
-    Ok(get(api, svc, &path, key).await.is_none().then_some(()))
+    openstack_services::login(&os.clouds_yaml, cloud).await
 }
 
 fn conflict(r: Result<impl std::fmt::Debug, ApiError>, what: &str) {
@@ -133,32 +100,8 @@ async fn a_tenant_comes_up_conflicts_pages_and_goes_away_on_real_services() {
     )
     .await;
 
-    // A tiny image in Glance (raw upload: the client speaks JSON only).
-    let image = call(
-        &api,
-        Service::Image,
-        Method::POST,
-        "/images",
-        Some(json!({"name": "t-image", "disk_format": "raw", "container_format": "bare"})),
-    )
-    .await["id"]
-        .as_str()
-        .expect("the new image's id")
-        .to_string();
-    let upload = reqwest::Client::new()
-        .put(format!("{}/images/{image}/file", api.base(Service::Image).unwrap()))
-        .header("X-Auth-Token", session.token().await.unwrap())
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![0u8; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status().as_u16(), 204, "image upload: {:?}", upload.text().await);
-    until("image active", Duration::from_secs(60), || async {
-        let i = get(&api, Service::Image, &format!("/images/{image}"), "status").await;
-        Ok(i.filter(|s| s == "active").map(|_| ()))
-    })
-    .await;
+    // A tiny image in Glance.
+    let image = openstack_services::upload_image(&api, "t-image", json!({})).await;
 
     // A server on the fake hypervisor: scheduled, its port bound, ACTIVE.
     let server = id(

@@ -68,6 +68,97 @@ const JINJA_WORDS: &[&str] = &[
     "and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None",
 ];
 
+/// A job's variables as its playbooks get them from Zuul: each from the nearest job of its
+/// chain that sets it (the job's own value wins over its parents').
+pub(crate) fn job_variables(job: &str) -> serde_json::Map<String, Value> {
+    let mut p = Vec::new();
+    let cfg = load_config(&repo(), &mut p);
+    assert!(p.is_empty(), "{p:?}");
+    assert!(cfg.jobs.contains_key(job), "job {job} in zuul/zuul.d");
+    let mut out = serde_json::Map::new();
+    for (k, v) in cfg.job_vars(job).1 {
+        out.entry(k).or_insert(v);
+    }
+    out
+}
+
+/// What [`playbook`] did: whether ansible-playbook succeeded, and what it printed.
+pub(crate) struct Played {
+    pub ok: bool,
+    pub output: String,
+}
+
+impl std::fmt::Display for Played {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ansible-playbook {}:\n{}",
+            if self.ok { "succeeded" } else { "failed" },
+            self.output
+        )
+    }
+}
+
+/// Runs one of our playbooks (`zuul/playbooks/NAME`) as Zuul runs it on a job's node:
+/// ansible-playbook (the lint virtualenv's, fixtures/tools/lint-venv.sh) against localhost, with
+/// `home` as the node's home, the job's variables from zuul/zuul.d, what Zuul provides
+/// (`zuul.build`, `zuul.project.src_dir`) and the parent job (`cloud`: `openstack`), and `extra`
+/// over them as a project's job variant would set them. The checkout is linked where Zuul puts
+/// it and scs-e2e where the pre-run playbook installs it (pre-run itself downloads the tools,
+/// which cannot run here: `env`'s PATH has them). `env` is the node's environment.
+pub(crate) async fn playbook(name: &str, job: &str, home: &Path, extra: &Value, env: &[(&str, std::ffi::OsString)]) -> Played {
+    let venv = tokio::process::Command::new("sh")
+        .arg(repo().join("fixtures/tools/lint-venv.sh"))
+        .output()
+        .await
+        .unwrap();
+    assert!(venv.status.success(), "lint-venv.sh: {}", String::from_utf8_lossy(&venv.stderr));
+    let venv = PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim());
+    let src_dir = "src/github.com/SovereignCloudStack/scs-e2e";
+    for (link, target) in [
+        (home.join(src_dir), repo()),
+        (home.join(".local/bin/scs-e2e"), PathBuf::from(env!("CARGO_BIN_EXE_scs-e2e"))),
+    ] {
+        if !link.exists() {
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, &link).unwrap();
+        }
+    }
+    let mut vars = job_variables(job);
+    vars.insert(
+        "zuul".into(),
+        serde_json::json!({"build": format!("{:x}", std::process::id()), "project": {"src_dir": src_dir}}),
+    );
+    vars.insert("cloud".into(), Value::from("openstack"));
+    // Ansible reads the home from the password database, not $HOME.
+    vars.insert("ansible_user_dir".into(), Value::from(home.to_string_lossy()));
+    vars.insert(
+        "ansible_python_interpreter".into(),
+        Value::from(venv.join("bin/python").to_string_lossy()),
+    );
+    vars.extend(extra.as_object().cloned().unwrap_or_default());
+    let vars_file = home.join(format!("{name}.vars.json"));
+    std::fs::write(&vars_file, serde_json::to_string(&vars).unwrap()).unwrap();
+    let mut c = tokio::process::Command::new(venv.join("bin/ansible-playbook"));
+    c.args(["-v", "-i", "localhost,", "-c", "local", "-e"])
+        .arg(format!("@{}", vars_file.display()))
+        .arg(repo().join("zuul/playbooks").join(name))
+        .env_clear()
+        .env("HOME", home)
+        .env("ANSIBLE_LOCAL_TEMP", home.join(".ansible/tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env("LANG", "C.UTF-8");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().await.unwrap();
+    Played {
+        ok: out.status.success(),
+        output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }

@@ -240,7 +240,14 @@ pub fn http_client(cloud: &Cloud) -> Result<reqwest::Client, IdentityError> {
         cloud: cloud.name.clone(),
         detail,
     };
-    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    // Idle connections are dropped after 1 s rather than reused: servers close theirs after a
+    // few seconds (gunicorn 2 s, Apache 5 s, load balancers their own), and a request sent on a
+    // connection as the server closes it gets no answer; a POST cannot be sent again safely.
+    // A bound on a hung request, not on a slow one: a loaded Neutron takes tens of seconds to
+    // associate a floating IP (seen past 30 s on the fixture with the machine busy).
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .pool_idle_timeout(Duration::from_secs(1));
     if let Some(ca) = &cloud.cacert {
         let pem = std::fs::read(ca).map_err(|e| tls(format!("cacert {}: {e}", ca.display())))?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| tls(format!("cacert {}: not a PEM certificate: {e}", ca.display())))?;
@@ -381,6 +388,36 @@ impl Session {
         }
     }
 
+    /// A session already logged in (a token valid for an hour) to cloud `c` whose Keystone is
+    /// at `auth_url`, with `catalog`: for unit tests against loopback servers.
+    #[cfg(test)]
+    pub(crate) fn logged_in_for_tests(auth_url: &str, catalog: Vec<CatalogEntry>) -> Session {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("clouds.yaml"),
+            format!("clouds:\n  c:\n    auth: {{auth_url: '{auth_url}', username: u, password: p, project_name: pr}}\n"),
+        )
+        .unwrap();
+        let cloud = super::clouds::load(&super::clouds::Lookup {
+            cwd: d.path().to_path_buf(),
+            etc: d.path().join("none"),
+            ..Default::default()
+        })
+        .unwrap();
+        Session {
+            http: http_client(&cloud).unwrap(),
+            cloud,
+            token: Mutex::new(Token {
+                value: "t".into(),
+                expires_at: Utc::now() + chrono::TimeDelta::hours(1),
+            }),
+            catalog,
+            project_id: None,
+            user_id: None,
+            logins: std::sync::atomic::AtomicUsize::new(1),
+        }
+    }
+
     /// The current token's value (to revoke it in tests, or hand to a CLI).
     pub async fn current_token(&self) -> String {
         self.token.lock().await.value.clone()
@@ -460,21 +497,7 @@ mod tests {
     }
 
     fn session(base: &str) -> Session {
-        let c = cloud(&format!(
-            "clouds:\n  c:\n    auth: {{auth_url: '{base}', username: u, password: p, project_name: pr}}\n"
-        ));
-        Session {
-            http: http_client(&c).unwrap(),
-            cloud: c,
-            token: Mutex::new(Token {
-                value: "t".into(),
-                expires_at: Utc::now() + chrono::TimeDelta::hours(1),
-            }),
-            catalog: Vec::new(),
-            project_id: None,
-            user_id: None,
-            logins: std::sync::atomic::AtomicUsize::new(1),
-        }
+        Session::logged_in_for_tests(base, Vec::new())
     }
 
     #[tokio::test]

@@ -606,6 +606,50 @@ impl<'a> OpenStack<'a> {
         })
     }
 
+    /// Every item of a collection that pages by `offset` without links: asks from the count
+    /// seen so far until a page is empty or brings no new id (a service ignoring `offset`).
+    pub async fn list_by_offset<T: DeserializeOwned>(&self, svc: Service, path: &str, key: &str) -> Result<Vec<T>, ApiError> {
+        let root = self.base(svc)?;
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut ids = HashSet::new();
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let url = format!("{root}{path}{sep}offset={}", ids.len());
+            let call = || call_name(&reqwest::Method::GET, &url);
+            let doc = self.get_json(svc, &url).await?.ok_or_else(|| ApiError::Http {
+                service: svc.label(),
+                call: call(),
+                status: 404,
+                message: "the collection does not exist on this endpoint".into(),
+            })?;
+            let items = doc.get(key).and_then(Value::as_array).ok_or_else(|| ApiError::Malformed {
+                service: svc.label(),
+                call: call(),
+                detail: format!("no `{key}` list in the answer"),
+            })?;
+            let before = ids.len();
+            for it in items {
+                let id = it.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                if !ids.insert(id) {
+                    continue;
+                }
+                out.push(serde_json::from_value(it.clone()).map_err(|e| ApiError::Malformed {
+                    service: svc.label(),
+                    call: call(),
+                    detail: format!("`{key}` item: {e}"),
+                })?);
+            }
+            if ids.len() == before {
+                return Ok(out);
+            }
+        }
+        Err(ApiError::Malformed {
+            service: svc.label(),
+            call: call_name(&reqwest::Method::GET, &format!("{root}{path}")),
+            detail: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
     /// DELETE; 404 is [`Deleted::AlreadyGone`].
     pub async fn delete(&self, svc: Service, path: &str) -> Result<Deleted, ApiError> {
         let url = format!("{}{path}", self.base(svc)?);
@@ -661,9 +705,10 @@ impl<'a> OpenStack<'a> {
     pub async fn delete_server(&self, id: &str) -> Result<Deleted, ApiError> {
         self.delete(Service::Compute, &format!("/servers/{id}")).await
     }
-    /// Every server group of the project.
+    /// Every server group of the project. Nova gives no next link here: it cuts the list at its
+    /// `max_limit` and takes `offset`.
     pub async fn server_groups(&self) -> Result<Vec<ServerGroup>, ApiError> {
-        self.list(Service::Compute, "/os-server-groups", "server_groups").await
+        self.list_by_offset(Service::Compute, "/os-server-groups", "server_groups").await
     }
     /// Deletes a server group.
     pub async fn delete_server_group(&self, id: &str) -> Result<Deleted, ApiError> {
@@ -823,6 +868,47 @@ mod tests {
             "404 Not Found The resource could not be found."
         );
         assert_eq!(error_message(""), "(no message)");
+    }
+
+    /// Nova's server groups come without a next link, cut at its max_limit: paged by offset,
+    /// until a page is empty, or brings nothing new (a service that ignores `offset`).
+    #[tokio::test]
+    async fn lists_without_links_are_paged_by_offset() {
+        use super::super::identity::{CatalogEntry, Endpoint, Session};
+        let groups = |from: usize, to: usize| -> Vec<u8> {
+            let items: Vec<Value> = (from..to)
+                .map(|i| serde_json::json!({"id": format!("g{i}"), "name": format!("group-{i}"), "members": []}))
+                .collect();
+            serde_json::to_vec(&serde_json::json!({"server_groups": items})).unwrap()
+        };
+        let catalog = |base: &str| {
+            vec![CatalogEntry {
+                service_type: "compute".into(),
+                name: "nova".into(),
+                endpoints: vec![Endpoint {
+                    interface: "public".into(),
+                    region: None,
+                    region_id: None,
+                    url: format!("{base}/compute/v2.1"),
+                }],
+            }]
+        };
+        // Pages of 2 of 5 groups.
+        let base = crate::testing::serve_http(std::time::Duration::ZERO, move |target| {
+            let offset: usize = target.rsplit("offset=").next().and_then(|o| o.parse().ok()).unwrap_or(0);
+            (200, groups(offset.min(5), (offset + 2).min(5)))
+        })
+        .await;
+        let s = Session::logged_in_for_tests(&base, catalog(&base));
+        let got = OpenStack::new(&s).server_groups().await.unwrap();
+        assert_eq!(
+            got.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+            ["g0", "g1", "g2", "g3", "g4"]
+        );
+        // The same first page whatever the offset: what it has, once.
+        let base = crate::testing::serve_http(std::time::Duration::ZERO, move |_| (200, groups(0, 2))).await;
+        let s = Session::logged_in_for_tests(&base, catalog(&base));
+        assert_eq!(OpenStack::new(&s).server_groups().await.unwrap().len(), 2);
     }
 
     #[test]
