@@ -564,23 +564,10 @@ impl<'a> OpenStack<'a> {
         let call = |u: &str| call_name(&reqwest::Method::GET, u);
         for _ in 0..MAX_PAGES {
             seen.insert(url.clone());
-            let doc = self.get_json(svc, &url).await?.ok_or_else(|| ApiError::Http {
-                service: svc.label(),
-                call: call(&url),
-                status: 404,
-                message: "the collection does not exist on this endpoint".into(),
-            })?;
-            let items = doc.get(key).and_then(Value::as_array).ok_or_else(|| ApiError::Malformed {
-                service: svc.label(),
-                call: call(&url),
-                detail: format!("no `{key}` list in the answer"),
-            })?;
-            for it in items {
-                out.push(serde_json::from_value(it.clone()).map_err(|e| ApiError::Malformed {
-                    service: svc.label(),
-                    call: call(&url),
-                    detail: format!("`{key}` item: {e}"),
-                })?);
+            let doc = self.page(svc, &url, key).await?;
+            let items = doc[key].as_array().cloned().unwrap_or_default();
+            for it in &items {
+                out.push(Self::item(svc, &url, key, it)?);
             }
             let next = doc
                 .get(format!("{key}_links"))
@@ -606,6 +593,35 @@ impl<'a> OpenStack<'a> {
         })
     }
 
+    /// One page of a collection: its document, which has a `key` list (else an error naming
+    /// the call); a 404 is an error too (no such collection on this endpoint).
+    async fn page(&self, svc: Service, url: &str, key: &str) -> Result<Value, ApiError> {
+        let call = || call_name(&reqwest::Method::GET, url);
+        let doc = self.get_json(svc, url).await?.ok_or_else(|| ApiError::Http {
+            service: svc.label(),
+            call: call(),
+            status: 404,
+            message: "the collection does not exist on this endpoint".into(),
+        })?;
+        if doc.get(key).and_then(Value::as_array).is_none() {
+            return Err(ApiError::Malformed {
+                service: svc.label(),
+                call: call(),
+                detail: format!("no `{key}` list in the answer"),
+            });
+        }
+        Ok(doc)
+    }
+
+    /// One item of a page, read as `T`; an error names the call it came from.
+    fn item<T: DeserializeOwned>(svc: Service, url: &str, key: &str, it: &Value) -> Result<T, ApiError> {
+        serde_json::from_value(it.clone()).map_err(|e| ApiError::Malformed {
+            service: svc.label(),
+            call: call_name(&reqwest::Method::GET, url),
+            detail: format!("`{key}` item: {e}"),
+        })
+    }
+
     /// Every item of a collection that pages by `offset` without links: asks from the count
     /// seen so far until a page is empty or brings no new id (a service ignoring `offset`).
     pub async fn list_by_offset<T: DeserializeOwned>(&self, svc: Service, path: &str, key: &str) -> Result<Vec<T>, ApiError> {
@@ -615,29 +631,13 @@ impl<'a> OpenStack<'a> {
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let url = format!("{root}{path}{sep}offset={}", ids.len());
-            let call = || call_name(&reqwest::Method::GET, &url);
-            let doc = self.get_json(svc, &url).await?.ok_or_else(|| ApiError::Http {
-                service: svc.label(),
-                call: call(),
-                status: 404,
-                message: "the collection does not exist on this endpoint".into(),
-            })?;
-            let items = doc.get(key).and_then(Value::as_array).ok_or_else(|| ApiError::Malformed {
-                service: svc.label(),
-                call: call(),
-                detail: format!("no `{key}` list in the answer"),
-            })?;
+            let doc = self.page(svc, &url, key).await?;
             let before = ids.len();
-            for it in items {
+            for it in doc[key].as_array().into_iter().flatten() {
                 let id = it.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-                if !ids.insert(id) {
-                    continue;
+                if ids.insert(id) {
+                    out.push(Self::item(svc, &url, key, it)?);
                 }
-                out.push(serde_json::from_value(it.clone()).map_err(|e| ApiError::Malformed {
-                    service: svc.label(),
-                    call: call(),
-                    detail: format!("`{key}` item: {e}"),
-                })?);
             }
             if ids.len() == before {
                 return Ok(out);
