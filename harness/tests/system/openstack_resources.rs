@@ -24,9 +24,21 @@ use scs_e2e::env::openstack::ownership::ClusterRef;
 use scs_e2e::env::openstack::resources::{OpenStack, Service};
 use serde_json::{Value, json};
 
+/// The shared cloud's one hypervisor: every test here boots servers on it, and the stuck-server
+/// test freezes it. Nova's scheduler takes a compute service silent for over a minute as down and
+/// then fails every boot with "No valid host" (seen in CI), so the freezer has it to itself.
+static HYPERVISOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+enum HostUse {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
+}
+
 /// A project of its own on the shared cloud, with what every seeding needs.
 struct Cloud {
     os: &'static OpenStackServices,
+    /// Held for the test's lifetime: its servers need nova-compute to answer.
+    _host: HostUse,
     tenant: Tenant,
     session: Session,
     /// The external network `public`.
@@ -39,6 +51,15 @@ struct Cloud {
 }
 
 async fn cloud(prefix: &str) -> Cloud {
+    cloud_with(prefix, HostUse::Shared(HYPERVISOR.read().await)).await
+}
+
+/// A project on the shared cloud whose hypervisor no other test uses meanwhile.
+async fn cloud_alone(prefix: &str) -> Cloud {
+    cloud_with(prefix, HostUse::Alone(HYPERVISOR.write().await)).await
+}
+
+async fn cloud_with(prefix: &str, host: HostUse) -> Cloud {
     let os = openstack_services::shared().await;
     let tenant = os.tenant(prefix, "lab").await;
     let session = tenant.session().await;
@@ -55,6 +76,7 @@ async fn cloud(prefix: &str) -> Cloud {
     let boot_image = openstack_services::upload_image(&api, "boot", json!({})).await;
     Cloud {
         os,
+        _host: host,
         tenant,
         session,
         ext,
@@ -621,7 +643,7 @@ impl Drop for Resume {
 /// input (exit 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_server_fails_with_exit_1_and_bad_credentials_with_exit_3() {
-    let cl = cloud("stuck").await;
+    let cl = cloud_alone("stuck").await;
     let gamma = seed(&cl, "team-a", "gamma").await;
     let pids = nova_compute(cl.os);
     assert_eq!(pids.len(), 1, "one nova-compute in {}", cl.os.state_dir().display());
