@@ -695,7 +695,37 @@ pub async fn install_cso(
     cancel: &CancellationToken,
 ) -> Result<(), MgmtError> {
     say(&format!("helm upgrade -i {CSO_RELEASE} {}", spec.cso.chart));
-    run(&tools.helm, &spec.helm_cso_args(kubeconfig), &[], deadline, cancel).await?;
+    let mut attempt = 1;
+    while let Err(e) = run(&tools.helm, &spec.helm_cso_args(kubeconfig), &[], deadline, cancel).await {
+        // The webhooks answered the probes before, but a controller on a loaded machine can
+        // stop answering for a while (seen: cert-manager's TLS handshake timed out and Cluster
+        // API's webhook refused connections in the same helm run). That passes; anything else
+        // does not.
+        if attempt >= CSO_INSTALL_ATTEMPTS || !webhook_unreachable(&e) {
+            return Err(e);
+        }
+        say(&format!(
+            "helm could not reach an admission webhook (attempt {attempt} of {CSO_INSTALL_ATTEMPTS}); removing the partial release and waiting for the webhooks"
+        ));
+        // A first install that failed leaves a release without a deployed revision, which
+        // `upgrade -i` refuses: start clean.
+        let uninstall: Vec<String> = [
+            "uninstall",
+            CSO_RELEASE,
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "-n",
+            CSO_NAMESPACE,
+            "--wait",
+            "--ignore-not-found",
+        ]
+        .map(String::from)
+        .to_vec();
+        run(&tools.helm, &uninstall, &[], deadline, cancel).await?;
+        wait_cert_manager_webhook(client, deadline).await?;
+        wait_capi_webhook(client, deadline).await?;
+        attempt += 1;
+    }
     if let Some(dir) = &spec.cso.local_release_dir {
         say(&format!("CSO in local mode, release assets from {dir}"));
         cso_local_mode(client, dir).await?;
@@ -708,6 +738,40 @@ pub async fn install_cso(
         unregister_cso_hooks(client).await?;
     }
     Ok(())
+}
+
+/// How often CSO's helm install meets an unreachable webhook before the environment fails.
+const CSO_INSTALL_ATTEMPTS: u32 = 3;
+
+/// A tool's failure that is an admission webhook not answering (refused, timed out), as
+/// opposed to one that answered and refused.
+fn webhook_unreachable(e: &MgmtError) -> bool {
+    match e {
+        MgmtError::Tool { how, tail, .. } if how.starts_with("exited") => {
+            tail.contains("failed calling webhook")
+                && [
+                    "connection refused",
+                    "timeout",
+                    "deadline exceeded",
+                    "no endpoints available",
+                    "EOF",
+                ]
+                .iter()
+                .any(|w| tail.contains(w))
+        }
+        _ => false,
+    }
+}
+
+/// Waits until cert-manager's admission webhook answers: CSO's chart has cert-manager objects.
+pub async fn wait_cert_manager_webhook(client: &kube::Client, deadline: Instant) -> Result<(), MgmtError> {
+    let probe = json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": {"name": "scs-e2e-webhook-probe", "namespace": "default"},
+        "spec": {"selfSigned": {}}
+    });
+    wait_webhook(client, "issuers", probe, "cert-manager's webhook", deadline).await
 }
 
 /// Waits until CSO's admission webhook answers (see [`wait_webhook`]); the first ClusterStack of
@@ -995,6 +1059,31 @@ pub fn properties(spec: &Spec) -> BTreeMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_an_unreachable_webhook_makes_the_cso_install_try_again() {
+        let tool = |how: &str, tail: &str| MgmtError::Tool {
+            tool: "helm".into(),
+            args: "upgrade -i cso".into(),
+            how: how.into(),
+            tail: tail.into(),
+        };
+        // What stop 28's rehearsal met, under load.
+        let seen = "Error: 2 errors occurred:\n\t* Internal error occurred: failed calling webhook \"webhook.cert-manager.io\": failed to call webhook: Post \"https://cert-manager-webhook.cert-manager.svc:443/validate?timeout=30s\": net/http: TLS handshake timeout\n\t* Internal error occurred: failed calling webhook \"default.extensionconfig.runtime.addons.cluster.x-k8s.io\": failed to call webhook: Post \"https://capi-webhook-service.capi-system.svc:443/mutate\": dial tcp 10.96.180.143:443: connect: connection refused";
+        assert!(webhook_unreachable(&tool("exited with 1", seen)));
+        // A webhook that answered and refused, a broken chart, a timeout of helm itself: no.
+        let denied = "Error: admission webhook \"vclusterstack.kb.io\" denied the request: spec.versions: invalid";
+        assert!(!webhook_unreachable(&tool("exited with 1", denied)));
+        assert!(!webhook_unreachable(&tool(
+            "exited with 1",
+            "Error: chart requires kubeVersion: >=1.40"
+        )));
+        assert!(!webhook_unreachable(&tool(
+            "did not finish before the management cluster's timeout",
+            seen
+        )));
+        assert!(!webhook_unreachable(&MgmtError::Kube(seen.into())));
+    }
+
     #[test]
     fn an_existing_management_cluster_is_installed_into_only_when_bare() {
         let all: Vec<String> = marker_crds(Infrastructure::OpenStack).iter().map(|(p, _)| p.to_string()).collect();

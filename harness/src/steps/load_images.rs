@@ -11,8 +11,12 @@ use crate::env::images;
 
 /// Builds the named images if they are not built yet (`scs-e2e images build`, cached) and
 /// imports them into the containerd of every running node container of the cluster (CAPD labels
-/// them `io.x-k8s.kind.cluster=<cluster>`), as `kind load` does for kind's own nodes. Nodes made
-/// later (an upgrade, a remediated machine) do not have them: load after those steps.
+/// them `io.x-k8s.kind.cluster=<cluster>`), as `kind load` does for kind's own nodes. Where
+/// Cluster API runs, it first waits (within the step's timeout) until the cluster has the
+/// Machines its topology asks for, none being deleted, each node's container running: a machine
+/// being remediated would otherwise be replaced by a node without the images (a dead worker's
+/// Node stays Ready for up to 40 s, so `waitCluster` can pass just before its MachineHealthCheck
+/// acts). Nodes made later still (an upgrade) do not have them: load after those steps.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoadImages {
@@ -69,18 +73,45 @@ impl Operation for LoadImages {
             .map(|n| images::recipe(n).ok_or_else(|| StepFailure::error(images::ImagesError::Unknown(n.clone()).to_string())))
             .collect::<Result<_, _>>()?;
         let filter = format!("label={CLUSTER_LABEL}={cluster}");
-        let nodes = engine
-            .run(&[
-                "ps",
-                "--filter",
-                &filter,
-                "--filter",
-                "status=running",
-                "--format",
-                &format!("{{{{.Names}}}} {{{{.Label \"{ROLE_LABEL}\"}}}}"),
-            ])
-            .map_err(|e| StepFailure::error(e.to_string()))?;
-        let nodes = node_containers(&nodes);
+        let running = || -> Result<Vec<String>, StepFailure> {
+            let ps = engine
+                .run(&[
+                    "ps",
+                    "--filter",
+                    &filter,
+                    "--filter",
+                    "status=running",
+                    "--format",
+                    &format!("{{{{.Names}}}} {{{{.Label \"{ROLE_LABEL}\"}}}}"),
+                ])
+                .map_err(|e| StepFailure::error(e.to_string()))?;
+            Ok(node_containers(&ps))
+        };
+        let mut nodes = running()?;
+        if let Some(machines) = machine_api(ctx).await {
+            let mut said = String::new();
+            loop {
+                let why = match settled(ctx, &machines, &cluster, &nodes).await {
+                    Ok(None) => break,
+                    Ok(Some(why)) => why,
+                    Err(e) => return Err(e),
+                };
+                if why != said {
+                    ctx.log.line(format!("waiting: {why}"));
+                    said = why.clone();
+                }
+                if tokio::time::Instant::now() + std::time::Duration::from_secs(2) > ctx.deadline {
+                    return Err(StepFailure::failed(format!(
+                        "cluster {cluster}'s machines did not settle before the step's timeout: {why}"
+                    )));
+                }
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return Err(StepFailure::error("interrupted")),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+                nodes = running()?;
+            }
+        }
         if nodes.is_empty() {
             return Err(StepFailure::failed(format!(
                 "cluster {cluster} has no running node container (label {CLUSTER_LABEL}={cluster}); loadImages needs the Docker machines of --env kind"
@@ -145,9 +176,137 @@ impl Operation for LoadImages {
     }
 }
 
+/// The Machine API when Cluster API is installed (else `None`: containers are all there is).
+async fn machine_api(ctx: &StepCtx) -> Option<kube::Api<kube::api::DynamicObject>> {
+    crate::stack::ops::api(&ctx.scope(), crate::stack::CAPI_GROUP_VERSION, "Machine")
+        .await
+        .ok()
+}
+
+/// Why the cluster's machines are not settled for loading, or `None` when they are: as many
+/// Machines as its topology asks for, none being deleted, each with a node whose container runs.
+async fn settled(
+    ctx: &StepCtx,
+    machines: &kube::Api<kube::api::DynamicObject>,
+    cluster: &str,
+    running: &[String],
+) -> Result<Option<String>, StepFailure> {
+    use crate::stack::ops::str_at;
+    let list = machines
+        .list(&kube::api::ListParams::default().labels(&format!("{}={cluster}", crate::stack::CLUSTER_NAME_LABEL)))
+        .await
+        .map_err(|e| StepFailure::error(format!("cannot list cluster {cluster}'s Machines: {e}")))?
+        .items;
+    let want = match crate::stack::ops::api(&ctx.scope(), crate::stack::CAPI_GROUP_VERSION, "Cluster").await {
+        Ok(clusters) => clusters
+            .get_opt(cluster)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| topology_replicas(&c.data)),
+        Err(_) => None,
+    };
+    let view: Vec<MachineView> = list
+        .iter()
+        .map(|m| MachineView {
+            name: m.metadata.name.clone().unwrap_or_default(),
+            deleting: m.metadata.deletion_timestamp.is_some(),
+            node: str_at(m, "/status/nodeRef/name").map(str::to_string),
+        })
+        .collect();
+    Ok(not_settled(&view, want, running))
+}
+
+/// What [`settled`] needs of a Machine.
+struct MachineView {
+    name: String,
+    deleting: bool,
+    node: Option<String>,
+}
+
+fn not_settled(machines: &[MachineView], want: Option<u64>, running: &[String]) -> Option<String> {
+    let mut why = Vec::new();
+    for m in machines {
+        match (&m.node, m.deleting) {
+            (_, true) => why.push(format!("Machine {} is being deleted", m.name)),
+            (None, false) => why.push(format!("Machine {} has no node yet", m.name)),
+            (Some(n), false) if !running.contains(n) => why.push(format!("the container of Machine {}'s node {n} is not running", m.name)),
+            _ => {}
+        }
+    }
+    let live = machines.iter().filter(|m| !m.deleting).count() as u64;
+    if let Some(w) = want.filter(|w| live < *w) {
+        why.push(format!("{live} of the {w} Machines its topology asks for"));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// The Machines a topology Cluster asks for: its control plane's and its MachineDeployments'
+/// replicas (`None` without a topology, or with a count left to autoscaling).
+fn topology_replicas(cluster: &serde_json::Value) -> Option<u64> {
+    let t = cluster.pointer("/spec/topology")?;
+    let mut n = t.pointer("/controlPlane/replicas")?.as_u64()?;
+    for md in t
+        .pointer("/workers/machineDeployments")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        n += md.get("replicas")?.as_u64()?;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::node_containers;
+    use super::{MachineView, node_containers, not_settled, topology_replicas};
+
+    fn m(name: &str, node: Option<&str>, deleting: bool) -> MachineView {
+        MachineView {
+            name: name.into(),
+            deleting,
+            node: node.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn machines_settle_only_with_every_node_running_and_the_topology_count() {
+        let running = ["c-cp".to_string(), "c-md-new".to_string()];
+        let all = [m("cp", Some("c-cp"), false), m("md-new", Some("c-md-new"), false)];
+        assert_eq!(not_settled(&all, Some(2), &running), None);
+        // A killed worker: its Machine is still there, its container is not.
+        let killed = [m("cp", Some("c-cp"), false), m("md-old", Some("c-md-old"), false)];
+        let why = not_settled(&killed, Some(2), &running).unwrap();
+        assert!(why.contains("Machine md-old's node c-md-old is not running"), "{why}");
+        // Being remediated, and its replacement not made yet: the count says so.
+        let going = [m("cp", Some("c-cp"), false), m("md-old", Some("c-md-old"), true)];
+        let why = not_settled(&going, Some(2), &running).unwrap();
+        assert!(
+            why.contains("md-old is being deleted") && why.contains("1 of the 2 Machines"),
+            "{why}"
+        );
+        let gone = [m("cp", Some("c-cp"), false)];
+        assert_eq!(
+            not_settled(&gone, Some(2), &running).unwrap(),
+            "1 of the 2 Machines its topology asks for"
+        );
+        assert_eq!(not_settled(&gone, None, &running), None, "no topology: the Machines there are all");
+        let fresh = [m("cp", Some("c-cp"), false), m("md-new", None, false)];
+        assert_eq!(not_settled(&fresh, Some(2), &running).unwrap(), "Machine md-new has no node yet");
+    }
+
+    #[test]
+    fn the_topology_count_is_the_control_plane_and_every_machine_deployment() {
+        let c = serde_json::json!({"spec": {"topology": {"controlPlane": {"replicas": 3},
+            "workers": {"machineDeployments": [{"replicas": 2}, {"replicas": 1}]}}}});
+        assert_eq!(topology_replicas(&c), Some(6));
+        let no_workers = serde_json::json!({"spec": {"topology": {"controlPlane": {"replicas": 1}}}});
+        assert_eq!(topology_replicas(&no_workers), Some(1));
+        let autoscaled = serde_json::json!({"spec": {"topology": {"controlPlane": {"replicas": 1},
+            "workers": {"machineDeployments": [{"class": "w"}]}}}});
+        assert_eq!(topology_replicas(&autoscaled), None);
+        assert_eq!(topology_replicas(&serde_json::json!({"spec": {}})), None);
+    }
 
     #[test]
     fn the_load_balancer_is_not_a_node_and_blank_lines_are_nothing() {

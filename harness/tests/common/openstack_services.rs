@@ -73,6 +73,30 @@ impl State {
 /// owning test process's PID follows.
 const SHARED_PREFIX: &str = "scs-e2e-openstack-shared-";
 
+/// The shared cloud's one hypervisor: the tests that boot servers on it hold it shared for their
+/// lifetime, and the stuck-server test, which freezes nova-compute, alone. Nova's scheduler takes
+/// a compute service silent for over a minute as down and then fails every boot with "No valid
+/// host" (seen in CI).
+static HYPERVISOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A hold on the shared cloud's hypervisor (see [`HYPERVISOR`]), released when dropped.
+pub enum HostUse {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
+}
+
+impl HostUse {
+    /// Servers of this test run beside other tests' servers.
+    pub async fn shared() -> HostUse {
+        HostUse::Shared(HYPERVISOR.read().await)
+    }
+
+    /// No other test's server runs meanwhile (this test stops the hypervisor).
+    pub async fn alone() -> HostUse {
+        HostUse::Alone(HYPERVISOR.write().await)
+    }
+}
+
 /// One cloud for every test of this process that asks (tests take a project each: see
 /// [`OpenStackServices::tenant`]): a fixture costs ~2 GB and half a minute, and the tests run
 /// eight at a time. It stops when this process exits (the fixture watches its owner); its state

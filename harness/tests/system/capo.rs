@@ -513,4 +513,17 @@ async fn capo_makes_and_removes_a_clusters_infrastructure_on_real_openstack_serv
     set_cores(20).await;
 
     lab.stop().await.unwrap();
+    // `down` stops every process of the fixture, within seconds (checked here, on a cloud that
+    // has worked hard, rather than on one started for it).
+    let dir = cloud.state_dir().to_path_buf();
+    assert!(
+        !openstack_services::processes_using(&dir).is_empty(),
+        "the fixture's processes name its state dir"
+    );
+    let t = std::time::Instant::now();
+    let out = cloud.down();
+    assert!(out.status.success(), "down: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(t.elapsed() < Duration::from_secs(10), "down took {:?}", t.elapsed());
+    let left = openstack_services::processes_using(&dir);
+    assert!(left.is_empty(), "processes left after down: {left:?}");
 }

@@ -7,13 +7,38 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use scs_e2e::report::Status;
 
-/// kind clusters are heavy on two cores: the tests make them one at a time.
-static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+/// kind clusters are heavy on two cores: the tests make at most two at a time. One at a time
+/// left the CPU half idle for the docker suites' last quarter hour (Sonobuoy and remediation
+/// waiting in one cluster, measured with vmstat) while the other kind tests queued behind it.
+const KIND_SLOTS: usize = 2;
+static IN_USE: Mutex<usize> = Mutex::new(0);
+static FREED: Condvar = Condvar::new();
+
+/// One of the KIND_SLOTS, given back when dropped (also by a panicking test).
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let mut n = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= KIND_SLOTS {
+            n = FREED.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *IN_USE.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        FREED.notify_one();
+    }
+}
 
 fn kind() -> PathBuf {
     common::assets().path("kind")
@@ -64,10 +89,10 @@ fn kctl(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// One test's kind run: the images ready, the one-cluster slot held, its run id, cluster name
-/// and artifacts directory.
+/// One test's kind run: the images ready, a cluster slot held, its run id, cluster name and
+/// artifacts directory.
 struct KindRun {
-    _one: std::sync::MutexGuard<'static, ()>,
+    _slot: Slot,
     _tmp: tempfile::TempDir,
     art: PathBuf,
     id: String,
@@ -77,11 +102,11 @@ struct KindRun {
 impl KindRun {
     fn new(prefix: &str) -> KindRun {
         common::images();
-        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = Slot::take();
         let tmp = tempfile::tempdir().unwrap();
         let id = format!("{prefix}{}", std::process::id());
         KindRun {
-            _one: one,
+            _slot: slot,
             art: tmp.path().join("out"),
             _tmp: tmp,
             name: format!("scs-e2e-{id}"),

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::openstack_services::{self, OpenStackServices, Tenant, call, id, reaches};
+use common::openstack_services::{self, HostUse, OpenStackServices, Tenant, call, id, reaches};
 use common::until;
 use reqwest::Method;
 use scs_e2e::env::openstack::cleanup::{Kind, inventory, leak_testcase, leaks};
@@ -23,16 +23,6 @@ use scs_e2e::env::openstack::identity::Session;
 use scs_e2e::env::openstack::ownership::ClusterRef;
 use scs_e2e::env::openstack::resources::{OpenStack, Service};
 use serde_json::{Value, json};
-
-/// The shared cloud's one hypervisor: every test here boots servers on it, and the stuck-server
-/// test freezes it. Nova's scheduler takes a compute service silent for over a minute as down and
-/// then fails every boot with "No valid host" (seen in CI), so the freezer has it to itself.
-static HYPERVISOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-enum HostUse {
-    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
-    Alone(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
-}
 
 /// A project of its own on the shared cloud, with what every seeding needs.
 struct Cloud {
@@ -51,12 +41,12 @@ struct Cloud {
 }
 
 async fn cloud(prefix: &str) -> Cloud {
-    cloud_with(prefix, HostUse::Shared(HYPERVISOR.read().await)).await
+    cloud_with(prefix, HostUse::shared().await).await
 }
 
 /// A project on the shared cloud whose hypervisor no other test uses meanwhile.
 async fn cloud_alone(prefix: &str) -> Cloud {
-    cloud_with(prefix, HostUse::Alone(HYPERVISOR.write().await)).await
+    cloud_with(prefix, HostUse::alone().await).await
 }
 
 async fn cloud_with(prefix: &str, host: HostUse) -> Cloud {
