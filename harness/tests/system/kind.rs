@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use scs_e2e::report::Status;
 
-/// kind clusters are heavy on two cores: the tests make at most two at a time. One at a time
-/// left the CPU half idle for the docker suites' last quarter hour (Sonobuoy and remediation
-/// waiting in one cluster, measured with vmstat) while the other kind tests queued behind it.
-const KIND_SLOTS: usize = 2;
+/// kind clusters are heavy on two cores: the tests make them one at a time. Two at a time would
+/// use the CPU the docker suites leave idle in their last quarter hour (59 % idle, vmstat), but
+/// in a CI rehearsal beside the other tests quickstart and upgrade, run together, both failed:
+/// one until that is understood.
+const KIND_SLOTS: usize = 1;
 static IN_USE: Mutex<usize> = Mutex::new(0);
 static FREED: Condvar = Condvar::new();
 
