@@ -14,8 +14,9 @@ use scs_e2e::report::Status;
 
 /// kind clusters are heavy on two cores: the tests make them one at a time. Two at a time would
 /// use the CPU the docker suites leave idle in their last quarter hour (59 % idle, vmstat), but
-/// in a CI rehearsal beside the other tests quickstart and upgrade, run together, both failed:
-/// one until that is understood.
+/// in a CI rehearsal beside the other tests, each kind cluster made beside the docker suites'
+/// failed: kubeadm init inside `kind create cluster` (quickstart, upgrade), and the docker
+/// suites' workload control planes never initialized within 900 s. One until that is understood.
 const KIND_SLOTS: usize = 1;
 static IN_USE: Mutex<usize> = Mutex::new(0);
 static FREED: Condvar = Condvar::new();
