@@ -7,7 +7,7 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use scs_e2e::report::Status;
@@ -16,31 +16,8 @@ use scs_e2e::report::Status;
 /// use the CPU the docker suites leave idle in their last quarter hour (59 % idle, vmstat), but
 /// in a CI rehearsal beside the other tests, each kind cluster made beside the docker suites'
 /// failed: kubeadm init inside `kind create cluster` (quickstart, upgrade), and the docker
-/// suites' workload control planes never initialized within 900 s. One until that is understood.
-const KIND_SLOTS: usize = 1;
-static IN_USE: Mutex<usize> = Mutex::new(0);
-static FREED: Condvar = Condvar::new();
-
-/// One of the KIND_SLOTS, given back when dropped (also by a panicking test).
-struct Slot;
-
-impl Slot {
-    fn take() -> Slot {
-        let mut n = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= KIND_SLOTS {
-            n = FREED.wait(n).unwrap_or_else(|e| e.into_inner());
-        }
-        *n += 1;
-        Slot
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        *IN_USE.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        FREED.notify_one();
-    }
-}
+/// suites' workload control planes never initialized within 900 s.
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
 
 fn kind() -> PathBuf {
     common::assets().path("kind")
@@ -91,10 +68,10 @@ fn kctl(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// One test's kind run: the images ready, a cluster slot held, its run id, cluster name and
-/// artifacts directory.
+/// One test's kind run: the images ready, the one-cluster slot held, its run id, cluster name
+/// and artifacts directory.
 struct KindRun {
-    _slot: Slot,
+    _one: std::sync::MutexGuard<'static, ()>,
     _tmp: tempfile::TempDir,
     art: PathBuf,
     id: String,
@@ -104,11 +81,11 @@ struct KindRun {
 impl KindRun {
     fn new(prefix: &str) -> KindRun {
         common::images();
-        let slot = Slot::take();
+        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
         let tmp = tempfile::tempdir().unwrap();
         let id = format!("{prefix}{}", std::process::id());
         KindRun {
-            _slot: slot,
+            _one: one,
             art: tmp.path().join("out"),
             _tmp: tmp,
             name: format!("scs-e2e-{id}"),

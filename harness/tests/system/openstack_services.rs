@@ -1,7 +1,8 @@
 //! The real OpenStack services of `fixtures/openstack` (Keystone, Nova with the fake hypervisor,
 //! Neutron, Glance, Cinder, Octavia) through the harness's own client: a tenant's network,
 //! router, server, volume and load balancer come up, the conflicts a real cloud raises are
-//! there, lists page, everything deletes cleanly, and `down` leaves no process.
+//! there, lists page, everything deletes cleanly; a cloud whose owner dies leaves no process
+//! (`down` is checked at the end of capo.rs).
 
 use crate::common;
 
