@@ -565,8 +565,8 @@ impl<'a> OpenStack<'a> {
         for _ in 0..MAX_PAGES {
             seen.insert(url.clone());
             let doc = self.page(svc, &url, key).await?;
-            let items = doc[key].as_array().cloned().unwrap_or_default();
-            for it in &items {
+            let items: &[Value] = doc[key].as_array().map(Vec::as_slice).unwrap_or_default();
+            for it in items {
                 out.push(Self::item(svc, &url, key, it)?);
             }
             let next = doc
