@@ -6,8 +6,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Operation;
+use std::time::Duration;
+
+use kube::api::DynamicObject;
+
 use crate::context::{StepCtx, StepFailure};
 use crate::env::images;
+use crate::kube::{Target, Verdict, wait_until_ticking};
+use crate::stack::{CAPI_GROUP_VERSION, CLUSTER_NAME_LABEL};
 
 /// Builds the named images if they are not built yet (`scs-e2e images build`, cached) and
 /// imports them into the containerd of every running node container of the cluster (CAPD labels
@@ -73,7 +79,7 @@ impl Operation for LoadImages {
             .map(|n| images::recipe(n).ok_or_else(|| StepFailure::error(images::ImagesError::Unknown(n.clone()).to_string())))
             .collect::<Result<_, _>>()?;
         let filter = format!("label={CLUSTER_LABEL}={cluster}");
-        let running = || -> Result<Vec<String>, StepFailure> {
+        let running = || -> Result<Vec<String>, String> {
             let ps = engine
                 .run(&[
                     "ps",
@@ -84,33 +90,36 @@ impl Operation for LoadImages {
                     "--format",
                     &format!("{{{{.Names}}}} {{{{.Label \"{ROLE_LABEL}\"}}}}"),
                 ])
-                .map_err(|e| StepFailure::error(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
             Ok(node_containers(&ps))
         };
-        let mut nodes = running()?;
+        let mut nodes = running().map_err(StepFailure::error)?;
         if let Some(machines) = machine_api(ctx).await {
-            let mut said = String::new();
-            loop {
-                let why = match settled(ctx, &machines, &cluster, &nodes).await {
-                    Ok(None) => break,
-                    Ok(Some(why)) => why,
-                    Err(e) => return Err(e),
+            let want = topology_count(ctx, &cluster).await;
+            let (mut said, mut engine_error) = (String::new(), None);
+            let selector = Target::Selector(format!("{CLUSTER_NAME_LABEL}={cluster}"));
+            wait_until_ticking(machines, &selector, ctx.deadline, Some(Duration::from_secs(2)), |objs| {
+                nodes = match running() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        engine_error = Some(e.clone());
+                        return Verdict::Failed(e);
+                    }
                 };
-                if why != said {
-                    ctx.log.line(format!("waiting: {why}"));
-                    said = why.clone();
+                let view: Vec<MachineView> = objs.values().map(MachineView::of).collect();
+                match not_settled(&view, want, &nodes) {
+                    None => Verdict::Done,
+                    Some(why) => {
+                        if why != said {
+                            ctx.log.line(format!("waiting: {why}"));
+                            said = why.clone();
+                        }
+                        Verdict::Pending(format!("cluster {cluster}'s machines: {why}"))
+                    }
                 }
-                if tokio::time::Instant::now() + std::time::Duration::from_secs(2) > ctx.deadline {
-                    return Err(StepFailure::failed(format!(
-                        "cluster {cluster}'s machines did not settle before the step's timeout: {why}"
-                    )));
-                }
-                tokio::select! {
-                    _ = ctx.cancel.cancelled() => return Err(StepFailure::error("interrupted")),
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-                }
-                nodes = running()?;
-            }
+            })
+            .await
+            .map_err(|e| engine_error.take().map_or_else(|| e.into(), StepFailure::error))?;
         }
         if nodes.is_empty() {
             return Err(StepFailure::failed(format!(
@@ -177,53 +186,38 @@ impl Operation for LoadImages {
 }
 
 /// The Machine API when Cluster API is installed (else `None`: containers are all there is).
-async fn machine_api(ctx: &StepCtx) -> Option<kube::Api<kube::api::DynamicObject>> {
-    crate::stack::ops::api(&ctx.scope(), crate::stack::CAPI_GROUP_VERSION, "Machine")
-        .await
-        .ok()
+async fn machine_api(ctx: &StepCtx) -> Option<kube::Api<DynamicObject>> {
+    crate::stack::ops::api(&ctx.scope(), CAPI_GROUP_VERSION, "Machine").await.ok()
 }
 
-/// Why the cluster's machines are not settled for loading, or `None` when they are: as many
-/// Machines as its topology asks for, none being deleted, each with a node whose container runs.
-async fn settled(
-    ctx: &StepCtx,
-    machines: &kube::Api<kube::api::DynamicObject>,
-    cluster: &str,
-    running: &[String],
-) -> Result<Option<String>, StepFailure> {
-    use crate::stack::ops::str_at;
-    let list = machines
-        .list(&kube::api::ListParams::default().labels(&format!("{}={cluster}", crate::stack::CLUSTER_NAME_LABEL)))
-        .await
-        .map_err(|e| StepFailure::error(format!("cannot list cluster {cluster}'s Machines: {e}")))?
-        .items;
-    let want = match crate::stack::ops::api(&ctx.scope(), crate::stack::CAPI_GROUP_VERSION, "Cluster").await {
-        Ok(clusters) => clusters
-            .get_opt(cluster)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|c| topology_replicas(&c.data)),
-        Err(_) => None,
-    };
-    let view: Vec<MachineView> = list
-        .iter()
-        .map(|m| MachineView {
-            name: m.metadata.name.clone().unwrap_or_default(),
-            deleting: m.metadata.deletion_timestamp.is_some(),
-            node: str_at(m, "/status/nodeRef/name").map(str::to_string),
-        })
-        .collect();
-    Ok(not_settled(&view, want, running))
+/// The Machines cluster `cluster`'s topology asks for (see [`topology_replicas`]); `None` when
+/// it has none or cannot be read: then the Machines there are all there is to wait for.
+async fn topology_count(ctx: &StepCtx, cluster: &str) -> Option<u64> {
+    let clusters = crate::stack::ops::api(&ctx.scope(), CAPI_GROUP_VERSION, "Cluster").await.ok()?;
+    let c = clusters.get_opt(cluster).await.ok().flatten()?;
+    topology_replicas(&c.data)
 }
 
-/// What [`settled`] needs of a Machine.
+/// What [`not_settled`] needs of a Machine.
 struct MachineView {
     name: String,
     deleting: bool,
     node: Option<String>,
 }
 
+impl MachineView {
+    fn of(m: &DynamicObject) -> MachineView {
+        MachineView {
+            name: m.metadata.name.clone().unwrap_or_default(),
+            deleting: m.metadata.deletion_timestamp.is_some(),
+            node: crate::stack::ops::str_at(m, "/status/nodeRef/name").map(str::to_string),
+        }
+    }
+}
+
+/// Why the cluster's machines are not settled for loading, or `None` when they are: as many
+/// Machines as its topology asks for (`want`), none being deleted, each with a node whose
+/// container runs.
 fn not_settled(machines: &[MachineView], want: Option<u64>, running: &[String]) -> Option<String> {
     let mut why = Vec::new();
     for m in machines {
