@@ -303,3 +303,71 @@ async fn the_cloud_stops_itself_when_its_owner_dies() {
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+/// The services start with the fixture's sitecustomize (fixtures/openstack/site), which caches
+/// `inspect`'s class lookup: what it answers is what Python answers without it, for every class
+/// of WSME and of Octavia's API types (the lookups it was made for), errors included.
+#[tokio::test]
+async fn the_services_class_lookup_cache_answers_as_python_does() {
+    let os = openstack_services::shared().await;
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(os.state_dir().join("fixture.json")).unwrap()).unwrap();
+    // The supervisor is the virtualenv's python running fixture.py.
+    let supervisor = info["supervisor"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{supervisor}/cmdline")).unwrap();
+    let python = String::from_utf8(cmdline.split(|b| *b == 0).next().unwrap().to_vec()).unwrap();
+    let site = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/openstack/site");
+    // Every service starts with it first on its path: nova-compute's environment shows it (gunicorn
+    // and oslo.service's workers overwrite theirs with their process titles).
+    let compute = info["processes"]["nova-compute"].as_u64().unwrap();
+    let environ = std::fs::read(format!("/proc/{compute}/environ")).unwrap();
+    let path = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"PYTHONPATH="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        path.split(':').next().map(std::path::Path::new).map(|p| p.canonicalize().unwrap()),
+        Some(site.canonicalize().unwrap()),
+        "nova-compute's PYTHONPATH: {path}"
+    );
+    let script = r#"
+import importlib, inspect, json, pkgutil, sys, warnings
+warnings.simplefilter("ignore")
+print("cached" if type(inspect.ast).__name__ == "CachingAst" else "plain", file=sys.stderr)
+out = {}
+for pkg in ["wsme", "octavia.api.v2.types"]:
+    for m in pkgutil.walk_packages(importlib.import_module(pkg).__path__, pkg + "."):
+        try:
+            mod = importlib.import_module(m.name)
+        except Exception:
+            continue
+        for name, obj in sorted(vars(mod).items()):
+            if inspect.isclass(obj):
+                try:
+                    out[m.name + "." + name] = inspect.findsource(obj)[1]
+                except Exception as e:
+                    out[m.name + "." + name] = type(e).__name__
+print(json.dumps(out, sort_keys=True))
+"#;
+    let run = |with_site: bool| {
+        let mut c = std::process::Command::new(&python);
+        c.arg("-c").arg(script).env_remove("PYTHONPATH");
+        if with_site {
+            c.env("PYTHONPATH", &site);
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        (String::from_utf8(out.stdout).unwrap(), err)
+    };
+    let (plain, plain_err) = run(false);
+    let (cached, cached_err) = run(true);
+    assert!(
+        plain_err.starts_with("plain") && cached_err.starts_with("cached"),
+        "{plain_err}\n{cached_err}"
+    );
+    let answers: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&plain).unwrap();
+    let lines = answers.values().filter(|v| v.is_u64()).count();
+    assert!(lines > 100, "only {lines} class lines found: {plain}");
+    assert_eq!(plain, cached);
+}
