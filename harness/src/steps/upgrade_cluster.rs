@@ -107,10 +107,25 @@ impl Operation for UpgradeCluster {
 
         let old: BTreeSet<String> = ops::machines(&scope, &name).await?.into_keys().collect();
         let patch = json!({"spec": {"topology": {"class": release.class, "version": release.kubernetes_version}}});
-        clusters
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| StepFailure::failed(format!("Cluster {name}: the upgrade patch was refused: {}", ops::api_message(&e))))?;
+        // Cluster API's webhook reads ClusterClasses from its informer cache, which can lag the
+        // API server right after CSO made the release's class (seen under load in kind): that
+        // refusal is retried for a while, any other is final.
+        let mut attempts = 0;
+        loop {
+            match clusters.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => break,
+                Err(e) if attempts < CLASS_CACHE_RETRIES && class_not_seen_yet(&ops::api_message(&e)) => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    return Err(StepFailure::failed(format!(
+                        "Cluster {name}: the upgrade patch was refused: {}",
+                        ops::api_message(&e)
+                    )));
+                }
+            }
+        }
         ctx.log.line(format!(
             "Cluster {name}: {class} -> {} ({}), replacing {} machine(s)",
             release.class,
@@ -128,5 +143,33 @@ impl Operation for UpgradeCluster {
             .line(format!("Cluster {name}: {n} machine(s) run {}", release.kubernetes_version));
         ops::wait_addon(&scope, &name, &release.class, self.addons).await?;
         Ok(())
+    }
+}
+
+/// How many times (a second apart) a patch refused for a ClusterClass the webhook has not seen
+/// yet is tried again.
+const CLASS_CACHE_RETRIES: u32 = 60;
+
+/// Cluster API's refusal of a topology whose ClusterClass its webhook cannot find (yet).
+fn class_not_seen_yet(message: &str) -> bool {
+    message.contains("desired ClusterClass must not be nil") || (message.contains("ClusterClass") && message.contains("not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::class_not_seen_yet;
+
+    #[test]
+    fn only_the_webhooks_missing_class_refusal_is_retried() {
+        // What Cluster API v1.10's webhook said in a kind run, after CSO had made the class.
+        assert!(class_not_seen_yet(
+            r#"admission webhook "validation.cluster.cluster.x-k8s.io" denied the request: Cluster.cluster.x-k8s.io "upgrade" is invalid: []: Invalid value: "": could not compare ClusterClass compatibility: desired ClusterClass must not be nil"#
+        ));
+        assert!(class_not_seen_yet(
+            r#"ClusterClass.cluster.x-k8s.io "docker-scs-1-33-v2" not found"#
+        ));
+        assert!(!class_not_seen_yet(
+            r#"admission webhook "validation.cluster.cluster.x-k8s.io" denied the request: spec.topology.version: Invalid value: "v1.35.0": version cannot be increased from "v1.33.13" to "v1.35.0""#
+        ));
     }
 }
