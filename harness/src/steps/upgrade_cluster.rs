@@ -109,14 +109,13 @@ impl Operation for UpgradeCluster {
         let patch = json!({"spec": {"topology": {"class": release.class, "version": release.kubernetes_version}}});
         // Cluster API's webhook reads ClusterClasses from its informer cache, which can lag the
         // API server right after CSO made the release's class (seen under load in kind): that
-        // refusal is retried for a while, any other is final.
-        let mut attempts = 0;
+        // refusal is retried within the step's deadline, any other is final.
+        let delay = std::time::Duration::from_secs(1);
         loop {
             match clusters.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => break,
-                Err(e) if attempts < CLASS_CACHE_RETRIES && class_not_seen_yet(&ops::api_message(&e)) => {
-                    attempts += 1;
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                Err(e) if tokio::time::Instant::now() + delay < ctx.deadline && class_not_seen_yet(&ops::api_message(&e)) => {
+                    tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
                     return Err(StepFailure::failed(format!(
@@ -145,10 +144,6 @@ impl Operation for UpgradeCluster {
         Ok(())
     }
 }
-
-/// How many times (a second apart) a patch refused for a ClusterClass the webhook has not seen
-/// yet is tried again.
-const CLASS_CACHE_RETRIES: u32 = 60;
 
 /// Cluster API's refusal of a topology whose ClusterClass its webhook cannot find (yet).
 fn class_not_seen_yet(message: &str) -> bool {
