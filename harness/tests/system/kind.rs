@@ -706,3 +706,68 @@ fn offline_docker_suites_run_real_workload_clusters_and_leave_no_container() {
     assert_eq!(specs, 3, "only the focus ran: {junit}");
     eprintln!("docker and docker-checks suites in kind: {:.0}s", t0.elapsed().as_secs_f64());
 }
+
+/// `images build` removes the image a rebuild replaced (and a node image's stale key marker)
+/// once nothing else names it, and keeps one that someone tagged too.
+#[test]
+fn a_rebuilt_image_leaves_no_predecessor_unless_someone_else_still_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The engine CLI as `images build` runs it, pointed at the test engine.
+    let docker = dir.path().join("docker");
+    std::fs::write(
+        &docker,
+        format!("#!/bin/sh\nDOCKER_HOST='{}' exec docker \"$@\"\n", common::engine()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&docker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let engine = scs_e2e::env::images::Engine { docker };
+    let n = std::process::id();
+    // A one-file image whose content (and so ID) differs per call.
+    let import = |content: &str, tag: &str| -> String {
+        let root = dir.path().join("rootfs");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("content"), content).unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        engine.run(&["import", &tar.display().to_string(), tag]).unwrap();
+        engine.id_of(tag).expect("imported")
+    };
+
+    let tag = format!("scs-e2e-test/replaced:{n}");
+    let marker = format!("scs-e2e.local/kind-node:key-test{n}");
+    let old = import("first build", &tag);
+    engine.run(&["tag", &tag, &marker]).unwrap();
+    // Nothing to do while the tag still names the same image.
+    engine.remove_replaced(&old, &tag);
+    assert_eq!(engine.id_of(&tag).as_deref(), Some(old.as_str()));
+    let new = import("second build", &tag);
+    assert_ne!(old, new);
+    engine.remove_replaced(&old, &tag);
+    assert_eq!(engine.id_of(&old), None, "the replaced image stays in the engine");
+    assert_eq!(engine.id_of(&marker), None, "its key marker stays");
+    assert_eq!(engine.id_of(&tag).as_deref(), Some(new.as_str()));
+
+    // Someone else's tag keeps the predecessor.
+    let kept = format!("scs-e2e-test/kept:{n}");
+    engine.run(&["tag", &tag, &kept]).unwrap();
+    let newer = import("third build", &tag);
+    engine.remove_replaced(&new, &tag);
+    assert_eq!(
+        engine.id_of(&kept).as_deref(),
+        Some(new.as_str()),
+        "an image someone tagged was removed"
+    );
+    assert_eq!(engine.id_of(&tag).as_deref(), Some(newer.as_str()));
+    for t in [&tag, &kept] {
+        engine.run(&["image", "rm", t]).unwrap();
+    }
+}

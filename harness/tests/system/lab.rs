@@ -265,3 +265,23 @@ async fn delete_step_waits_for_finalizers() {
     run.await.unwrap().expect("delete completes once the finalizer is gone");
     assert!(cms.get_opt("held").await.unwrap().is_none());
 }
+
+/// The lab's helm (which CSO runs, and which CSO's offline image reuses) reports helm's release
+/// and renders a chart that needs Kubernetes 1.33: stamped as helm's release build stamps it.
+#[test]
+fn the_labs_helm_is_stamped_like_helms_release() {
+    let helm = assets().path("helm");
+    let out = std::process::Command::new(&helm)
+        .args(["version", "--template", "{{.Version}}"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), scs_e2e::env::lab::build::HELM_VERSION);
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/images/mgmt/kube-version-chart");
+    let out = std::process::Command::new(&helm)
+        .arg("template")
+        .arg("x")
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -311,6 +311,36 @@ impl Engine {
         self.run(&["image", "inspect", "--format", &fmt, tag]).ok()
     }
 
+    /// The ID of the image tagged `tag` (`None`: no such image).
+    pub fn id_of(&self, tag: &str) -> Option<String> {
+        self.run(&["image", "inspect", "--format", "{{.Id}}", tag]).ok()
+    }
+
+    /// Removes `old`, the image `tag` named before a rebuild, once nothing names it any more:
+    /// else every rebuild leaves its predecessor behind untagged (25 images, 2 GB after one
+    /// full rebuild). An image that still has a tag of anyone's (our node-key markers aside) or
+    /// that a container uses stays: the engine refuses to remove it without force.
+    pub fn remove_replaced(&self, old: &str, tag: &str) {
+        if self.id_of(tag).as_deref() == Some(old) {
+            return;
+        }
+        let tags = self
+            .run(&["image", "inspect", "--format", "{{range .RepoTags}}{{println .}}{{end}}", old])
+            .unwrap_or_default();
+        let (markers, others): (Vec<&str>, Vec<&str>) = tags
+            .lines()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .partition(|t| t.starts_with(NODE_MARKER_PREFIX));
+        if !others.is_empty() {
+            return;
+        }
+        for m in markers {
+            let _ = self.run(&["image", "rm", m]);
+        }
+        let _ = self.run(&["image", "rm", old]);
+    }
+
     /// Whether the engine has an image tagged `tag`.
     pub fn has(&self, tag: &str) -> bool {
         self.run(&["image", "inspect", "--format", "{{.Id}}", tag]).is_ok()
@@ -319,8 +349,10 @@ impl Engine {
 
 /// The marker tag recording the key of a node image (kind's build cannot label it).
 fn node_marker(key: &str) -> String {
-    format!("scs-e2e.local/kind-node:key-{key}")
+    format!("{NODE_MARKER_PREFIX}{key}")
 }
+
+const NODE_MARKER_PREFIX: &str = "scs-e2e.local/kind-node:key-";
 
 /// Whether `r`'s image, with its current key, is in the engine, only archived in the cache, or missing.
 pub fn state(engine: &Engine, cache: &Cache, r: &Recipe) -> State {
@@ -407,13 +439,18 @@ pub fn ensure(
     progress.start(todo.len());
     let built = run_lanes(&todo, progress, |r, s| {
         let k = key(r);
-        if s == State::Archived && !force {
+        let previous = engine.id_of(r.tags[0]);
+        let built = if s == State::Archived && !force {
             engine.run(&["load", "-i", &cache.archive(r, &k).display().to_string()])?;
-            Ok(false)
+            false
         } else {
             build_one(engine, cache, r, &k, &lab.bin_dir)?;
-            Ok(true)
+            true
+        };
+        if let Some(old) = previous {
+            engine.remove_replaced(&old, r.tags[0]);
         }
+        Ok(built)
     });
     progress.finish();
     built

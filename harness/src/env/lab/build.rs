@@ -23,13 +23,10 @@ struct Module {
 /// cold `.ci/run`): only their ratio matters, for sharing the modules out between build lanes.
 fn cold_cost(module_dir: &str) -> u32 {
     match module_dir {
-        "control-plane" => 1000,
+        "control-plane" => 1100,
         "capi" => 500,
         "cso" => 260,
-        "sonobuoy" => 170,
-        "helm" => 150,
         "csctl" => 110,
-        "capo" | "orc" => 300,
         _ => 60,
     }
 }
@@ -61,38 +58,30 @@ static CONTROL_PLANE: Module = Module {
     ],
 };
 
-static SONOBUOY: Module = go_module!("sonobuoy");
-
-/// The Sonobuoy CLI release the lab builds (pinned in `fixtures/lab/sonobuoy`).
+/// The Sonobuoy CLI release the lab builds (pinned in `fixtures/lab/control-plane`).
 pub const SONOBUOY_VERSION: &str = "v0.57.3";
 
 static CAPI: Module = go_module!("capi");
 
 static CSO: Module = go_module!("cso");
 
-static HELM: Module = go_module!("helm");
-
 static KIND: Module = go_module!("kind");
 
 static CSCTL: Module = go_module!("csctl");
-
-static CAPO: Module = go_module!("capo");
-
-static ORC: Module = go_module!("orc");
 
 /// The Cluster API release the lab builds (pinned in `fixtures/lab/capi`).
 pub const CLUSTER_API_VERSION: &str = "v1.10.10";
 /// The Cluster Stack Operator release the lab builds (pinned in `fixtures/lab/cso`).
 pub const CSO_VERSION: &str = "v0.1.0-alpha.7";
-/// The helm release the lab builds (pinned in `fixtures/lab/helm`).
+/// The helm release the lab builds (pinned in `fixtures/lab/control-plane`).
 pub const HELM_VERSION: &str = "v3.18.6";
 /// The kind release the lab builds (pinned in `fixtures/lab/kind`).
 pub const KIND_VERSION: &str = "v0.29.0";
 /// The csctl release built on demand (pinned in `fixtures/lab/csctl`).
 pub const CSCTL_VERSION: &str = "v0.0.5";
-/// The OpenStack provider (CAPO) release built on demand (pinned in `fixtures/lab/capo`).
+/// The OpenStack provider (CAPO) release built on demand (pinned in `fixtures/lab/capi`).
 pub const CAPO_VERSION: &str = "v0.12.1";
-/// The OpenStack Resource Controller release built on demand (pinned in `fixtures/lab/orc`).
+/// The OpenStack Resource Controller release built on demand (pinned in `fixtures/lab/capi`).
 pub const ORC_VERSION: &str = "v2.2.0";
 
 /// Manifests a controller ships in its Go module: CRDs and webhook configurations, copied into
@@ -159,7 +148,7 @@ pub static COMPONENTS: &[Component] = &[
     // Not part of the lab itself: the CLI the Sonobuoy checks drive.
     Component {
         name: "sonobuoy",
-        module: &SONOBUOY,
+        module: &CONTROL_PLANE,
         package: "github.com/vmware-tanzu/sonobuoy",
         kube_version: false,
         manifests: None,
@@ -230,7 +219,7 @@ pub static COMPONENTS: &[Component] = &[
     // CSO runs `helm template` as a child process.
     Component {
         name: "helm",
-        module: &HELM,
+        module: &CONTROL_PLANE,
         package: "helm.sh/helm/v3/cmd/helm",
         kube_version: false,
         manifests: None,
@@ -267,7 +256,7 @@ pub static COMPONENTS: &[Component] = &[
     // OpenStack. Only the OpenStack tests need them, so they are built on first use.
     Component {
         name: "orc",
-        module: &ORC,
+        module: &CAPI,
         package: "github.com/k-orc/openstack-resource-controller/v2/cmd/manager",
         kube_version: false,
         manifests: Some(Manifests {
@@ -279,7 +268,7 @@ pub static COMPONENTS: &[Component] = &[
     },
     Component {
         name: "capo",
-        module: &CAPO,
+        module: &CAPI,
         package: "sigs.k8s.io/cluster-api-provider-openstack",
         kube_version: false,
         manifests: Some(Manifests {
@@ -763,6 +752,20 @@ fn ldflags(c: &Component, kube_version: &str) -> String {
         // `clusterctl version` and its provider-contract checks read these.
         version_flags(&mut f, &["sigs.k8s.io/cluster-api/version"], CLUSTER_API_VERSION);
     }
+    if c.name == "helm" {
+        // As helm's release stamps it (and fixtures/images/mgmt/lib.sh, which then reuses this
+        // build for CSO's image instead of linking another): its version, and the Kubernetes
+        // release of the client-go it is built with (the control plane's), which `helm template`
+        // assumes when CSO does not pass --kube-version. Unstamped, helm assumes v1.20.
+        let h = "helm.sh/helm/v3";
+        let mut parts = kube_version.trim_start_matches('v').split('.');
+        let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+        f.push(format!("-X {h}/internal/version.version={HELM_VERSION}"));
+        f.push(format!("-X {h}/internal/version.gitTreeState=clean"));
+        for pkg in ["pkg/lint/rules", "pkg/chartutil"] {
+            f.push(format!("-X {h}/{pkg}.k8sVersionMajor={major} -X {h}/{pkg}.k8sVersionMinor={minor}"));
+        }
+    }
     if c.name == "csctl" {
         // What `csctl version` says (its Makefile sets the same variable).
         f.push(format!("-X github.com/SovereignCloudStack/csctl/pkg/cmd.Version={CSCTL_VERSION}"));
@@ -970,13 +973,13 @@ mod tests {
         let lanes = lanes(&all, 2);
         assert_eq!(lanes.len(), 2);
         assert_eq!(lanes.iter().map(Vec::len).sum::<usize>(), all.len());
-        for m in ["control-plane", "capi", "cso", "sonobuoy", "helm", "kind"] {
+        for m in ["control-plane", "capi", "cso", "kind"] {
             let holding: Vec<usize> = (0..2).filter(|i| lanes[*i].iter().any(|c| c.module.dir == m)).collect();
             assert_eq!(holding.len(), 1, "{m} is built in one lane");
         }
         // The Kubernetes control plane (half the cold cost) against nearly everything else.
         let cp: Vec<&str> = lanes[0].iter().map(|c| c.module.dir).collect();
-        assert!(!cp.iter().any(|m| ["capi", "cso", "sonobuoy", "helm"].contains(m)), "{cp:?}");
+        assert!(!cp.iter().any(|m| ["capi", "cso"].contains(m)), "{cp:?}");
         // Within a lane, components keep their order (etcd first checks the toolchain).
         assert_eq!(lanes[0][0].name, "etcd");
         // One lane for a single module.
@@ -996,7 +999,9 @@ mod tests {
             assert!(COMPONENTS.iter().any(|c| c.name == *n && c.on_demand), "{n}");
             assert!(!a.missing().contains(n), "install must not build {n}");
         }
-        // Pins of their own, so a new csctl (or CAPO, ORC) pin rebuilds that tool and nothing else.
+        // csctl has a module of its own, so a new csctl pin rebuilds csctl and nothing else. CAPO
+        // and ORC share Cluster API's module (and so its compiled dependencies): a new pin of
+        // theirs moves the versions Cluster API builds with too, and with them the lab's key.
         let mut h = Sha256::new();
         for c in COMPONENTS.iter().filter(|c| !["csctl", "capo", "orc"].contains(&c.name)) {
             hash_component(&mut h, c);
@@ -1064,5 +1069,58 @@ mod tests {
                 assert!(l.contains(GCFLAGS) || l.contains("\"$GCFLAGS\""), "{file}: {l}");
             }
         }
+    }
+
+    /// `module version` of every requirement and `module => module version` of every replacement.
+    fn go_mod_versions(text: &str) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut block = "";
+        for line in text.lines().map(|l| l.split("//").next().unwrap_or("").trim()) {
+            match line {
+                "require (" => block = "require",
+                "replace (" => block = "replace",
+                ")" => block = "",
+                _ => {
+                    let (kind, rest) = match line.split_once(' ') {
+                        Some(("require", r)) => ("require", r),
+                        Some(("replace", r)) => ("replace", r),
+                        _ => (block, line),
+                    };
+                    let words: Vec<&str> = rest.split_whitespace().collect();
+                    match (kind, words.as_slice()) {
+                        ("require", [m, v]) => {
+                            out.insert(m.to_string(), v.to_string());
+                        }
+                        ("replace", [m, "=>", _, v]) => {
+                            out.insert(format!("{m} =>"), v.to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The conformance image's module (e2e.test, agnhost) requires what the control plane's
+    /// requires, for every module both have: a package compiles once per set of dependency
+    /// versions, so one differing version (say golang.org/x/net, which client-go imports)
+    /// compiles client-go and all that is above it a second time in a cold run.
+    #[test]
+    fn the_conformance_module_shares_the_control_planes_versions() {
+        let cp = go_mod_versions(include_str!("../../../../fixtures/lab/control-plane/go.mod"));
+        let conf = go_mod_versions(include_str!("../../../../fixtures/images/conformance/go.mod"));
+        assert!(
+            cp.contains_key("k8s.io/client-go") && cp.contains_key("k8s.io/client-go =>"),
+            "{cp:?}"
+        );
+        let differ: Vec<String> = conf
+            .iter()
+            .filter_map(|(m, v)| cp.get(m).filter(|c| *c != v).map(|c| format!("{m}: {v} (control plane: {c})")))
+            .collect();
+        assert!(differ.is_empty(), "fixtures/images/conformance/go.mod: {differ:#?}");
+        // The parser reads both blocks and single lines.
+        let one = go_mod_versions("module x\nrequire a v1\nrequire (\n\tb v2 // indirect\n)\nreplace c => c v3\n");
+        assert_eq!(one.len(), 3, "{one:?}");
     }
 }
