@@ -44,7 +44,7 @@ pub fn csctl() -> PathBuf {
             a.bin_dir.display()
         );
     }
-    build::ensure(&a, "csctl", &build::Quiet).expect("csctl (go build of fixtures/lab/csctl)")
+    build::ensure(&a, "csctl", &build::Quiet).expect("csctl (go build in fixtures/lab/control-plane)")
 }
 
 fn labs_dir() -> PathBuf {

@@ -26,7 +26,6 @@ fn cold_cost(module_dir: &str) -> u32 {
         "control-plane" => 1100,
         "capi" => 500,
         "cso" => 260,
-        "csctl" => 110,
         _ => 60,
     }
 }
@@ -67,8 +66,6 @@ static CSO: Module = go_module!("cso");
 
 static KIND: Module = go_module!("kind");
 
-static CSCTL: Module = go_module!("csctl");
-
 /// The Cluster API release the lab builds (pinned in `fixtures/lab/capi`).
 pub const CLUSTER_API_VERSION: &str = "v1.10.10";
 /// The Cluster Stack Operator release the lab builds (pinned in `fixtures/lab/cso`).
@@ -77,7 +74,7 @@ pub const CSO_VERSION: &str = "v0.1.0-alpha.7";
 pub const HELM_VERSION: &str = "v3.18.6";
 /// The kind release the lab builds (pinned in `fixtures/lab/kind`).
 pub const KIND_VERSION: &str = "v0.29.0";
-/// The csctl release built on demand (pinned in `fixtures/lab/csctl`).
+/// The csctl release built on demand (pinned in `fixtures/lab/control-plane`).
 pub const CSCTL_VERSION: &str = "v0.0.5";
 /// The OpenStack provider (CAPO) release built on demand (pinned in `fixtures/lab/capi`).
 pub const CAPO_VERSION: &str = "v0.12.1";
@@ -246,7 +243,7 @@ pub static COMPONENTS: &[Component] = &[
     // The reference `scs-e2e stack build` is compared with.
     Component {
         name: "csctl",
-        module: &CSCTL,
+        module: &CONTROL_PLANE,
         package: "github.com/SovereignCloudStack/csctl",
         kube_version: false,
         manifests: None,
@@ -451,8 +448,10 @@ fn write_module(dest: &Path, m: &Module) -> std::io::Result<()> {
 }
 
 /// Changes whenever a pinned module changes, so a new pin never reuses stale binaries.
-/// On-demand components are left out (adding or moving one must not make every lab rebuild);
-/// each of theirs is checked against its own [`component_hash`] instead.
+/// On-demand components are left out (adding one must not make every lab rebuild); each of
+/// theirs is checked against its own [`component_hash`] instead. Their pins are in the modules
+/// they share with the lab's binaries, so moving one changes this key too: it may move the
+/// dependency versions those binaries build with.
 pub fn source_hash() -> String {
     let mut h = Sha256::new();
     for c in COMPONENTS.iter().filter(|c| !c.on_demand) {
@@ -999,9 +998,10 @@ mod tests {
             assert!(COMPONENTS.iter().any(|c| c.name == *n && c.on_demand), "{n}");
             assert!(!a.missing().contains(n), "install must not build {n}");
         }
-        // csctl has a module of its own, so a new csctl pin rebuilds csctl and nothing else. CAPO
-        // and ORC share Cluster API's module (and so its compiled dependencies): a new pin of
-        // theirs moves the versions Cluster API builds with too, and with them the lab's key.
+        // They share the lab's modules (csctl the control plane's, CAPO and ORC Cluster API's) and
+        // so its compiled dependencies: a new pin of theirs can move the versions the lab builds
+        // with, so it changes the lab's key too. Their own pin stamps (.csctl.pin, ...) say
+        // whether the tool itself is current.
         let mut h = Sha256::new();
         for c in COMPONENTS.iter().filter(|c| !["csctl", "capo", "orc"].contains(&c.name)) {
             hash_component(&mut h, c);
