@@ -767,7 +767,19 @@ fn a_rebuilt_image_leaves_no_predecessor_unless_someone_else_still_names_it() {
         "an image someone tagged was removed"
     );
     assert_eq!(engine.id_of(&tag).as_deref(), Some(newer.as_str()));
-    for t in [&tag, &kept] {
+
+    // A node image of an older key that only its stale marker names goes with the marker; the
+    // current key's marker stays. (In a repository of the test's own: the real node image's
+    // marker must stay.)
+    let stale = format!("scs-e2e-test/kind-node-{n}:key-a");
+    let current = format!("scs-e2e-test/kind-node-{n}:key-b");
+    let orphan = import("an older node image", &stale);
+    engine.run(&["tag", &tag, &current]).unwrap();
+    engine.remove_stale_markers(&current);
+    assert_eq!(engine.id_of(&stale), None);
+    assert_eq!(engine.id_of(&orphan), None, "the image only a stale marker named stays");
+    assert_eq!(engine.id_of(&current).as_deref(), Some(newer.as_str()));
+    for t in [&tag, &kept, &current] {
         engine.run(&["image", "rm", t]).unwrap();
     }
 }

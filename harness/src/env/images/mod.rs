@@ -341,6 +341,26 @@ impl Engine {
         let _ = self.run(&["image", "rm", old]);
     }
 
+    /// Removes every node-key marker but `current`, and with it a node image of an older key
+    /// that only its marker still named (one left by a run before predecessors were removed,
+    /// 1.2 GB each). Removing a tag never removes an image that another tag names or that a
+    /// container uses.
+    /// `current` is a marker (`<repository>:key-<key>`); only its repository's markers are touched.
+    pub fn remove_stale_markers(&self, current: &str) {
+        let Some((repo, _)) = current.split_once(":key-") else {
+            return;
+        };
+        let prefix = format!("{repo}:key-");
+        let tags = self
+            .run(&["image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}"])
+            .unwrap_or_default();
+        for t in tags.lines().map(str::trim) {
+            if t.starts_with(&prefix) && t != current {
+                let _ = self.run(&["image", "rm", t]);
+            }
+        }
+    }
+
     /// Whether the engine has an image tagged `tag`.
     pub fn has(&self, tag: &str) -> bool {
         self.run(&["image", "inspect", "--format", "{{.Id}}", tag]).is_ok()
@@ -449,6 +469,9 @@ pub fn ensure(
         };
         if let Some(old) = previous {
             engine.remove_replaced(&old, r.tags[0]);
+        }
+        if r.output == Output::KindNode {
+            engine.remove_stale_markers(&node_marker(&k));
         }
         Ok(built)
     });
