@@ -344,8 +344,7 @@ impl Engine {
     /// Removes every node-key marker but `current`, and with it a node image of an older key
     /// that only its marker still named (one left by a run before predecessors were removed,
     /// 1.2 GB each). Removing a tag never removes an image that another tag names or that a
-    /// container uses.
-    /// `current` is a marker (`<repository>:key-<key>`); only its repository's markers are touched.
+    /// container uses. `current` is a marker (`<repository>:key-<key>`); only its repository's markers are touched.
     pub fn remove_stale_markers(&self, current: &str) {
         let Some((repo, _)) = current.split_once(":key-") else {
             return;
@@ -363,7 +362,7 @@ impl Engine {
 
     /// Whether the engine has an image tagged `tag`.
     pub fn has(&self, tag: &str) -> bool {
-        self.run(&["image", "inspect", "--format", "{{.Id}}", tag]).is_ok()
+        self.id_of(tag).is_some()
     }
 }
 

@@ -757,8 +757,7 @@ fn ldflags(c: &Component, kube_version: &str) -> String {
         // release of the client-go it is built with (the control plane's), which `helm template`
         // assumes when CSO does not pass --kube-version. Unstamped, helm assumes v1.20.
         let h = "helm.sh/helm/v3";
-        let mut parts = kube_version.trim_start_matches('v').split('.');
-        let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+        let (major, minor) = major_minor(kube_version);
         f.push(format!("-X {h}/internal/version.version={HELM_VERSION}"));
         f.push(format!("-X {h}/internal/version.gitTreeState=clean"));
         for pkg in ["pkg/lint/rules", "pkg/chartutil"] {
@@ -772,10 +771,15 @@ fn ldflags(c: &Component, kube_version: &str) -> String {
     f.join(" ")
 }
 
+/// `("1", "33")` of `v1.33.13`.
+fn major_minor(v: &str) -> (&str, &str) {
+    let mut parts = v.trim_start_matches('v').split('.');
+    (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"))
+}
+
 /// `-X` flags filling the variables of a Kubernetes-style `version` package.
 fn version_flags(f: &mut Vec<String>, pkgs: &[&str], v: &str) {
-    let mut parts = v.trim_start_matches('v').split('.');
-    let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    let (major, minor) = major_minor(v);
     for pkg in pkgs {
         f.push(format!("-X {pkg}.gitVersion={v}"));
         f.push(format!("-X {pkg}.gitMajor={major}"));
